@@ -1,0 +1,1 @@
+"""Persistence: schema, the ledger's SQL, session factory and Alembic migrations."""

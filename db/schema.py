@@ -1,0 +1,169 @@
+"""Tables, constraints and indexes (DESIGN §3). Alembic migrations create them in production."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    CheckConstraint,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    func,
+    text,
+)
+from sqlalchemy.dialects.postgresql import JSONB, UUID
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+NAMING = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING)
+
+
+def _now() -> Any:
+    return mapped_column(DateTime(timezone=True), server_default=func.now(), nullable=False)
+
+
+class Timestamps:
+    created_at: Mapped[datetime] = _now()
+    updated_at: Mapped[datetime] = _now()
+
+
+class Warehouse(Timestamps, Base):
+    __tablename__ = "warehouses"
+
+    id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    name: Mapped[str] = mapped_column(String(256), nullable=False)
+    priority: Mapped[int] = mapped_column(Integer, nullable=False, default=100)
+    active: Mapped[bool] = mapped_column(Boolean, nullable=False, default=True)
+    deleted_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class Stock(Timestamps, Base):
+    __tablename__ = "stocks"
+    __table_args__ = (
+        CheckConstraint("available >= 0", name="available_not_negative"),
+        CheckConstraint("reserved >= 0", name="reserved_not_negative"),
+        CheckConstraint("total = available + reserved", name="total_is_available_plus_reserved"),
+        Index(
+            "uq_stocks_sku_warehouse",
+            "product_id",
+            text("coalesce(variant_id, '')"),
+            "warehouse_id",
+            unique=True,
+        ),
+    )
+
+    id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True)
+    product_id: Mapped[str] = mapped_column(String(128), nullable=False)
+    variant_id: Mapped[str | None] = mapped_column(String(128))
+    warehouse_id: Mapped[str] = mapped_column(ForeignKey("warehouses.id"), nullable=False)
+    available: Mapped[int] = mapped_column(BigInteger, nullable=False, default=0)
+    reserved: Mapped[int] = mapped_column(BigInteger, nullable=False, default=0)
+    total: Mapped[int] = mapped_column(BigInteger, nullable=False, default=0)
+    version: Mapped[int] = mapped_column(BigInteger, nullable=False, default=0)
+    deleted_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class Order(Timestamps, Base):
+    """The order ledger: what the engine knows of each order, keyed by the pipeline's id."""
+
+    __tablename__ = "orders"
+    __table_args__ = (Index("ix_orders_state_expires_at", "state", "expires_at"),)
+
+    order_id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    state: Mapped[str] = mapped_column(String(32), nullable=False)
+    items: Mapped[list[dict[str, Any]]] = mapped_column(JSONB, nullable=False)
+    ttl_seconds: Mapped[int | None] = mapped_column(Integer)
+    expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    version: Mapped[int] = mapped_column(BigInteger, nullable=False, default=1)
+    last_event_id: Mapped[str | None] = mapped_column(String(128))
+
+
+class Reservation(Timestamps, Base):
+    __tablename__ = "reservations"
+    __table_args__ = (
+        CheckConstraint("quantity > 0", name="quantity_positive"),
+        CheckConstraint(
+            "status IN ('PENDING', 'COMMITTED', 'RELEASED', 'EXPIRED')", name="status_known"
+        ),
+        Index("ix_reservations_status_expires_at", "status", "expires_at"),
+        Index("ix_reservations_order_id", "order_id"),
+        Index("ix_reservations_stock_id_pending", "stock_id", postgresql_where=text("status = 'PENDING'")),
+    )
+
+    id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True)
+    order_id: Mapped[str] = mapped_column(String(128), nullable=False)
+    stock_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("stocks.id"), nullable=False)
+    product_id: Mapped[str] = mapped_column(String(128), nullable=False)
+    variant_id: Mapped[str | None] = mapped_column(String(128))
+    warehouse_id: Mapped[str] = mapped_column(String(128), nullable=False)
+    quantity: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    status: Mapped[str] = mapped_column(String(16), nullable=False)
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
+    deleted_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class ProcessedEvent(Base):
+    __tablename__ = "processed_events"
+
+    # an event id is unique within its topic; the same id on two topics is two events
+    topic: Mapped[str] = mapped_column(String(256), primary_key=True)
+    event_id: Mapped[str] = mapped_column(String(160), primary_key=True)
+    order_id: Mapped[str | None] = mapped_column(String(128))
+    processed_at: Mapped[datetime] = _now()
+
+
+class StockMovement(Base):
+    """Append-only audit trail: one row per change of a stock row, in the same transaction."""
+
+    __tablename__ = "stock_movements"
+    __table_args__ = (Index("ix_stock_movements_stock_id_id", "stock_id", "id"),)
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
+    stock_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("stocks.id"), nullable=False)
+    product_id: Mapped[str] = mapped_column(String(128), nullable=False)
+    variant_id: Mapped[str | None] = mapped_column(String(128))
+    warehouse_id: Mapped[str] = mapped_column(String(128), nullable=False)
+    operation: Mapped[str] = mapped_column(String(32), nullable=False)
+    quantity: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    available_after: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    reserved_after: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    total_after: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    reason: Mapped[str | None] = mapped_column(Text)
+    order_id: Mapped[str | None] = mapped_column(String(128))
+    actor: Mapped[str] = mapped_column(String(128), nullable=False)
+    created_at: Mapped[datetime] = _now()
+
+
+class Outbox(Base):
+    """Facts committed with their cause, waiting for the relay to publish them."""
+
+    __tablename__ = "outbox"
+    __table_args__ = (
+        Index("ix_outbox_unpublished", "id", postgresql_where=text("published_at IS NULL")),
+        Index("ix_outbox_published_at", "published_at"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
+    topic: Mapped[str] = mapped_column(String(256), nullable=False)
+    key: Mapped[str] = mapped_column(String(512), nullable=False)
+    payload: Mapped[dict[str, Any]] = mapped_column(JSONB, nullable=False)
+    created_at: Mapped[datetime] = _now()
+    published_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))

@@ -1,0 +1,43 @@
+"""The read side's SQL: stock levels by SKU, for GetStock, CheckStock and BulkCheckStock."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from service.domain.results import StockLevel
+from service.domain.values import Sku
+
+LEVELS_OF_SKUS = text(
+    "SELECT s.id, s.product_id, s.variant_id, s.warehouse_id, s.available, s.reserved, "
+    "s.total, s.version, w.active FROM stocks s JOIN warehouses w ON w.id = s.warehouse_id "
+    "WHERE s.deleted_at IS NULL AND (s.product_id, coalesce(s.variant_id, '')) IN "
+    "(SELECT * FROM unnest(CAST(:products AS text[]), CAST(:variants AS text[]))) "
+    "ORDER BY w.priority, s.warehouse_id"
+)
+
+
+async def levels_of(
+    conn: AsyncConnection, skus: Iterable[Sku]
+) -> dict[Sku, list[tuple[StockLevel, bool]]]:
+    """Every stock row of the SKUs, with whether its warehouse is active, by priority."""
+    wanted = sorted(set(skus))
+    found: dict[Sku, list[tuple[StockLevel, bool]]] = {sku: [] for sku in wanted}
+    if not wanted:
+        return found
+    result = await conn.execute(
+        LEVELS_OF_SKUS,
+        {
+            "products": [s.product_id for s in wanted],
+            "variants": [s.variant_id or "" for s in wanted],
+        },
+    )
+    for row in result:
+        sku = Sku(row.product_id, row.variant_id)
+        level = StockLevel(
+            str(row.id), sku, row.warehouse_id, row.available, row.reserved, row.total, row.version
+        )
+        found.setdefault(sku, []).append((level, row.active))
+    return found

@@ -1,0 +1,58 @@
+"""The composition root: builds everything from Settings and hands it down.
+
+Nothing in the service connects at import time; ``build`` is the one place that does.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from db.session import create_engine
+from service.config import Settings
+from service.domain.validation import Limits
+from service.engine import EngineConfig, ReservationEngine
+from service.queries import StockQueries
+
+
+def limits_from(settings: Settings) -> Limits:
+    return Limits(
+        max_items_per_order=settings.max_items_per_order,
+        max_quantity_per_item=settings.max_quantity_per_item,
+        max_id_length=settings.max_id_length,
+        max_reason_length=settings.max_reason_length,
+        min_ttl_seconds=settings.min_ttl_seconds,
+        default_ttl_seconds=settings.default_ttl_seconds,
+        max_ttl_seconds=settings.max_ttl_seconds,
+    )
+
+
+@dataclass
+class Container:
+    settings: Settings
+    db: AsyncEngine
+    engine: ReservationEngine
+    queries: StockQueries
+    limits: Limits
+
+
+@asynccontextmanager
+async def build(settings: Settings) -> AsyncIterator[Container]:
+    """Build the service's parts; on exit drain the engine and close the pool."""
+    db = create_engine(settings)
+    engine = ReservationEngine(db, EngineConfig.from_settings(settings))
+    await engine.start()
+    try:
+        yield Container(
+            settings=settings,
+            db=db,
+            engine=engine,
+            queries=StockQueries(db, allow_split=settings.allow_split),
+            limits=limits_from(settings),
+        )
+    finally:
+        await engine.stop()
+        await db.dispose()

@@ -1,0 +1,54 @@
+"""Sorting database failures: retry the batch, report the database unavailable, or a bug."""
+
+from __future__ import annotations
+
+from enum import Enum
+
+import asyncpg
+from sqlalchemy import exc as sa_exc
+
+# SQLSTATE classes: 08 connection exception, 57P0x operator intervention (shutdown, crash),
+# 53 insufficient resources. 40001 serialization, 40P01 deadlock, 55P03 lock timeout and
+# 57014 statement timeout are conflicts: the same batch may well succeed when run again.
+_UNAVAILABLE_PREFIXES = ("08", "57P", "53")
+_CONFLICT_STATES = {"40001", "40P01", "55P03", "57014"}
+
+
+class Failure(Enum):
+    CONFLICT = "conflict"
+    UNAVAILABLE = "unavailable"
+    BUG = "bug"
+
+
+def classify(error: BaseException) -> Failure:
+    for cause in _chain(error):
+        if isinstance(cause, sa_exc.DBAPIError) and cause.connection_invalidated:
+            return Failure.UNAVAILABLE
+        if isinstance(cause, sa_exc.TimeoutError):  # the pool had no connection to give
+            return Failure.UNAVAILABLE
+        state = getattr(cause, "sqlstate", None)
+        if isinstance(state, str):
+            if state in _CONFLICT_STATES:
+                return Failure.CONFLICT
+            if state.startswith(_UNAVAILABLE_PREFIXES):
+                return Failure.UNAVAILABLE
+        if isinstance(
+            cause,
+            OSError
+            | TimeoutError
+            | ConnectionError
+            | asyncpg.InterfaceError
+            | asyncpg.PostgresConnectionError,
+        ):
+            return Failure.UNAVAILABLE
+    return Failure.BUG
+
+
+def _chain(error: BaseException) -> list[BaseException]:
+    seen: list[BaseException] = []
+    current: BaseException | None = error
+    while current is not None and current not in seen:
+        seen.append(current)
+        orig = getattr(current, "orig", None)
+        current = orig if isinstance(orig, BaseException) else current.__cause__
+    return seen

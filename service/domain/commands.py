@@ -1,0 +1,79 @@
+"""Commands: what a caller (an order event or an RPC) asks the engine to do."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+
+from service.domain.values import Item, Sku, StockOperation
+
+
+class Source(StrEnum):
+    """Order events and RPCs share one state machine but answer a few cells differently."""
+
+    STREAM = "stream"
+    API = "api"
+
+
+class OrderEventKind(StrEnum):
+    CREATED = "created"
+    PAID = "paid"
+    CANCELLED = "cancelled"
+    EXPIRE = "expire"
+
+
+@dataclass(frozen=True, slots=True)
+class Reserve:
+    order_id: str
+    items: tuple[Item, ...]
+    ttl_seconds: int
+    source: Source = Source.API
+    event_id: str | None = None
+
+    kind = OrderEventKind.CREATED
+
+
+@dataclass(frozen=True, slots=True)
+class Commit:
+    order_id: str
+    source: Source = Source.API
+    event_id: str | None = None
+
+    kind = OrderEventKind.PAID
+
+
+@dataclass(frozen=True, slots=True)
+class Release:
+    order_id: str
+    reason: str | None = None
+    source: Source = Source.API
+    event_id: str | None = None
+
+    kind = OrderEventKind.CANCELLED
+
+
+@dataclass(frozen=True, slots=True)
+class Expire:
+    """Expire the order's reservations if they are still pending and due."""
+
+    order_id: str
+    source: Source = Source.STREAM
+    event_id: str | None = None
+
+    kind = OrderEventKind.EXPIRE
+
+
+@dataclass(frozen=True, slots=True)
+class UpdateStock:
+    sku: Sku
+    warehouse_id: str
+    operation: StockOperation
+    quantity: int
+    reason: str
+    actor: str = "admin"
+    expected_version: int | None = None
+    idempotency_key: str | None = None
+
+
+OrderCommand = Reserve | Commit | Release | Expire
+Command = OrderCommand | UpdateStock

@@ -1,0 +1,134 @@
+"""The order state machine of DESIGN §4, as data.
+
+Kafka delivers at least once and the three order topics are not ordered against each other,
+so every event is a transition on the order's ledger state. RPCs use the same machine; they
+differ where a synchronous caller deserves an error instead of a remembered intent.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+
+from service.domain.commands import OrderEventKind, Source
+from service.domain.values import OrderState, ResultStatus
+
+
+class Action(StrEnum):
+    DUPLICATE = "duplicate"  # no effect, nothing published
+    RESERVE = "reserve"  # reserve every item or none
+    COMMIT = "commit"  # pending reservations become committed (stock leaves)
+    RELEASE = "release"  # pending reservations go back to available
+    EXPIRE = "expire"  # like release, only when still pending and due
+    RESERVE_AND_COMMIT = "reserve_and_commit"  # reserve and commit in one step, or fail
+    MOVE = "move"  # change state only (remember an early event, or release with nothing held)
+    REPORT = "report"  # no stock or state change, but tell the pipeline (cancel after commit)
+    NOT_FOUND = "not_found"  # RPC on an order we do not know
+    WRONG_STATE = "wrong_state"  # RPC that the order's state does not allow
+
+
+@dataclass(frozen=True, slots=True)
+class Step:
+    action: Action
+    success: OrderState | None = None  # state after the action succeeds
+    failure: OrderState | None = None  # state when a reserve finds too little stock
+    report: ResultStatus | None = None  # what REPORT publishes
+
+
+_DUP = Step(Action.DUPLICATE)
+_RESERVE = Step(Action.RESERVE, OrderState.RESERVED, OrderState.REJECTED)
+_RESERVE_AND_COMMIT = Step(
+    Action.RESERVE_AND_COMMIT, OrderState.COMMITTED, OrderState.COMMIT_FAILED
+)
+_TO_RELEASED = Step(Action.MOVE, OrderState.RELEASED)
+
+S = OrderState
+E = OrderEventKind
+
+STREAM_TABLE: dict[OrderState | None, dict[OrderEventKind, Step]] = {
+    None: {
+        E.CREATED: _RESERVE,
+        E.PAID: Step(Action.MOVE, S.PAID_EARLY),
+        E.CANCELLED: Step(Action.MOVE, S.CANCELLED_EARLY),
+        E.EXPIRE: _DUP,
+    },
+    S.RESERVED: {
+        E.CREATED: _DUP,
+        E.PAID: Step(Action.COMMIT, S.COMMITTED),
+        E.CANCELLED: Step(Action.RELEASE, S.RELEASED),
+        E.EXPIRE: Step(Action.EXPIRE, S.EXPIRED),
+    },
+    S.REJECTED: {
+        E.CREATED: _DUP,
+        E.PAID: _RESERVE_AND_COMMIT,
+        E.CANCELLED: _TO_RELEASED,
+        E.EXPIRE: _DUP,
+    },
+    S.PAID_EARLY: {
+        E.CREATED: _RESERVE_AND_COMMIT,
+        E.PAID: _DUP,
+        E.CANCELLED: _TO_RELEASED,
+        E.EXPIRE: _DUP,
+    },
+    S.CANCELLED_EARLY: {
+        E.CREATED: _TO_RELEASED,
+        E.PAID: _DUP,
+        E.CANCELLED: _DUP,
+        E.EXPIRE: _DUP,
+    },
+    S.EXPIRED: {
+        E.CREATED: _DUP,
+        E.PAID: _RESERVE_AND_COMMIT,
+        E.CANCELLED: _TO_RELEASED,
+        E.EXPIRE: _DUP,
+    },
+    S.COMMITTED: {
+        E.CREATED: _DUP,
+        E.PAID: _DUP,
+        E.CANCELLED: Step(Action.REPORT, report=ResultStatus.CANCEL_AFTER_COMMIT),
+        E.EXPIRE: _DUP,
+    },
+    S.RELEASED: dict.fromkeys(E, _DUP),
+    S.COMMIT_FAILED: dict.fromkeys(E, _DUP),
+}
+
+_NOT_FOUND = Step(Action.NOT_FOUND)
+_WRONG = Step(Action.WRONG_STATE)
+
+# An RPC answers now: it cannot remember an intent for an unknown order, and it refuses
+# (rather than reports) what the state does not allow. A reservation that an RPC could not
+# make changes nothing, so a rejected order may be reserved again.
+API_TABLE: dict[OrderState | None, dict[OrderEventKind, Step]] = {
+    None: {E.CREATED: _RESERVE, E.PAID: _NOT_FOUND, E.CANCELLED: _NOT_FOUND},
+    S.RESERVED: STREAM_TABLE[S.RESERVED],
+    S.REJECTED: {E.CREATED: _RESERVE, E.PAID: _RESERVE_AND_COMMIT, E.CANCELLED: _TO_RELEASED},
+    S.PAID_EARLY: STREAM_TABLE[S.PAID_EARLY],
+    S.CANCELLED_EARLY: {E.CREATED: _WRONG, E.PAID: _WRONG, E.CANCELLED: _DUP},
+    S.EXPIRED: {E.CREATED: _WRONG, E.PAID: _RESERVE_AND_COMMIT, E.CANCELLED: _TO_RELEASED},
+    S.COMMITTED: {E.CREATED: _DUP, E.PAID: _DUP, E.CANCELLED: _WRONG},
+    S.RELEASED: {E.CREATED: _WRONG, E.PAID: _WRONG, E.CANCELLED: _DUP},
+    S.COMMIT_FAILED: {E.CREATED: _WRONG, E.PAID: _WRONG, E.CANCELLED: _DUP},
+}
+
+
+def next_step(state: OrderState | None, event: OrderEventKind, source: Source) -> Step:
+    table = STREAM_TABLE if source is Source.STREAM else API_TABLE
+    return table[state].get(event, _DUP)
+
+
+PUBLISHED: dict[OrderState, ResultStatus] = {
+    S.RESERVED: ResultStatus.RESERVED,
+    S.REJECTED: ResultStatus.REJECTED,
+    S.COMMITTED: ResultStatus.COMMITTED,
+    S.COMMIT_FAILED: ResultStatus.COMMIT_FAILED,
+    S.RELEASED: ResultStatus.RELEASED,
+    S.EXPIRED: ResultStatus.EXPIRED,
+}
+
+
+def published_status(state: OrderState) -> ResultStatus | None:
+    """The pipeline hears of every state it can act on; early intents stay internal."""
+    return PUBLISHED.get(state)
+
+
+TERMINAL = frozenset({S.COMMITTED, S.RELEASED, S.COMMIT_FAILED, S.EXPIRED, S.REJECTED})

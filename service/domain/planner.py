@@ -1,0 +1,543 @@
+"""Plans one group-committed batch: commands in, decisions and the rows to write out.
+
+The engine loads a snapshot of every row the batch may touch (orders, their reservations,
+the stock rows of their SKUs, locked), and this module decides, command by command in arrival
+order, what happens. It is pure: no I/O, no clock, no randomness (ids and time come in).
+The engine then writes the plan in a handful of bulk statements and commits once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta
+from typing import Any
+
+from service.domain.allocation import Slot, Take, allocate
+from service.domain.commands import Command, Expire, OrderCommand, Reserve, Source, UpdateStock
+from service.domain.errors import (
+    AlreadyExists,
+    InsufficientStock,
+    InventoryError,
+    NotFound,
+    VersionMismatch,
+    WrongState,
+)
+from service.domain.order_machine import Action, Step, next_step, published_status
+from service.domain.results import OrderResult, ReservationLine, StockLevel
+from service.domain.stock_update import apply_update
+from service.domain.values import (
+    Item,
+    Levels,
+    OrderState,
+    ReservationStatus,
+    ResultStatus,
+    Shortage,
+    Sku,
+)
+
+# --- the snapshot the engine loads -------------------------------------------------------
+
+
+@dataclass(slots=True)
+class StockRow:
+    stock_id: str
+    sku: Sku
+    warehouse_id: str
+    levels: Levels
+    version: int
+    priority: int = 100
+    active: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class Warehouse:
+    warehouse_id: str
+    priority: int
+    active: bool
+
+
+@dataclass(frozen=True, slots=True)
+class ReservationRow:
+    reservation_id: str
+    order_id: str
+    stock_id: str
+    sku: Sku
+    warehouse_id: str
+    quantity: int
+    status: ReservationStatus
+    expires_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class OrderRow:
+    order_id: str
+    state: OrderState
+    items: tuple[Item, ...]
+    ttl_seconds: int | None
+    expires_at: datetime | None
+    version: int
+    last_event_id: str | None = None
+
+
+@dataclass
+class Snapshot:
+    orders: dict[str, OrderRow] = field(default_factory=dict)
+    reservations: dict[str, list[ReservationRow]] = field(default_factory=dict)
+    stocks: dict[str, StockRow] = field(default_factory=dict)
+    warehouses: dict[str, Warehouse] = field(default_factory=dict)
+
+
+# --- what the plan writes ----------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Movement:
+    stock_id: str
+    sku: Sku
+    warehouse_id: str
+    operation: str
+    quantity: int
+    after: Levels
+    reason: str | None
+    order_id: str | None
+    actor: str
+
+
+@dataclass(frozen=True, slots=True)
+class ReservationEvent:
+    """An ``inventory-reservations`` message, keyed by order id."""
+
+    order_id: str
+    payload: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class StockChange:
+    """The last state of a stock row in this batch: one ``stock-changed`` message."""
+
+    row: StockRow
+    cause: str
+    order_id: str | None
+
+    def payload(self, at: datetime) -> dict[str, Any]:
+        return {
+            "product_id": self.row.sku.product_id,
+            "variant_id": self.row.sku.variant_id,
+            "warehouse_id": self.row.warehouse_id,
+            "available": self.row.levels.available,
+            "reserved": self.row.levels.reserved,
+            "total": self.row.levels.total,
+            "version": self.row.version,
+            "cause": self.cause,
+            "order_id": self.order_id,
+            "at": at.isoformat(),
+        }
+
+
+Result = OrderResult | StockLevel | InventoryError
+
+
+@dataclass
+class Plan:
+    results: list[Result] = field(default_factory=list)
+    new_reservations: list[ReservationRow] = field(default_factory=list)
+    reservation_status: dict[str, ReservationStatus] = field(default_factory=dict)
+    orders: dict[str, OrderRow] = field(default_factory=dict)
+    movements: list[Movement] = field(default_factory=list)
+    stock_changes: dict[str, StockChange] = field(default_factory=dict)
+    reservation_events: list[ReservationEvent] = field(default_factory=list)
+
+    @property
+    def changed_stock_ids(self) -> set[str]:
+        return set(self.stock_changes)
+
+
+# --- planning ------------------------------------------------------------------------------
+
+
+def plan_batch(
+    snapshot: Snapshot,
+    commands: Sequence[Command],
+    *,
+    duplicates: frozenset[int],
+    now: datetime,
+    allow_split: bool,
+    new_id: Callable[[], str],
+) -> Plan:
+    """Decide every command of a batch, in order. ``duplicates`` are indices of redeliveries."""
+    planner = _Planner(snapshot, now, allow_split, new_id)
+    for index, command in enumerate(commands):
+        planner.plan.results.append(planner.decide(command, index in duplicates))
+    return planner.plan
+
+
+class _Planner:
+    def __init__(
+        self, snapshot: Snapshot, now: datetime, allow_split: bool, new_id: Callable[[], str]
+    ) -> None:
+        self.snap = snapshot
+        self.now = now
+        self.allow_split = allow_split
+        self.new_id = new_id
+        self.plan = Plan()
+        self.by_sku: dict[Sku, list[StockRow]] = {}
+        for row in snapshot.stocks.values():
+            self.by_sku.setdefault(row.sku, []).append(row)
+
+    def decide(self, command: Command, duplicate: bool) -> Result:
+        try:
+            if isinstance(command, UpdateStock):
+                return self._update_stock(command, duplicate)
+            return self._order(command, duplicate)
+        except InventoryError as error:
+            return error
+
+    # -- orders --
+
+    def _order(self, command: OrderCommand, duplicate: bool) -> OrderResult:
+        order = self.snap.orders.get(command.order_id)
+        if duplicate:
+            return self._unchanged(command.order_id, order, duplicate=True)
+        step = next_step(order.state if order else None, command.kind, command.source)
+        if step.action is Action.NOT_FOUND:
+            raise NotFound(f"order {command.order_id} has no reservation")
+        if step.action is Action.WRONG_STATE:
+            assert order is not None
+            raise WrongState(f"order {command.order_id} is {order.state}")
+        if step.action is Action.DUPLICATE:
+            return self._duplicate(command, order)
+        if isinstance(command, Expire) and not self._due(order):
+            return self._unchanged(command.order_id, order, duplicate=True)
+        return self._apply(command, order, step)
+
+    def _due(self, order: OrderRow | None) -> bool:
+        return order is not None and order.expires_at is not None and order.expires_at <= self.now
+
+    def _duplicate(self, command: OrderCommand, order: OrderRow | None) -> OrderResult:
+        if (
+            isinstance(command, Reserve)
+            and command.source is Source.API
+            and order is not None
+            and _same_items(order.items, command.items) is False
+        ):
+            raise AlreadyExists(f"order {command.order_id} exists with different items")
+        return self._unchanged(command.order_id, order, duplicate=True)
+
+    def _apply(self, command: OrderCommand, order: OrderRow | None, step: Step) -> OrderResult:
+        items = command.items if isinstance(command, Reserve) else (order.items if order else ())
+        ttl = command.ttl_seconds if isinstance(command, Reserve) else None
+        if ttl is None and order is not None:
+            ttl = order.ttl_seconds
+        reason = getattr(command, "reason", None)
+        action = step.action
+        if action in (Action.RESERVE, Action.RESERVE_AND_COMMIT):
+            return self._reserve(command, order, step, items, ttl)
+        if action is Action.COMMIT:
+            lines = self._settle(command.order_id, ReservationStatus.COMMITTED, "COMMIT", reason)
+        elif action is Action.RELEASE:
+            lines = self._settle(command.order_id, ReservationStatus.RELEASED, "RELEASE", reason)
+        elif action is Action.EXPIRE:
+            lines = self._settle(command.order_id, ReservationStatus.EXPIRED, "EXPIRE", reason)
+        elif action is Action.REPORT:
+            assert step.report is not None and order is not None
+            lines = self._lines(command.order_id)
+            self._publish(command.order_id, step.report, lines, reason=reason)
+            return OrderResult(
+                command.order_id, order.state, tuple(lines), order.expires_at, step.report
+            )
+        else:  # MOVE
+            lines = ()
+        assert step.success is not None
+        expires = order.expires_at if order else None
+        return self._transition(command, order, step.success, items, ttl, expires, lines, reason)
+
+    def _reserve(
+        self,
+        command: OrderCommand,
+        order: OrderRow | None,
+        step: Step,
+        items: tuple[Item, ...],
+        ttl: int | None,
+    ) -> OrderResult:
+        and_commit = step.action is Action.RESERVE_AND_COMMIT
+        allocation, shortages = self._allocate(items, command.source)
+        if not shortages:
+            assert step.success is not None
+            ttl_seconds = ttl or 0
+            expires = self.now if and_commit else self.now + timedelta(seconds=ttl_seconds)
+            lines = self._take(command.order_id, allocation, expires, and_commit)
+            return self._transition(command, order, step.success, items, ttl, expires, lines, None)
+        if command.source is Source.API:
+            raise InsufficientStock(shortages)
+        assert step.failure is not None
+        return self._transition(
+            command, order, step.failure, items, ttl, None, (), None, shortages=tuple(shortages)
+        )
+
+    def _transition(
+        self,
+        command: OrderCommand,
+        order: OrderRow | None,
+        state: OrderState,
+        items: tuple[Item, ...],
+        ttl: int | None,
+        expires_at: datetime | None,
+        lines: Sequence[ReservationLine],
+        reason: str | None,
+        *,
+        shortages: tuple[Shortage, ...] = (),
+    ) -> OrderResult:
+        row = OrderRow(
+            order_id=command.order_id,
+            state=state,
+            items=items,
+            ttl_seconds=ttl,
+            expires_at=expires_at,
+            version=(order.version + 1) if order else 1,
+            last_event_id=command.event_id,
+        )
+        self.snap.orders[row.order_id] = row
+        self.plan.orders[row.order_id] = row
+        status = published_status(state)
+        if status is not None:
+            shown = lines if lines else self._requested(items) if shortages else ()
+            self._publish(
+                row.order_id,
+                status,
+                shown,
+                reason=reason,
+                shortages=shortages,
+                expires_at=expires_at if state is OrderState.RESERVED else None,
+            )
+        return OrderResult(
+            row.order_id,
+            state,
+            tuple(self._lines(row.order_id)),
+            expires_at,
+            status,
+            shortages=shortages,
+        )
+
+    def _unchanged(self, order_id: str, order: OrderRow | None, *, duplicate: bool) -> OrderResult:
+        return OrderResult(
+            order_id,
+            order.state if order else None,
+            tuple(self._lines(order_id)),
+            order.expires_at if order else None,
+            None,
+            duplicate=duplicate,
+        )
+
+    # -- stock effects --
+
+    def _allocate(
+        self, items: tuple[Item, ...], source: Source
+    ) -> tuple[list[tuple[Item, list[Take]]], list[Shortage]]:
+        planned: list[tuple[Item, list[Take]]] = []
+        shortages: list[Shortage] = []
+        held: dict[str, int] = {}  # taken by earlier items of this order, not yet applied
+        for item in items:
+            rows = self.by_sku.get(item.sku, [])
+            if item.warehouse_id is not None and item.warehouse_id not in self.snap.warehouses:
+                if source is Source.API:
+                    raise NotFound(f"unknown warehouse {item.warehouse_id}")
+                shortages.append(Shortage(item.sku, item.quantity, 0, item.warehouse_id))
+                continue
+            if not rows:
+                if source is Source.API:
+                    raise NotFound(f"unknown product {item.sku.key}")
+                shortages.append(Shortage(item.sku, item.quantity, 0, item.warehouse_id))
+                continue
+            slots = [
+                Slot(
+                    r.stock_id,
+                    r.warehouse_id,
+                    r.priority,
+                    r.active,
+                    r.levels.available - held.get(r.stock_id, 0),
+                )
+                for r in rows
+            ]
+            outcome = allocate(item, slots, allow_split=self.allow_split)
+            if isinstance(outcome, Shortage):
+                shortages.append(outcome)
+                continue
+            for take in outcome:
+                held[take.stock_id] = held.get(take.stock_id, 0) + take.quantity
+            planned.append((item, outcome))
+        return planned, shortages
+
+    def _take(
+        self,
+        order_id: str,
+        allocation: list[tuple[Item, list[Take]]],
+        expires_at: datetime,
+        and_commit: bool,
+    ) -> list[ReservationLine]:
+        status = ReservationStatus.COMMITTED if and_commit else ReservationStatus.PENDING
+        for item, takes in allocation:
+            for take in takes:
+                row = self.snap.stocks[take.stock_id]
+                self._change(row, row.levels.reserve(take.quantity), "RESERVE", take.quantity,
+                             order_id, None)
+                if and_commit:
+                    self._change(row, row.levels.ship(take.quantity), "COMMIT", take.quantity,
+                                 order_id, None)
+                reservation = ReservationRow(
+                    reservation_id=self.new_id(),
+                    order_id=order_id,
+                    stock_id=row.stock_id,
+                    sku=item.sku,
+                    warehouse_id=row.warehouse_id,
+                    quantity=take.quantity,
+                    status=status,
+                    expires_at=expires_at,
+                )
+                self.plan.new_reservations.append(reservation)
+                self.snap.reservations.setdefault(order_id, []).append(reservation)
+        return [line for line in self._lines(order_id) if line.status is status]
+
+    def _settle(
+        self, order_id: str, status: ReservationStatus, operation: str, reason: str | None
+    ) -> list[ReservationLine]:
+        """Move every pending reservation of the order to ``status``, with its stock effect."""
+        settled: list[ReservationLine] = []
+        rows = self.snap.reservations.get(order_id, [])
+        for position, reservation in enumerate(rows):
+            if reservation.status is not ReservationStatus.PENDING:
+                continue
+            stock = self.snap.stocks[reservation.stock_id]
+            quantity = reservation.quantity
+            after = (
+                stock.levels.ship(quantity)
+                if status is ReservationStatus.COMMITTED
+                else stock.levels.unreserve(quantity)
+            )
+            self._change(stock, after, operation, quantity, order_id, reason)
+            rows[position] = replace(reservation, status=status)
+            self.plan.reservation_status[reservation.reservation_id] = status
+            settled.append(_line(rows[position]))
+        return settled
+
+    def _change(
+        self,
+        row: StockRow,
+        after: Levels,
+        operation: str,
+        quantity: int,
+        order_id: str | None,
+        reason: str | None,
+        actor: str = "engine",
+    ) -> None:
+        if not after.consistent:
+            raise AssertionError(f"stock {row.stock_id} would become {after}")  # a bug, not input
+        row.levels = after
+        row.version += 1
+        self.plan.movements.append(
+            Movement(row.stock_id, row.sku, row.warehouse_id, operation, quantity, after, reason,
+                     order_id, actor)
+        )
+        self.plan.stock_changes[row.stock_id] = StockChange(row, operation, order_id)
+
+    # -- UpdateStock --
+
+    def _update_stock(self, command: UpdateStock, duplicate: bool) -> StockLevel:
+        if command.warehouse_id not in self.snap.warehouses:
+            raise NotFound(f"unknown warehouse {command.warehouse_id}")
+        row = next(
+            (r for r in self.by_sku.get(command.sku, []) if r.warehouse_id == command.warehouse_id),
+            None,
+        )
+        if row is None:
+            raise NotFound(f"no stock of {command.sku.key} in {command.warehouse_id}")
+        if duplicate:
+            return _level(row)
+        if command.expected_version is not None and command.expected_version != row.version:
+            raise VersionMismatch(command.expected_version, row.version)
+        after = apply_update(row.levels, command.operation, command.quantity)
+        self._change(row, after, command.operation.value, command.quantity, None, command.reason,
+                     command.actor)
+        return _level(row)
+
+    # -- reading the working state --
+
+    def _lines(self, order_id: str) -> list[ReservationLine]:
+        return [_line(r) for r in self.snap.reservations.get(order_id, [])]
+
+    def _requested(self, items: tuple[Item, ...]) -> list[ReservationLine]:
+        return [
+            ReservationLine("", item.sku, item.warehouse_id or "", item.quantity,
+                            ReservationStatus.PENDING)
+            for item in items
+        ]
+
+    def _publish(
+        self,
+        order_id: str,
+        status: ResultStatus,
+        lines: Sequence[ReservationLine],
+        *,
+        reason: str | None = None,
+        shortages: tuple[Shortage, ...] = (),
+        expires_at: datetime | None = None,
+    ) -> None:
+        payload: dict[str, Any] = {
+            "order_id": order_id,
+            "status": status.value,
+            "items": [_item_payload(line) for line in lines],
+            "at": self.now.isoformat(),
+        }
+        if reason:
+            payload["reason"] = reason
+        if shortages:
+            payload["shortages"] = [_shortage_payload(s) for s in shortages]
+        if expires_at is not None:
+            payload["expires_at"] = expires_at.isoformat()
+        self.plan.reservation_events.append(ReservationEvent(order_id, payload))
+
+
+def _same_items(recorded: tuple[Item, ...], requested: tuple[Item, ...]) -> bool:
+    return sorted(recorded, key=_item_key) == sorted(requested, key=_item_key)
+
+
+def _item_key(item: Item) -> tuple[str, str, str, int]:
+    return (item.sku.product_id, item.sku.variant_id or "", item.warehouse_id or "", item.quantity)
+
+
+def _line(row: ReservationRow) -> ReservationLine:
+    return ReservationLine(row.reservation_id, row.sku, row.warehouse_id, row.quantity, row.status)
+
+
+def _level(row: StockRow) -> StockLevel:
+    return StockLevel(
+        row.stock_id,
+        row.sku,
+        row.warehouse_id,
+        row.levels.available,
+        row.levels.reserved,
+        row.levels.total,
+        row.version,
+    )
+
+
+def _item_payload(line: ReservationLine) -> dict[str, Any]:
+    payload: dict[str, Any] = {
+        "product_id": line.sku.product_id,
+        "variant_id": line.sku.variant_id,
+        "warehouse_id": line.warehouse_id or None,
+        "quantity": line.quantity,
+    }
+    if line.reservation_id:
+        payload["reservation_id"] = line.reservation_id
+    return payload
+
+
+def _shortage_payload(shortage: Shortage) -> dict[str, Any]:
+    return {
+        "product_id": shortage.sku.product_id,
+        "variant_id": shortage.sku.variant_id,
+        "warehouse_id": shortage.warehouse_id,
+        "requested": shortage.requested,
+        "available": shortage.available,
+    }

@@ -1,0 +1,82 @@
+"""What the engine answers: per-order outcomes, stock levels and availability."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from service.domain.values import (
+    OrderState,
+    ReservationStatus,
+    ResultStatus,
+    Shortage,
+    Sku,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class ReservationLine:
+    reservation_id: str
+    sku: Sku
+    warehouse_id: str
+    quantity: int
+    status: ReservationStatus
+
+
+@dataclass(frozen=True, slots=True)
+class OrderResult:
+    """The order's state after a command, and what (if anything) was published about it."""
+
+    order_id: str
+    state: OrderState | None
+    reservations: tuple[ReservationLine, ...] = ()
+    expires_at: datetime | None = None
+    published: ResultStatus | None = None
+    duplicate: bool = False
+    shortages: tuple[Shortage, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class StockLevel:
+    stock_id: str
+    sku: Sku
+    warehouse_id: str
+    available: int
+    reserved: int
+    total: int
+    version: int
+
+
+@dataclass(frozen=True, slots=True)
+class StockView:
+    """A SKU in every warehouse that holds it, plus the sum across them."""
+
+    sku: Sku
+    warehouses: tuple[StockLevel, ...]
+    available: int = 0
+    reserved: int = 0
+    total: int = 0
+
+    @classmethod
+    def of(cls, sku: Sku, levels: tuple[StockLevel, ...]) -> StockView:
+        return cls(
+            sku,
+            levels,
+            sum(level.available for level in levels),
+            sum(level.reserved for level in levels),
+            sum(level.total for level in levels),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Availability:
+    sku: Sku
+    requested: int
+    available: int
+    warehouse_id: str | None = None
+    known: bool = True
+    warehouses: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def sufficient(self) -> bool:
+        return self.known and self.available >= self.requested

@@ -1,0 +1,201 @@
+"""Validation of raw input (decoded JSON or proto fields) into commands, with precise errors.
+
+Input arrives untyped: a JSON number may be a float or a bool, a string may be empty or huge.
+Every check names the field it failed on.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from service.domain.commands import Commit, Release, Reserve, Source, UpdateStock
+from service.domain.errors import InvalidArgument
+from service.domain.values import Item, Sku, StockOperation
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    max_items_per_order: int = 100
+    max_quantity_per_item: int = 100_000
+    max_id_length: int = 128
+    max_reason_length: int = 512
+    min_ttl_seconds: int = 1
+    default_ttl_seconds: int = 900
+    max_ttl_seconds: int = 86_400
+
+
+def require_id(value: Any, field: str, limits: Limits) -> str:
+    if not isinstance(value, str):
+        raise InvalidArgument(field, "must be a string")
+    if not value or not value.strip():
+        raise InvalidArgument(field, "must not be empty")
+    if len(value) > limits.max_id_length:
+        raise InvalidArgument(field, f"longer than {limits.max_id_length} characters")
+    if not value.isprintable():
+        raise InvalidArgument(field, "contains control characters")
+    return value
+
+
+def optional_id(value: Any, field: str, limits: Limits) -> str | None:
+    """Absent, null and "" (the proto default) all mean 'not given'."""
+    if value is None or value == "":
+        return None
+    return require_id(value, field, limits)
+
+
+def require_int(value: Any, field: str, *, low: int, high: int) -> int:
+    # bool is an int in Python, and JSON 2.0 is not a quantity
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise InvalidArgument(field, "must be an integer")
+    if not low <= value <= high:
+        raise InvalidArgument(field, f"must be between {low} and {high}, got {value}")
+    return value
+
+
+def optional_text(value: Any, field: str, limits: Limits) -> str | None:
+    if value is None or value == "":
+        return None
+    if not isinstance(value, str):
+        raise InvalidArgument(field, "must be a string")
+    if len(value) > limits.max_reason_length:
+        raise InvalidArgument(field, f"longer than {limits.max_reason_length} characters")
+    return value
+
+
+def ttl(value: Any, limits: Limits) -> int:
+    """A TTL out of bounds is an error, never clamped; absent or 0 means the default."""
+    if value is None or (value == 0 and not isinstance(value, bool)):
+        return limits.default_ttl_seconds
+    return require_int(
+        value, "ttl_seconds", low=limits.min_ttl_seconds, high=limits.max_ttl_seconds
+    )
+
+
+def parse_item(raw: Any, index: int, limits: Limits) -> Item:
+    where = f"items[{index}]"
+    if not isinstance(raw, Mapping):
+        raise InvalidArgument(where, "must be an object")
+    return Item(
+        sku=Sku(
+            require_id(raw.get("product_id"), f"{where}.product_id", limits),
+            optional_id(raw.get("variant_id"), f"{where}.variant_id", limits),
+        ),
+        quantity=require_int(
+            raw.get("quantity"), f"{where}.quantity", low=1, high=limits.max_quantity_per_item
+        ),
+        warehouse_id=optional_id(raw.get("warehouse_id"), f"{where}.warehouse_id", limits),
+    )
+
+
+def merge_repeated(items: Iterable[Item], limits: Limits) -> tuple[Item, ...]:
+    """Sum lines that name the same SKU in the same warehouse (first occurrence keeps its place)."""
+    merged: dict[tuple[Sku, str | None], int] = {}
+    for item in items:
+        key = (item.sku, item.warehouse_id)
+        merged[key] = merged.get(key, 0) + item.quantity
+    for (sku, _), quantity in merged.items():
+        if quantity > limits.max_quantity_per_item:
+            raise InvalidArgument(
+                "items",
+                f"{sku.key} sums to {quantity}, over the limit of {limits.max_quantity_per_item}",
+            )
+    return tuple(Item(sku, quantity, warehouse) for (sku, warehouse), quantity in merged.items())
+
+
+def reserve(
+    order_id: Any,
+    items: Any,
+    ttl_seconds: Any,
+    limits: Limits,
+    *,
+    source: Source = Source.API,
+    event_id: str | None = None,
+) -> Reserve:
+    order = require_id(order_id, "order_id", limits)
+    if not isinstance(items, list | tuple):
+        raise InvalidArgument("items", "must be a list")
+    if not items:
+        raise InvalidArgument("items", "must not be empty")
+    if len(items) > limits.max_items_per_order:
+        raise InvalidArgument(
+            "items", f"{len(items)} items, over the limit of {limits.max_items_per_order}"
+        )
+    parsed = [parse_item(raw, i, limits) for i, raw in enumerate(items)]
+    return Reserve(
+        order_id=order,
+        items=merge_repeated(parsed, limits),
+        ttl_seconds=ttl(ttl_seconds, limits),
+        source=source,
+        event_id=event_id,
+    )
+
+
+def commit(
+    order_id: Any, limits: Limits, *, source: Source = Source.API, event_id: str | None = None
+) -> Commit:
+    return Commit(require_id(order_id, "order_id", limits), source=source, event_id=event_id)
+
+
+def release(
+    order_id: Any,
+    reason: Any,
+    limits: Limits,
+    *,
+    source: Source = Source.API,
+    event_id: str | None = None,
+) -> Release:
+    return Release(
+        require_id(order_id, "order_id", limits),
+        reason=optional_text(reason, "reason", limits),
+        source=source,
+        event_id=event_id,
+    )
+
+
+def update_stock(
+    *,
+    product_id: Any,
+    variant_id: Any,
+    warehouse_id: Any,
+    operation: Any,
+    quantity: Any,
+    reason: Any,
+    limits: Limits,
+    default_warehouse_id: str,
+    expected_version: Any = None,
+    idempotency_key: Any = None,
+    actor: str = "admin",
+) -> UpdateStock:
+    try:
+        op = StockOperation(operation)
+    except ValueError:
+        raise InvalidArgument("operation", "must be ADD, SUBTRACT or SET") from None
+    low = 0 if op is StockOperation.SET else 1
+    version = None
+    if expected_version is not None:
+        version = require_int(expected_version, "expected_version", low=0, high=2**62)
+    return UpdateStock(
+        sku=Sku(
+            require_id(product_id, "product_id", limits),
+            optional_id(variant_id, "variant_id", limits),
+        ),
+        warehouse_id=optional_id(warehouse_id, "warehouse_id", limits) or default_warehouse_id,
+        operation=op,
+        quantity=require_int(quantity, "quantity", low=low, high=2**53),
+        reason=optional_text(reason, "reason", limits) or "",
+        actor=actor,
+        expected_version=version,
+        idempotency_key=optional_id(idempotency_key, "idempotency_key", limits),
+    )
+
+
+def sku(product_id: Any, variant_id: Any, limits: Limits) -> Sku:
+    return Sku(
+        require_id(product_id, "product_id", limits), optional_id(variant_id, "variant_id", limits)
+    )
+
+
+def check_quantity(quantity: Any, limits: Limits) -> int:
+    return require_int(quantity, "quantity", low=1, high=limits.max_quantity_per_item)

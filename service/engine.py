@@ -1,0 +1,343 @@
+"""The reservation engine: every write of the service, group-committed.
+
+Commands that arrive within ``batch_window_ms`` (up to ``batch_max_size``) run in one
+PostgreSQL transaction: lock the orders and stock rows they touch (in a fixed order), let the
+pure planner decide each command in arrival order, write everything in a few bulk statements,
+commit. Each caller still gets its own result or typed error; all-or-nothing holds per order,
+never per batch. Two batches may be in flight, so the next one is prepared while the previous
+one commits.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from db import ledger
+from service import metrics
+from service.config import Settings
+from service.db_errors import Failure, classify
+from service.domain.commands import (
+    Command,
+    Commit,
+    Expire,
+    OrderCommand,
+    Release,
+    Reserve,
+    Source,
+    UpdateStock,
+)
+from service.domain.errors import InventoryError, Unavailable
+from service.domain.planner import Plan, Result, Snapshot, plan_batch
+from service.domain.results import OrderResult, StockLevel
+from service.domain.values import Sku, StockOperation
+
+log = logging.getLogger(__name__)
+
+ADMIN_TOPIC = "admin:update-stock"
+RETRIES_ON_CONFLICT = 3
+
+
+class InternalError(InventoryError):
+    """A bug or an unexpected database answer; the caller sees no internals."""
+
+    status = "INTERNAL"
+
+
+@dataclass(frozen=True, slots=True)
+class EngineConfig:
+    batch_max_size: int = 256
+    batch_window_s: float = 0.002
+    allow_split: bool = True
+    topic_stock_changed: str = "stock-changed"
+    topic_reservations: str = "inventory-reservations"
+    max_inflight_batches: int = 2
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> EngineConfig:
+        return cls(
+            batch_max_size=settings.batch_max_size,
+            batch_window_s=settings.batch_window_ms / 1000,
+            allow_split=settings.allow_split,
+            topic_stock_changed=settings.topic_stock_changed,
+            topic_reservations=settings.topic_reservations,
+        )
+
+
+@dataclass(slots=True)
+class _Pending:
+    command: Command
+    future: asyncio.Future[Result]
+    enqueued: float = field(default_factory=time.perf_counter)
+
+
+class ReservationEngine:
+    def __init__(self, db: AsyncEngine, config: EngineConfig) -> None:
+        self._db = db
+        self._config = config
+        self._queue: asyncio.Queue[_Pending] = asyncio.Queue()
+        self._slots = asyncio.Semaphore(config.max_inflight_batches)
+        self._lock_turn = asyncio.Lock()  # batches take their order locks in arrival order
+        self._inflight: set[asyncio.Task[None]] = set()
+        self._loop_task: asyncio.Task[None] | None = None
+        self._closing = False
+
+    # -- lifecycle --
+
+    async def start(self) -> None:
+        if self._loop_task is None:
+            self._closing = False
+            self._loop_task = asyncio.create_task(self._batch_loop(), name="engine-batches")
+
+    async def stop(self) -> None:
+        """Stop taking commands; finish every queued and in-flight batch first."""
+        self._closing = True
+        if self._loop_task is None:
+            return
+        await self._queue.join()
+        self._loop_task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._loop_task
+        if self._inflight:
+            await asyncio.gather(*self._inflight, return_exceptions=True)
+        self._loop_task = None
+
+    # -- commands --
+
+    async def reserve(self, command: Reserve) -> OrderResult:
+        return _order_result(await self._submit(command))
+
+    async def commit(self, command: Commit) -> OrderResult:
+        return _order_result(await self._submit(command))
+
+    async def release(self, command: Release) -> OrderResult:
+        return _order_result(await self._submit(command))
+
+    async def update_stock(self, command: UpdateStock) -> StockLevel:
+        result = await self._submit(command)
+        if isinstance(result, InventoryError):
+            raise result
+        assert isinstance(result, StockLevel)
+        return result
+
+    async def expire(self, order_ids: Sequence[str]) -> list[OrderResult]:
+        """Expire the orders whose reservations are still pending and due; others are no-ops."""
+        results = await self.execute_many([Expire(order_id) for order_id in order_ids])
+        return [r for r in results if isinstance(r, OrderResult)]
+
+    async def execute_many(self, commands: Sequence[Command]) -> list[Result]:
+        """Results in order; per-command errors are returned. Raises Unavailable if the
+        database failed, in which case this call may be retried whole (redelivery is harmless)."""
+        if not commands:
+            return []
+        futures = [self._enqueue(command) for command in commands]
+        results = list(await asyncio.gather(*futures))
+        for result in results:
+            if isinstance(result, Unavailable):
+                raise result
+        return results
+
+    async def _submit(self, command: Command) -> Result:
+        return await self._enqueue(command)
+
+    def _enqueue(self, command: Command) -> asyncio.Future[Result]:
+        if self._closing or self._loop_task is None:
+            raise Unavailable("the engine is shutting down")
+        future: asyncio.Future[Result] = asyncio.get_running_loop().create_future()
+        self._queue.put_nowait(_Pending(command, future))
+        return future
+
+    # -- batching --
+
+    async def _batch_loop(self) -> None:
+        while True:
+            batch = await self._gather()
+            await self._slots.acquire()
+            task = asyncio.create_task(self._run(batch))
+            self._inflight.add(task)
+            task.add_done_callback(self._finished)
+
+    def _finished(self, task: asyncio.Task[None]) -> None:
+        self._inflight.discard(task)
+        self._slots.release()
+
+    async def _gather(self) -> list[_Pending]:
+        batch = [await self._queue.get()]
+        if self._config.batch_window_s > 0 and self._queue.qsize() < self._config.batch_max_size:
+            await asyncio.sleep(self._config.batch_window_s)
+        while len(batch) < self._config.batch_max_size and not self._queue.empty():
+            batch.append(self._queue.get_nowait())
+        return batch
+
+    async def _run(self, batch: list[_Pending]) -> None:
+        try:
+            live = [p for p in batch if not p.future.done()]  # callers that gave up are skipped
+            if live:
+                await self._run_live(live)
+        finally:
+            for _ in batch:
+                self._queue.task_done()
+
+    async def _run_live(self, batch: list[_Pending]) -> None:
+        commands = [p.command for p in batch]
+        started = time.perf_counter()
+        outcome = await self._execute_with_retry(commands)
+        metrics.ENGINE_BATCH_SECONDS.observe(time.perf_counter() - started)
+        metrics.ENGINE_BATCH_SIZE.observe(len(batch))
+        if isinstance(outcome, InternalError) and len(batch) > 1:
+            # One command tripped something unexpected: run each alone so only it fails.
+            for pending in batch:
+                await self._run_live([pending])
+            return
+        for pending, result in zip(
+            batch, outcome if isinstance(outcome, list) else [outcome] * len(batch), strict=True
+        ):
+            _count(pending.command, result)
+            if not pending.future.done():
+                pending.future.set_result(result)
+
+    async def _execute_with_retry(self, commands: list[Command]) -> list[Result] | InventoryError:
+        for attempt in range(RETRIES_ON_CONFLICT + 1):
+            try:
+                return await self._execute(commands)
+            except Exception as error:  # classified below; nothing escapes the engine
+                failure = classify(error)
+                if failure is Failure.CONFLICT and attempt < RETRIES_ON_CONFLICT:
+                    metrics.ENGINE_BATCH_FAILURES.labels("conflict_retried").inc()
+                    await asyncio.sleep(0.005 * (attempt + 1))
+                    continue
+                if failure in (Failure.UNAVAILABLE, Failure.CONFLICT):
+                    metrics.ENGINE_BATCH_FAILURES.labels("unavailable").inc()
+                    log.warning("batch failed, database unavailable: %s", type(error).__name__)
+                    return Unavailable("database unavailable, nothing was changed; retry")
+                metrics.ENGINE_BATCH_FAILURES.labels("internal").inc()
+                log.exception("batch of %d failed unexpectedly", len(commands))
+                return InternalError("internal error")
+        raise AssertionError("unreachable")
+
+    async def _execute(self, commands: list[Command]) -> list[Result]:
+        now = datetime.now(UTC)
+        order_ids = sorted({c.order_id for c in commands if not isinstance(c, UpdateStock)})
+        async with contextlib.AsyncExitStack() as transaction:
+            async with self._lock_turn:
+                conn = await transaction.enter_async_context(self._db.begin())
+                await ledger.lock_orders(conn, order_ids)
+            duplicates = await self._claim(conn, commands)
+            snapshot = Snapshot(
+                orders=await ledger.load_orders(conn, order_ids),
+                reservations=await ledger.load_reservations(conn, order_ids),
+                warehouses=await ledger.load_warehouses(conn),
+            )
+            created = await self._ensure_update_targets(conn, commands, snapshot)
+            snapshot.stocks = await ledger.lock_stocks(
+                conn, _skus(commands, snapshot), _reserved_stock_ids(snapshot)
+            )
+            plan = plan_batch(
+                snapshot,
+                commands,
+                duplicates=duplicates,
+                now=now,
+                allow_split=self._config.allow_split,
+                new_id=lambda: str(uuid.uuid4()),
+            )
+            await ledger.delete_stocks(conn, created - plan.changed_stock_ids)
+            await ledger.write_plan(conn, plan, self._outbox(plan, now))
+        return plan.results
+
+    async def _claim(self, conn: AsyncConnection, commands: list[Command]) -> frozenset[int]:
+        """Indices of commands whose event (or idempotency key) was already processed."""
+        keyed: dict[tuple[str, str], list[int]] = {}
+        owners: dict[tuple[str, str], str | None] = {}
+        for index, command in enumerate(commands):
+            key = _event_key(command)
+            if key is not None:
+                keyed.setdefault(key, []).append(index)
+                owners[key] = None if isinstance(command, UpdateStock) else command.order_id
+        if not keyed:
+            return frozenset()
+        fresh = await ledger.claim_events(conn, [(t, e, owners[(t, e)]) for t, e in keyed])
+        duplicate: set[int] = set()
+        for key, indices in keyed.items():
+            # a redelivery within the same batch: the first copy counts, the rest are duplicates
+            duplicate.update(indices if key not in fresh else indices[1:])
+        return frozenset(duplicate)
+
+    async def _ensure_update_targets(
+        self, conn: AsyncConnection, commands: list[Command], snapshot: Snapshot
+    ) -> set[str]:
+        """ADD and SET may create a stock row; rows created but unused are deleted again."""
+        wanted = [
+            (str(uuid.uuid4()), c.sku, c.warehouse_id)
+            for c in commands
+            if isinstance(c, UpdateStock)
+            and c.operation is not StockOperation.SUBTRACT
+            and c.warehouse_id in snapshot.warehouses
+        ]
+        return await ledger.ensure_stocks(conn, wanted)
+
+    def _outbox(self, plan: Plan, now: datetime) -> list[tuple[str, str, dict[str, Any]]]:
+        rows: list[tuple[str, str, dict[str, Any]]] = [
+            (self._config.topic_stock_changed, change.row.sku.key, change.payload(now))
+            for change in sorted(plan.stock_changes.values(), key=lambda c: c.row.stock_id)
+        ]
+        rows.extend(
+            (self._config.topic_reservations, event.order_id, event.payload)
+            for event in plan.reservation_events
+        )
+        return rows
+
+
+def _event_key(command: Command) -> tuple[str, str] | None:
+    if isinstance(command, UpdateStock):
+        return (ADMIN_TOPIC, command.idempotency_key) if command.idempotency_key else None
+    if command.event_id is None:
+        return None
+    return (command.kind.value, command.event_id)
+
+
+def _skus(commands: Sequence[Command], snapshot: Snapshot) -> set[Sku]:
+    skus: set[Sku] = set()
+    for command in commands:
+        if isinstance(command, Reserve):
+            skus.update(item.sku for item in command.items)
+        elif isinstance(command, UpdateStock):
+            skus.add(command.sku)
+    for order in snapshot.orders.values():  # paid after rejection or expiry reserves again
+        skus.update(item.sku for item in order.items)
+    return skus
+
+
+def _reserved_stock_ids(snapshot: Snapshot) -> set[str]:
+    return {r.stock_id for rows in snapshot.reservations.values() for r in rows}
+
+
+def _order_result(result: Result) -> OrderResult:
+    if isinstance(result, InventoryError):
+        raise result
+    assert isinstance(result, OrderResult)
+    return result
+
+
+def _count(command: Command, result: Result) -> None:
+    kind = "update_stock" if isinstance(command, UpdateStock) else command.kind.value
+    if isinstance(result, InventoryError):
+        metrics.ENGINE_COMMANDS.labels(kind, result.status.lower()).inc()
+        return
+    metrics.ENGINE_COMMANDS.labels(kind, "ok").inc()
+    if isinstance(result, OrderResult):
+        if result.duplicate:
+            metrics.DUPLICATES.labels(kind).inc()
+        if result.published is not None:
+            metrics.RESERVATION_OUTCOMES.labels(result.published.value).inc()
+
+
+__all__ = ["EngineConfig", "InternalError", "OrderCommand", "ReservationEngine", "Source"]

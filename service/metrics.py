@@ -1,0 +1,80 @@
+"""Every Prometheus metric of the service, declared once, named ``inventory_*``.
+
+Labels stay low-cardinality: methods, codes, topics, outcomes; never ids or SKUs.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram
+
+LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5)
+BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
+LAG_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 300)
+
+# engine
+ENGINE_BATCH_SIZE = Histogram(
+    "inventory_engine_batch_size", "Commands per group-committed transaction", buckets=BATCH_BUCKETS
+)
+ENGINE_BATCH_SECONDS = Histogram(
+    "inventory_engine_batch_seconds",
+    "Time to run one batch transaction, lock to commit",
+    buckets=LATENCY_BUCKETS,
+)
+ENGINE_BATCH_FAILURES = Counter(
+    "inventory_engine_batch_failures_total", "Batches that failed as a whole", ["reason"]
+)
+ENGINE_COMMANDS = Counter(
+    "inventory_engine_commands_total", "Commands by kind and outcome", ["kind", "outcome"]
+)
+RESERVATION_OUTCOMES = Counter(
+    "inventory_reservation_outcomes_total",
+    "Order results published (RESERVED, REJECTED, COMMITTED, ...)",
+    ["status"],
+)
+DUPLICATES = Counter(
+    "inventory_duplicate_commands_total", "Commands that had no effect (redelivery)", ["kind"]
+)
+DB_POOL_IN_USE = Gauge("inventory_db_pool_connections_in_use", "Checked-out DB connections")
+DB_POOL_SIZE = Gauge("inventory_db_pool_size", "Configured DB pool size")
+
+# gRPC
+RPC_REQUESTS = Counter("inventory_rpc_requests_total", "RPCs by method and code", ["method", "code"])
+RPC_SECONDS = Histogram(
+    "inventory_rpc_seconds", "RPC latency by method", ["method"], buckets=LATENCY_BUCKETS
+)
+
+# streams
+EVENTS = Counter("inventory_events_total", "Order events by topic and outcome", ["topic", "outcome"])
+DLQ_EVENTS = Counter("inventory_dlq_events_total", "Events sent to the DLQ", ["topic", "reason"])
+CONSUMER_LAG = Gauge("inventory_consumer_lag", "Consumer lag in messages", ["topic"])
+OUTBOX_BACKLOG = Gauge("inventory_outbox_backlog", "Unpublished outbox rows")
+OUTBOX_PUBLISHED = Counter("inventory_outbox_published_total", "Outbox rows published", ["topic"])
+OUTBOX_PUBLISH_SECONDS = Histogram(
+    "inventory_outbox_publish_latency_seconds",
+    "Commit to publish latency of outbox rows",
+    buckets=LAG_BUCKETS,
+)
+
+# expiry
+EXPIRED = Counter("inventory_reservations_expired_total", "Orders expired", ["via"])
+EXPIRY_LAG = Histogram(
+    "inventory_expiry_lag_seconds", "now - expires_at when an order expired", buckets=LAG_BUCKETS
+)
+SWEEPER_CATCHES = Counter(
+    "inventory_expiry_sweeper_catches_total", "Expiries the database sweeper had to do"
+)
+
+# cache
+CACHE_REQUESTS = Counter("inventory_cache_requests_total", "Cache lookups", ["result"])
+CACHE_BREAKER_OPEN = Gauge("inventory_cache_breaker_open", "1 while the Redis breaker is open")
+CACHE_PROPAGATION = Histogram(
+    "inventory_cache_propagation_seconds",
+    "DB commit to cache updated",
+    buckets=LAG_BUCKETS,
+)
+
+# health and invariants
+READY = Gauge("inventory_ready", "1 when the service is ready")
+INVARIANT_VIOLATIONS = Gauge(
+    "inventory_invariant_violations", "Problems found by the last invariant check"
+)
