@@ -47,9 +47,7 @@ LOAD_RESERVATIONS = text(
     "AND deleted_at IS NULL ORDER BY created_at, id"
 )
 
-LOAD_WAREHOUSES = text(
-    "SELECT id, priority, active FROM warehouses WHERE deleted_at IS NULL"
-)
+LOAD_WAREHOUSES = text("SELECT id, priority, active FROM warehouses WHERE deleted_at IS NULL")
 
 ENSURE_STOCKS = text(
     "INSERT INTO stocks (id, product_id, variant_id, warehouse_id, available, reserved, total, "
@@ -71,51 +69,50 @@ LOCK_STOCKS = text(
 
 DELETE_STOCKS = text("DELETE FROM stocks WHERE id = ANY(CAST(:ids AS uuid[]))")
 
-WRITE_STOCKS = text(
+# The whole plan in one statement (one round trip): data-modifying CTEs all run, and an
+# empty array simply writes nothing.
+WRITE_PLAN = text(
+    "WITH stock_rows AS ("
     "UPDATE stocks AS s SET available = v.a, reserved = v.r, total = v.t, version = v.ver, "
-    "updated_at = now() FROM unnest(CAST(:ids AS uuid[]), CAST(:a AS bigint[]), "
-    "CAST(:r AS bigint[]), CAST(:t AS bigint[]), CAST(:ver AS bigint[])) AS v(id, a, r, t, ver) "
-    "WHERE s.id = v.id"
-)
-
-INSERT_RESERVATIONS = text(
+    "updated_at = now() FROM unnest(CAST(:s_ids AS uuid[]), CAST(:s_a AS bigint[]), "
+    "CAST(:s_r AS bigint[]), CAST(:s_t AS bigint[]), CAST(:s_ver AS bigint[])) "
+    "AS v(id, a, r, t, ver) WHERE s.id = v.id RETURNING 1), "
+    "new_reservations AS ("
     "INSERT INTO reservations (id, order_id, stock_id, product_id, variant_id, warehouse_id, "
-    "quantity, status, expires_at) SELECT * FROM unnest(CAST(:ids AS uuid[]), "
-    "CAST(:orders AS text[]), CAST(:stocks AS uuid[]), CAST(:products AS text[]), "
-    "CAST(:variants AS text[]), CAST(:warehouses AS text[]), CAST(:quantities AS bigint[]), "
-    "CAST(:statuses AS text[]), CAST(:expires AS timestamptz[]))"
-)
-
-SETTLE_RESERVATIONS = text(
+    "quantity, status, expires_at) SELECT * FROM unnest(CAST(:n_ids AS uuid[]), "
+    "CAST(:n_orders AS text[]), CAST(:n_stocks AS uuid[]), CAST(:n_products AS text[]), "
+    "CAST(:n_variants AS text[]), CAST(:n_warehouses AS text[]), "
+    "CAST(:n_quantities AS bigint[]), CAST(:n_statuses AS text[]), "
+    "CAST(:n_expires AS timestamptz[])) RETURNING 1), "
+    "settled AS ("
     "UPDATE reservations AS r SET status = v.status, updated_at = now() "
-    "FROM unnest(CAST(:ids AS uuid[]), CAST(:statuses AS text[])) AS v(id, status) "
-    "WHERE r.id = v.id"
-)
-
-UPSERT_ORDERS = text(
+    "FROM unnest(CAST(:u_ids AS uuid[]), CAST(:u_statuses AS text[])) AS v(id, status) "
+    "WHERE r.id = v.id RETURNING 1), "
+    "order_rows AS ("
     "INSERT INTO orders (order_id, state, items, ttl_seconds, expires_at, version, "
-    "last_event_id) SELECT o, s, CAST(i AS jsonb), t, e, ver, ev FROM unnest("
-    "CAST(:orders AS text[]), CAST(:states AS text[]), CAST(:items AS text[]), "
-    "CAST(:ttls AS integer[]), CAST(:expires AS timestamptz[]), CAST(:versions AS bigint[]), "
-    "CAST(:events AS text[])) AS n(o, s, i, t, e, ver, ev) "
+    "last_event_id) SELECT o, st, CAST(i AS jsonb), t, e, ver, ev FROM unnest("
+    "CAST(:o_ids AS text[]), CAST(:o_states AS text[]), CAST(:o_items AS text[]), "
+    "CAST(:o_ttls AS integer[]), CAST(:o_expires AS timestamptz[]), "
+    "CAST(:o_versions AS bigint[]), CAST(:o_events AS text[])) AS n(o, st, i, t, e, ver, ev) "
     "ON CONFLICT (order_id) DO UPDATE SET state = excluded.state, items = excluded.items, "
     "ttl_seconds = excluded.ttl_seconds, expires_at = excluded.expires_at, "
-    "version = excluded.version, last_event_id = excluded.last_event_id, updated_at = now()"
-)
-
-INSERT_MOVEMENTS = text(
+    "version = excluded.version, last_event_id = excluded.last_event_id, updated_at = now() "
+    "RETURNING 1), "
+    "movement_rows AS ("
     "INSERT INTO stock_movements (stock_id, product_id, variant_id, warehouse_id, operation, "
     "quantity, available_after, reserved_after, total_after, reason, order_id, actor) "
-    "SELECT * FROM unnest(CAST(:stocks AS uuid[]), CAST(:products AS text[]), "
-    "CAST(:variants AS text[]), CAST(:warehouses AS text[]), CAST(:operations AS text[]), "
-    "CAST(:quantities AS bigint[]), CAST(:a AS bigint[]), CAST(:r AS bigint[]), "
-    "CAST(:t AS bigint[]), CAST(:reasons AS text[]), CAST(:orders AS text[]), "
-    "CAST(:actors AS text[]))"
-)
-
-INSERT_OUTBOX = text(
+    "SELECT * FROM unnest(CAST(:m_stocks AS uuid[]), CAST(:m_products AS text[]), "
+    "CAST(:m_variants AS text[]), CAST(:m_warehouses AS text[]), CAST(:m_operations AS text[]), "
+    "CAST(:m_quantities AS bigint[]), CAST(:m_a AS bigint[]), CAST(:m_r AS bigint[]), "
+    "CAST(:m_t AS bigint[]), CAST(:m_reasons AS text[]), CAST(:m_orders AS text[]), "
+    "CAST(:m_actors AS text[])) RETURNING 1), "
+    "outbox_rows AS ("
     "INSERT INTO outbox (topic, key, payload) SELECT tp, k, CAST(p AS jsonb) FROM unnest("
-    "CAST(:topics AS text[]), CAST(:keys AS text[]), CAST(:payloads AS text[])) AS n(tp, k, p)"
+    "CAST(:x_topics AS text[]), CAST(:x_keys AS text[]), CAST(:x_payloads AS text[])) "
+    "AS n(tp, k, p) RETURNING 1) "
+    "SELECT (SELECT count(*) FROM stock_rows), (SELECT count(*) FROM new_reservations), "
+    "(SELECT count(*) FROM settled), (SELECT count(*) FROM order_rows), "
+    "(SELECT count(*) FROM movement_rows), (SELECT count(*) FROM outbox_rows)"
 )
 
 
@@ -188,9 +185,7 @@ async def load_warehouses(conn: AsyncConnection) -> dict[str, Warehouse]:
     }
 
 
-async def ensure_stocks(
-    conn: AsyncConnection, wanted: Sequence[tuple[str, Sku, str]]
-) -> set[str]:
+async def ensure_stocks(conn: AsyncConnection, wanted: Sequence[tuple[str, Sku, str]]) -> set[str]:
     """Create empty rows for (new id, sku, warehouse) that do not exist; returns the created."""
     if not wanted:
         return set()
@@ -246,87 +241,56 @@ async def write_plan(
     plan: Plan,
     outbox: Sequence[tuple[str, str, dict[str, Any]]],
 ) -> None:
-    """Write every row the plan decided; the caller commits."""
-    if plan.stock_changes:
-        rows = [change.row for change in plan.stock_changes.values()]
-        await conn.execute(
-            WRITE_STOCKS,
-            {
-                "ids": [r.stock_id for r in rows],
-                "a": [r.levels.available for r in rows],
-                "r": [r.levels.reserved for r in rows],
-                "t": [r.levels.total for r in rows],
-                "ver": [r.version for r in rows],
-            },
-        )
-    if plan.new_reservations:
-        new = plan.new_reservations
-        await conn.execute(
-            INSERT_RESERVATIONS,
-            {
-                "ids": [r.reservation_id for r in new],
-                "orders": [r.order_id for r in new],
-                "stocks": [r.stock_id for r in new],
-                "products": [r.sku.product_id for r in new],
-                "variants": [r.sku.variant_id for r in new],
-                "warehouses": [r.warehouse_id for r in new],
-                "quantities": [r.quantity for r in new],
-                "statuses": [r.status.value for r in new],
-                "expires": [r.expires_at for r in new],
-            },
-        )
-    settled = {
-        rid: status
-        for rid, status in plan.reservation_status.items()
-        if rid not in {r.reservation_id for r in plan.new_reservations}
-    }
-    if settled:
-        await conn.execute(
-            SETTLE_RESERVATIONS,
-            {"ids": list(settled), "statuses": [s.value for s in settled.values()]},
-        )
-    if plan.orders:
-        orders = list(plan.orders.values())
-        await conn.execute(
-            UPSERT_ORDERS,
-            {
-                "orders": [o.order_id for o in orders],
-                "states": [o.state.value for o in orders],
-                "items": [json.dumps([_item_json(i) for i in o.items]) for o in orders],
-                "ttls": [o.ttl_seconds for o in orders],
-                "expires": [o.expires_at for o in orders],
-                "versions": [o.version for o in orders],
-                "events": [o.last_event_id for o in orders],
-            },
-        )
-    if plan.movements:
-        moves = plan.movements
-        await conn.execute(
-            INSERT_MOVEMENTS,
-            {
-                "stocks": [m.stock_id for m in moves],
-                "products": [m.sku.product_id for m in moves],
-                "variants": [m.sku.variant_id for m in moves],
-                "warehouses": [m.warehouse_id for m in moves],
-                "operations": [m.operation for m in moves],
-                "quantities": [m.quantity for m in moves],
-                "a": [m.after.available for m in moves],
-                "r": [m.after.reserved for m in moves],
-                "t": [m.after.total for m in moves],
-                "reasons": [m.reason for m in moves],
-                "orders": [m.order_id for m in moves],
-                "actors": [m.actor for m in moves],
-            },
-        )
-    if outbox:
-        await conn.execute(
-            INSERT_OUTBOX,
-            {
-                "topics": [o[0] for o in outbox],
-                "keys": [o[1] for o in outbox],
-                "payloads": [json.dumps(o[2], separators=(",", ":")) for o in outbox],
-            },
-        )
+    """Write every row the plan decided, in one round trip; the caller commits."""
+    stocks = [change.row for change in plan.stock_changes.values()]
+    new = plan.new_reservations
+    new_ids = {r.reservation_id for r in new}
+    settled = {k: s for k, s in plan.reservation_status.items() if k not in new_ids}
+    orders = list(plan.orders.values())
+    moves = plan.movements
+    await conn.execute(
+        WRITE_PLAN,
+        {
+            "s_ids": [r.stock_id for r in stocks],
+            "s_a": [r.levels.available for r in stocks],
+            "s_r": [r.levels.reserved for r in stocks],
+            "s_t": [r.levels.total for r in stocks],
+            "s_ver": [r.version for r in stocks],
+            "n_ids": [r.reservation_id for r in new],
+            "n_orders": [r.order_id for r in new],
+            "n_stocks": [r.stock_id for r in new],
+            "n_products": [r.sku.product_id for r in new],
+            "n_variants": [r.sku.variant_id for r in new],
+            "n_warehouses": [r.warehouse_id for r in new],
+            "n_quantities": [r.quantity for r in new],
+            "n_statuses": [r.status.value for r in new],
+            "n_expires": [r.expires_at for r in new],
+            "u_ids": list(settled),
+            "u_statuses": [s.value for s in settled.values()],
+            "o_ids": [o.order_id for o in orders],
+            "o_states": [o.state.value for o in orders],
+            "o_items": [json.dumps([_item_json(i) for i in o.items]) for o in orders],
+            "o_ttls": [o.ttl_seconds for o in orders],
+            "o_expires": [o.expires_at for o in orders],
+            "o_versions": [o.version for o in orders],
+            "o_events": [o.last_event_id for o in orders],
+            "m_stocks": [m.stock_id for m in moves],
+            "m_products": [m.sku.product_id for m in moves],
+            "m_variants": [m.sku.variant_id for m in moves],
+            "m_warehouses": [m.warehouse_id for m in moves],
+            "m_operations": [m.operation for m in moves],
+            "m_quantities": [m.quantity for m in moves],
+            "m_a": [m.after.available for m in moves],
+            "m_r": [m.after.reserved for m in moves],
+            "m_t": [m.after.total for m in moves],
+            "m_reasons": [m.reason for m in moves],
+            "m_orders": [m.order_id for m in moves],
+            "m_actors": [m.actor for m in moves],
+            "x_topics": [o[0] for o in outbox],
+            "x_keys": [o[1] for o in outbox],
+            "x_payloads": [json.dumps(o[2], separators=(",", ":")) for o in outbox],
+        },
+    )
 
 
 def _item(raw: dict[str, Any]) -> Item:
@@ -342,4 +306,3 @@ def _item_json(item: Item) -> dict[str, Any]:
         "quantity": item.quantity,
         "warehouse_id": item.warehouse_id,
     }
-

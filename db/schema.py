@@ -105,7 +105,11 @@ class Reservation(Timestamps, Base):
         ),
         Index("ix_reservations_status_expires_at", "status", "expires_at"),
         Index("ix_reservations_order_id", "order_id"),
-        Index("ix_reservations_stock_id_pending", "stock_id", postgresql_where=text("status = 'PENDING'")),
+        Index(
+            "ix_reservations_stock_id_pending",
+            "stock_id",
+            postgresql_where=text("status = 'PENDING'"),
+        ),
     )
 
     id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True)

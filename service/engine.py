@@ -160,8 +160,13 @@ class ReservationEngine:
 
     async def _batch_loop(self) -> None:
         while True:
-            batch = await self._gather()
+            first = await self._queue.get()
+            # While every slot is busy committing, the next batch accumulates by itself: that
+            # is the group commit. Only an idle engine waits out the window for company.
             await self._slots.acquire()
+            if not self._inflight and self._config.batch_window_s > 0:
+                await asyncio.sleep(self._config.batch_window_s)
+            batch = self._drain(first)
             task = asyncio.create_task(self._run(batch))
             self._inflight.add(task)
             task.add_done_callback(self._finished)
@@ -170,10 +175,8 @@ class ReservationEngine:
         self._inflight.discard(task)
         self._slots.release()
 
-    async def _gather(self) -> list[_Pending]:
-        batch = [await self._queue.get()]
-        if self._config.batch_window_s > 0 and self._queue.qsize() < self._config.batch_max_size:
-            await asyncio.sleep(self._config.batch_window_s)
+    def _drain(self, first: _Pending) -> list[_Pending]:
+        batch = [first]
         while len(batch) < self._config.batch_max_size and not self._queue.empty():
             batch.append(self._queue.get_nowait())
         return batch
@@ -232,9 +235,11 @@ class ReservationEngine:
                 conn = await transaction.enter_async_context(self._db.begin())
                 await ledger.lock_orders(conn, order_ids)
             duplicates = await self._claim(conn, commands)
+            orders = await ledger.load_orders(conn, order_ids)
             snapshot = Snapshot(
-                orders=await ledger.load_orders(conn, order_ids),
-                reservations=await ledger.load_reservations(conn, order_ids),
+                orders=orders,
+                # only orders in the ledger can hold reservations
+                reservations=await ledger.load_reservations(conn, sorted(orders)),
                 warehouses=await ledger.load_warehouses(conn),
             )
             created = await self._ensure_update_targets(conn, commands, snapshot)

@@ -247,7 +247,7 @@ class _Planner:
                 command.order_id, order.state, tuple(lines), order.expires_at, step.report
             )
         else:  # MOVE
-            lines = ()
+            lines = []
         assert step.success is not None
         expires = order.expires_at if order else None
         return self._transition(command, order, step.success, items, ttl, expires, lines, reason)
@@ -379,11 +379,13 @@ class _Planner:
         for item, takes in allocation:
             for take in takes:
                 row = self.snap.stocks[take.stock_id]
-                self._change(row, row.levels.reserve(take.quantity), "RESERVE", take.quantity,
-                             order_id, None)
+                self._change(
+                    row, row.levels.reserve(take.quantity), "RESERVE", take.quantity, order_id, None
+                )
                 if and_commit:
-                    self._change(row, row.levels.ship(take.quantity), "COMMIT", take.quantity,
-                                 order_id, None)
+                    self._change(
+                        row, row.levels.ship(take.quantity), "COMMIT", take.quantity, order_id, None
+                    )
                 reservation = ReservationRow(
                     reservation_id=self.new_id(),
                     order_id=order_id,
@@ -435,8 +437,17 @@ class _Planner:
         row.levels = after
         row.version += 1
         self.plan.movements.append(
-            Movement(row.stock_id, row.sku, row.warehouse_id, operation, quantity, after, reason,
-                     order_id, actor)
+            Movement(
+                row.stock_id,
+                row.sku,
+                row.warehouse_id,
+                operation,
+                quantity,
+                after,
+                reason,
+                order_id,
+                actor,
+            )
         )
         self.plan.stock_changes[row.stock_id] = StockChange(row, operation, order_id)
 
@@ -456,8 +467,15 @@ class _Planner:
         if command.expected_version is not None and command.expected_version != row.version:
             raise VersionMismatch(command.expected_version, row.version)
         after = apply_update(row.levels, command.operation, command.quantity)
-        self._change(row, after, command.operation.value, command.quantity, None, command.reason,
-                     command.actor)
+        self._change(
+            row,
+            after,
+            command.operation.value,
+            command.quantity,
+            None,
+            command.reason,
+            command.actor,
+        )
         return _level(row)
 
     # -- reading the working state --
@@ -467,8 +485,9 @@ class _Planner:
 
     def _requested(self, items: tuple[Item, ...]) -> list[ReservationLine]:
         return [
-            ReservationLine("", item.sku, item.warehouse_id or "", item.quantity,
-                            ReservationStatus.PENDING)
+            ReservationLine(
+                "", item.sku, item.warehouse_id or "", item.quantity, ReservationStatus.PENDING
+            )
             for item in items
         ]
 

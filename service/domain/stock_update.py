@@ -1,4 +1,4 @@
-"""UpdateStock semantics: ADD and SUBTRACT move available and total; SET counts the on-hand total."""
+"""UpdateStock semantics: ADD and SUBTRACT move available and total; SET counts on-hand."""
 
 from __future__ import annotations
 
@@ -18,7 +18,5 @@ def apply_update(levels: Levels, operation: StockOperation, quantity: int) -> Le
             )
         return Levels(levels.available - quantity, levels.reserved, levels.total - quantity)
     if quantity < levels.reserved:
-        raise NegativeStock(
-            f"cannot set total to {quantity}: {levels.reserved} are reserved"
-        )
+        raise NegativeStock(f"cannot set total to {quantity}: {levels.reserved} are reserved")
     return Levels(quantity - levels.reserved, levels.reserved, quantity)

@@ -50,7 +50,9 @@ class Sku:
     @property
     def key(self) -> str:
         """The Kafka key and cache key of a SKU: ``product_id[:variant_id]``."""
-        return self.product_id if self.variant_id is None else f"{self.product_id}:{self.variant_id}"
+        return (
+            self.product_id if self.variant_id is None else f"{self.product_id}:{self.variant_id}"
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,7 +73,9 @@ class Levels:
     @property
     def consistent(self) -> bool:
         return (
-            self.available >= 0 and self.reserved >= 0 and self.total == self.available + self.reserved
+            self.available >= 0
+            and self.reserved >= 0
+            and self.total == self.available + self.reserved
         )
 
     def reserve(self, quantity: int) -> Levels:

@@ -1,0 +1,102 @@
+"""Reserve orders/s through the engine with group commit, against pgbench on hot rows.
+
+10 hot SKUs, 2 items per order, 64 concurrent callers, the same PostgreSQL, the same run.
+Prints one JSON line: {"bench": "engine", "orders_per_s", "pgbench_hot_tps", "ratio", ...}.
+Target: ratio >= 10.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import random
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench.baseline import pgbench_hot_tps
+from bench.stack import bench_stack
+from service.bootstrap import build
+from service.config import Settings
+from service.domain import validation as v
+
+SKUS = [f"hot-{i}" for i in range(10)]
+
+
+async def reserve_storm(settings: Settings, seconds: float, callers: int) -> dict[str, float]:
+    async with build(settings) as container:
+        for sku in SKUS:
+            await container.engine.update_stock(
+                v.update_stock(
+                    product_id=sku,
+                    variant_id=None,
+                    warehouse_id=None,
+                    operation="SET",
+                    quantity=10**12,
+                    reason="bench",
+                    limits=container.limits,
+                    default_warehouse_id="default",
+                )
+            )
+        done = 0
+        latencies: list[float] = []
+        deadline = time.perf_counter() + seconds
+
+        async def caller(index: int) -> None:
+            nonlocal done
+            rng = random.Random(index)
+            n = 0
+            while time.perf_counter() < deadline:
+                a, b = rng.sample(SKUS, 2)
+                command = v.reserve(
+                    f"bench-{index}-{n}",
+                    [{"product_id": a, "quantity": 1}, {"product_id": b, "quantity": 1}],
+                    None,
+                    container.limits,
+                )
+                started = time.perf_counter()
+                await container.engine.reserve(command)
+                latencies.append(time.perf_counter() - started)
+                done += 1
+                n += 1
+
+        started = time.perf_counter()
+        await asyncio.gather(*(caller(i) for i in range(callers)))
+        elapsed = time.perf_counter() - started
+    latencies.sort()
+    return {
+        "orders_per_s": round(done / elapsed, 1),
+        "orders": done,
+        "p50_ms": round(latencies[len(latencies) // 2] * 1000, 2),
+        "p99_ms": round(latencies[int(len(latencies) * 0.99)] * 1000, 2),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--seconds", type=float, default=10)
+    parser.add_argument("--callers", type=int, default=64)
+    args = parser.parse_args()
+    with bench_stack() as (stack, settings):
+        tps = pgbench_hot_tps(
+            stack.pgbench_path, stack.psql_path, stack.postgres_libpq_url, int(args.seconds)
+        )
+        figures = asyncio.run(reserve_storm(settings, args.seconds, args.callers))
+    print(
+        json.dumps(
+            {
+                "bench": "engine",
+                **figures,
+                "callers": args.callers,
+                "pgbench_hot_tps": tps,
+                "ratio": round(figures["orders_per_s"] / tps, 2),
+            }
+        )
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,340 @@
+"""The reservation engine against the real PostgreSQL of the test stack."""
+
+import asyncio
+import random
+
+import pytest
+from sqlalchemy import text
+
+from service.bootstrap import build
+from service.domain import validation as v
+from service.domain.commands import Commit, Release, Source
+from service.domain.errors import (
+    AlreadyExists,
+    InsufficientStock,
+    InvalidArgument,
+    NotFound,
+    VersionMismatch,
+    WrongState,
+)
+from service.domain.values import OrderState
+from service.invariants import check
+
+pytestmark = pytest.mark.stack
+
+
+async def add_warehouses(db, *rows):
+    async with db.begin() as conn:
+        for wid, priority in rows:
+            await conn.execute(
+                text(
+                    "INSERT INTO warehouses (id, name, priority, active) VALUES (:i, :i, :p, true)"
+                ),
+                {"i": wid, "p": priority},
+            )
+
+
+async def put_stock(container, product, quantity, warehouse="default", variant=None):
+    return await container.engine.update_stock(
+        v.update_stock(
+            product_id=product,
+            variant_id=variant,
+            warehouse_id=warehouse,
+            operation="SET",
+            quantity=quantity,
+            reason="test stock",
+            limits=container.limits,
+            default_warehouse_id="default",
+        )
+    )
+
+
+def reserve(container, order, *items, source=Source.API, event=None, ttl=None):
+    raw = [{"product_id": p, "quantity": q} for p, q in items]
+    return v.reserve(order, raw, ttl, container.limits, source=source, event_id=event)
+
+
+async def scalar(db, sql, **params):
+    async with db.connect() as conn:
+        return (await conn.execute(text(sql), params)).scalar_one()
+
+
+async def test_hot_skus_are_never_oversold(container):
+    stock = {"hot-a": 40, "hot-b": 30, "hot-c": 20}
+    for product, quantity in stock.items():
+        await put_stock(container, product, quantity)
+    rng = random.Random(7)
+    demand = []
+    for i in range(64):  # 64 concurrent reservers, total demand about twice the stock
+        a, b = rng.sample(sorted(stock), 2)
+        demand.append(reserve(container, f"order-{i}", (a, rng.randint(1, 2)), (b, 1)))
+
+    async def attempt(command):
+        try:
+            return await container.engine.reserve(command)
+        except InsufficientStock:
+            return None
+
+    results = await asyncio.gather(*(attempt(c) for c in demand))
+    reserved = [r for r in results if r is not None]
+    assert 0 < len(reserved) < 64
+    for product, quantity in stock.items():
+        view = await container.queries.get_stock(v.sku(product, None, container.limits), None)
+        taken = sum(
+            line.quantity
+            for r in reserved
+            for line in r.reservations
+            if line.sku.product_id == product
+        )
+        assert view.reserved == taken <= quantity
+        assert view.available == quantity - taken
+    assert await check(container.db) == []
+
+
+async def test_group_commit_batches_concurrent_callers(container):
+    await put_stock(container, "batched", 1000)
+    before = await scalar(container.db, "SELECT count(*) FROM outbox")
+    await asyncio.gather(
+        *(container.engine.reserve(reserve(container, f"b-{i}", ("batched", 1))) for i in range(50))
+    )
+    # 50 orders, but one stock-changed row per stock per batch: fewer than 50 means batching
+    changes = await scalar(
+        container.db, "SELECT count(*) FROM outbox WHERE topic = 'stock-changed'"
+    )
+    assert changes - before < 50
+    assert (
+        await scalar(container.db, "SELECT reserved FROM stocks WHERE product_id='batched'") == 50
+    )
+
+
+async def test_same_order_twice_has_one_effect_and_other_items_are_refused(container):
+    await put_stock(container, "p", 10)
+    first = await container.engine.reserve(reserve(container, "o-1", ("p", 3)))
+    again = await container.engine.reserve(reserve(container, "o-1", ("p", 3)))
+    assert again.duplicate and again.reservations == first.reservations
+    with pytest.raises(AlreadyExists):
+        await container.engine.reserve(reserve(container, "o-1", ("p", 4)))
+    assert await scalar(container.db, "SELECT reserved FROM stocks WHERE product_id='p'") == 3
+
+
+async def test_same_event_redelivered_and_order_recreated_under_new_event(container):
+    await put_stock(container, "p", 10)
+    created = reserve(container, "o-2", ("p", 2), source=Source.STREAM, event="ev-1")
+    renamed = reserve(container, "o-2", ("p", 2), source=Source.STREAM, event="ev-2")
+    results = await container.engine.execute_many([created, created, renamed])
+    assert results[0].state is OrderState.RESERVED
+    assert results[1].duplicate and results[2].duplicate
+    assert (await container.engine.execute_many([created]))[0].duplicate
+    assert await scalar(container.db, "SELECT reserved FROM stocks WHERE product_id='p'") == 2
+
+
+async def test_commit_release_and_their_repeats(container):
+    await put_stock(container, "p", 10)
+    limits = container.limits
+    await container.engine.reserve(reserve(container, "c", ("p", 4)))
+    await container.engine.reserve(reserve(container, "r", ("p", 3)))
+    assert (await container.engine.commit(v.commit("c", limits))).state is OrderState.COMMITTED
+    assert (await container.engine.commit(v.commit("c", limits))).duplicate
+    assert (
+        await container.engine.release(v.release("r", "x", limits))
+    ).state is OrderState.RELEASED
+    assert (await container.engine.release(v.release("r", "x", limits))).duplicate
+    with pytest.raises(WrongState):
+        await container.engine.release(v.release("c", None, limits))
+    with pytest.raises(WrongState):
+        await container.engine.commit(v.commit("r", limits))
+    with pytest.raises(NotFound):
+        await container.engine.commit(v.commit("nobody", limits))
+    view = await container.queries.get_stock(v.sku("p", None, limits), None)
+    assert (view.available, view.reserved, view.total) == (6, 0, 6)
+    assert await check(container.db) == []
+
+
+async def test_expire_then_commit_reserves_again_or_fails(container):
+    await put_stock(container, "p", 5)
+    await container.engine.reserve(reserve(container, "e1", ("p", 3), ttl=1))
+    await container.engine.reserve(reserve(container, "e2", ("p", 2), ttl=1))
+    await asyncio.sleep(1.1)
+    expired = await container.engine.expire(["e1", "e2", "unknown"])
+    assert [r.state for r in expired[:2]] == [OrderState.EXPIRED, OrderState.EXPIRED]
+    assert await scalar(container.db, "SELECT available FROM stocks WHERE product_id='p'") == 5
+    # e1 pays after expiry with stock still there: reserved and committed in one step
+    paid = await container.engine.commit(v.commit("e1", container.limits))
+    assert paid.state is OrderState.COMMITTED
+    # now only 2 are left; someone takes them, so e2's late payment finds nothing
+    await container.engine.reserve(reserve(container, "thief", ("p", 2)))
+    with pytest.raises(InsufficientStock):
+        await container.engine.commit(v.commit("e2", container.limits))
+    streamed = await container.engine.execute_many([Commit("e2", Source.STREAM, "late-pay")])
+    assert streamed[0].state is OrderState.COMMIT_FAILED
+    assert await check(container.db) == []
+
+
+async def test_expire_does_nothing_before_the_deadline(container):
+    await put_stock(container, "p", 5)
+    await container.engine.reserve(reserve(container, "early", ("p", 1), ttl=600))
+    [result] = await container.engine.expire(["early"])
+    assert result.state is OrderState.RESERVED and result.duplicate
+
+
+async def test_out_of_order_stream_events(container):
+    await put_stock(container, "p", 10)
+    cancel_first = Release("x1", "gone", Source.STREAM, "c-1")
+    paid_first = Commit("x2", Source.STREAM, "p-2")
+    results = await container.engine.execute_many(
+        [
+            cancel_first,
+            paid_first,
+            reserve(container, "x1", ("p", 2), source=Source.STREAM, event="cr-1"),
+            reserve(container, "x2", ("p", 3), source=Source.STREAM, event="cr-2"),
+        ]
+    )
+    assert [r.state for r in results] == [
+        OrderState.CANCELLED_EARLY,
+        OrderState.PAID_EARLY,
+        OrderState.RELEASED,
+        OrderState.COMMITTED,
+    ]
+    view = await container.queries.get_stock(v.sku("p", None, container.limits), None)
+    assert (view.available, view.reserved, view.total) == (7, 0, 7)
+    statuses = await scalar(
+        container.db,
+        "SELECT string_agg(payload->>'status', ',' ORDER BY id) FROM outbox "
+        "WHERE topic = 'inventory-reservations'",
+    )
+    assert statuses == "RELEASED,COMMITTED"
+
+
+async def test_batches_locking_the_same_skus_in_opposite_orders_never_deadlock(settings):
+    async with build(settings) as one, build(settings) as two:
+        for product in ("left", "right"):
+            await put_stock(one, product, 10_000)
+
+        async def storm(container, prefix, first, second):
+            for round_ in range(10):
+                commands = [
+                    reserve(container, f"{prefix}-{round_}-{i}", (first, 1), (second, 1))
+                    for i in range(20)
+                ]
+                await asyncio.gather(*(container.engine.reserve(c) for c in commands))
+
+        await asyncio.gather(storm(one, "lr", "left", "right"), storm(two, "rl", "right", "left"))
+        reserved = await scalar(one.db, "SELECT sum(reserved) FROM stocks")
+        assert reserved == 2 * 2 * 10 * 20
+        assert await check(one.db) == []
+
+
+@pytest.mark.parametrize(
+    ("items", "error"),
+    [
+        ([{"product_id": "p", "quantity": 0}], InvalidArgument),
+        ([{"product_id": "p", "quantity": -3}], InvalidArgument),
+        ([{"product_id": "p", "quantity": 10**9}], InvalidArgument),
+        ([{"product_id": "p", "quantity": 2.5}], InvalidArgument),
+        ([{"product_id": "", "quantity": 1}], InvalidArgument),
+        ([{"product_id": "p", "quantity": 1}] * 1000, InvalidArgument),
+        ([{"product_id": "p", "quantity": 1, "warehouse_id": "atlantis"}], NotFound),
+        ([{"product_id": "unknown", "quantity": 1}], NotFound),
+        ([{"product_id": "p", "quantity": 1}, {"product_id": "unknown", "quantity": 1}], NotFound),
+    ],
+)
+async def test_bad_input_is_refused_precisely_and_changes_nothing(container, items, error):
+    await put_stock(container, "p", 10)
+    before = await scalar(container.db, "SELECT count(*) FROM stock_movements")
+    with pytest.raises(error):
+        await container.engine.reserve(v.reserve("bad", items, None, container.limits))
+    assert await scalar(container.db, "SELECT count(*) FROM orders") == 0
+    assert await scalar(container.db, "SELECT count(*) FROM stock_movements") == before
+    assert await scalar(container.db, "SELECT reserved FROM stocks WHERE product_id='p'") == 0
+
+
+async def test_update_stock_semantics_version_and_idempotency(container):
+    await add_warehouses(container.db, ("east", 10))
+    limits = container.limits
+
+    def update(operation, quantity, **extra):
+        return v.update_stock(
+            product_id="u",
+            variant_id="red",
+            warehouse_id="east",
+            operation=operation,
+            quantity=quantity,
+            reason="count",
+            limits=limits,
+            default_warehouse_id="default",
+            **extra,
+        )
+
+    with pytest.raises(NotFound):
+        await container.engine.update_stock(update("SUBTRACT", 1))
+    level = await container.engine.update_stock(update("ADD", 10, idempotency_key="k1"))
+    again = await container.engine.update_stock(update("ADD", 10, idempotency_key="k1"))
+    assert (level.total, again.total, again.version) == (10, 10, level.version)
+    await container.engine.reserve(
+        v.reserve(
+            "u-order", [{"product_id": "u", "variant_id": "red", "quantity": 4}], None, limits
+        )
+    )
+    with pytest.raises(InsufficientStock.__mro__[1]):  # NegativeStock is a FailedPrecondition
+        await container.engine.update_stock(update("SET", 3))
+    with pytest.raises(VersionMismatch):
+        await container.engine.update_stock(update("ADD", 1, expected_version=level.version))
+    counted = await container.engine.update_stock(update("SET", 7))
+    assert (counted.available, counted.reserved, counted.total) == (3, 4, 7)
+    with pytest.raises(NotFound):
+        await container.engine.update_stock(
+            v.update_stock(
+                product_id="u",
+                variant_id=None,
+                warehouse_id="atlantis",
+                operation="ADD",
+                quantity=1,
+                reason="",
+                limits=limits,
+                default_warehouse_id="default",
+            )
+        )
+    # every change has its movement, and failed updates left no stray rows
+    assert await scalar(container.db, "SELECT count(*) FROM stocks WHERE product_id='u'") == 1
+    assert (
+        await scalar(container.db, "SELECT count(*) FROM stock_movements WHERE product_id='u'") == 3
+    )
+    assert await check(container.db) == []
+
+
+async def test_allocation_splits_across_warehouses_by_priority(container):
+    await add_warehouses(container.db, ("near", 1), ("far", 50))
+    await put_stock(container, "s", 3, warehouse="near")
+    await put_stock(container, "s", 10, warehouse="far")
+    result = await container.engine.reserve(reserve(container, "split", ("s", 5)))
+    assert sorted((line.warehouse_id, line.quantity) for line in result.reservations) == [
+        ("far", 2),
+        ("near", 3),
+    ]
+    pinned = await container.engine.reserve(
+        v.reserve(
+            "pin",
+            [{"product_id": "s", "quantity": 1, "warehouse_id": "far"}],
+            None,
+            container.limits,
+        )
+    )
+    assert [line.warehouse_id for line in pinned.reservations] == ["far"]
+
+
+async def test_database_down_fails_the_batch_with_a_retryable_error(settings, unused_tcp_port):
+    from service.domain.errors import Unavailable
+
+    down = settings.model_copy(
+        update={
+            "database_url": f"postgresql+asyncpg://postgres@127.0.0.1:{unused_tcp_port}/x",
+            "db_connect_timeout_s": 0.5,
+        }
+    )
+    async with build(down) as container:
+        with pytest.raises(Unavailable):
+            await container.engine.reserve(reserve(container, "o", ("p", 1)))
+        with pytest.raises(Unavailable):
+            await container.engine.execute_many(
+                [reserve(container, "o", ("p", 1), source=Source.STREAM, event="e")]
+            )
