@@ -2,7 +2,8 @@
 
 10 hot SKUs, 2 items per order, 64 concurrent callers, the same PostgreSQL, the same run.
 Prints one JSON line: {"bench": "engine", "orders_per_s", "pgbench_hot_tps", "ratio", ...}.
-Target: ratio >= 10.
+Target: ratio >= 10. Also measured in the same run: the same engine with one command per
+transaction (``unbatched_orders_per_s``), which isolates what group commit itself buys.
 """
 
 from __future__ import annotations
@@ -26,7 +27,9 @@ from service.domain import validation as v
 SKUS = [f"hot-{i}" for i in range(10)]
 
 
-async def reserve_storm(settings: Settings, seconds: float, callers: int) -> dict[str, float]:
+async def reserve_storm(
+    settings: Settings, seconds: float, callers: int, run: str = "a"
+) -> dict[str, float]:
     async with build(settings) as container:
         for sku in SKUS:
             await container.engine.update_stock(
@@ -52,7 +55,7 @@ async def reserve_storm(settings: Settings, seconds: float, callers: int) -> dic
             while time.perf_counter() < deadline:
                 a, b = rng.sample(SKUS, 2)
                 command = v.reserve(
-                    f"bench-{index}-{n}",
+                    f"bench-{run}-{index}-{n}",
                     [{"product_id": a, "quantity": 1}, {"product_id": b, "quantity": 1}],
                     None,
                     container.limits,
@@ -85,6 +88,8 @@ def main() -> None:
             stack.pgbench_path, stack.psql_path, stack.postgres_libpq_url, int(args.seconds)
         )
         figures = asyncio.run(reserve_storm(settings, args.seconds, args.callers))
+        unbatched = settings.model_copy(update={"batch_max_size": 1, "batch_window_ms": 0})
+        single = asyncio.run(reserve_storm(unbatched, args.seconds, args.callers, run="b"))
     print(
         json.dumps(
             {
@@ -93,6 +98,8 @@ def main() -> None:
                 "callers": args.callers,
                 "pgbench_hot_tps": tps,
                 "ratio": round(figures["orders_per_s"] / tps, 2),
+                "unbatched_orders_per_s": single["orders_per_s"],
+                "group_commit_gain": round(figures["orders_per_s"] / single["orders_per_s"], 2),
             }
         )
     )
