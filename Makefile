@@ -12,8 +12,9 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
+# `make run ARGS="--postgres-port 25432 --stack-only"`: see `inventory dev --help`
 run: $(STAMP)
-	$(BIN)/inventory dev
+	$(BIN)/inventory dev $(ARGS)
 
 test: $(STAMP) lint typecheck
 	$(BIN)/python -m pytest -q

@@ -1,0 +1,182 @@
+"""`inventory dev`: the embedded stack, migrated and seeded, with the service on top.
+
+Starts Tansu, PostgreSQL and Redis from pip wheels (each skipped when its INVENTORY_* URL is
+set), applies the migrations, seeds demo data, generates an admin token, prints the
+endpoints and "ready", then runs the service until Ctrl-C (SIGINT) or SIGTERM, and stops
+everything it started.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import hashlib
+import importlib.util
+import inspect
+import json
+import os
+import secrets
+import signal
+import sys
+import time
+from collections.abc import Callable, Coroutine
+from pathlib import Path
+from types import FrameType
+from typing import TYPE_CHECKING, Any
+
+from service.devstack import DEV_PORTS
+
+if TYPE_CHECKING:
+    from service.config import Settings
+    from service.devstack import EmbeddedStack
+
+SERVE_MODULE = "service.serve"
+
+
+def register(subparsers: Any) -> None:
+    parser = subparsers.add_parser(
+        "dev",
+        help="run the service on an embedded broker, PostgreSQL and Redis (what `make run` does)",
+        description=__doc__,
+    )
+    parser.add_argument(
+        "--data-dir",
+        type=Path,
+        default=None,
+        help="where PostgreSQL data and logs live (default: INVENTORY_DEV_DATA_DIR, "
+        "./.inventory-dev)",
+    )
+    parser.add_argument("--postgres-port", type=int, default=DEV_PORTS.postgres)
+    parser.add_argument("--redis-port", type=int, default=DEV_PORTS.redis)
+    parser.add_argument("--kafka-port", type=int, default=DEV_PORTS.kafka)
+    parser.add_argument(
+        "--stack-only",
+        action="store_true",
+        help="start, migrate and seed the stack but do not run the service",
+    )
+    parser.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from service.config import Settings
+    from service.devstack import EmbeddedStack, StackError, StackPorts
+
+    base = Settings()
+    data_dir = (args.data_dir or base.dev_data_dir).resolve()
+    ports = StackPorts(postgres=args.postgres_port, redis=args.redis_port, kafka=args.kafka_port)
+    stack = EmbeddedStack.from_env(data_dir, ports)
+    # also when started in the background, where a shell may have ignored SIGINT
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, _interrupt)
+    try:
+        started = time.monotonic()
+        stack.start()
+        token = secrets.token_urlsafe(32)
+        settings = _settings_for(stack, base, token)
+        revision = _migrate(settings)
+        created = asyncio.run(_seed(settings))
+        _print_banner(stack, settings, token, time.monotonic() - started)
+        print(f"database migrated to {revision}; demo data seeded ({created} new stock rows)")
+        _serve(settings, stack_only=args.stack_only)
+    except KeyboardInterrupt:
+        pass
+    except StackError as exc:
+        print(f"inventory dev: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        # a second Ctrl-C must not cut the shutdown short (each stop is bounded by a timeout)
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        print("inventory dev: stopping the stack", flush=True)
+        stack.stop()
+        print("inventory dev: stopped", flush=True)
+    return 0
+
+
+def _interrupt(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt
+
+
+def _settings_for(stack: EmbeddedStack, base: Settings, token: str) -> Settings:
+    """Settings for the service on this stack; also exported for any process it forks."""
+    from service.config import Settings
+
+    digest = hashlib.sha256(token.encode()).hexdigest()
+    overrides: dict[str, Any] = {
+        **stack.overrides,
+        "admin_token_sha256": [*base.admin_token_sha256, digest],
+    }
+    for field, value in overrides.items():
+        os.environ[f"INVENTORY_{field.upper()}"] = (
+            json.dumps(value) if isinstance(value, list) else str(value)
+        )
+    return Settings(**overrides)
+
+
+def _migrate(settings: Settings) -> str | None:
+    from db.migrate import head_revision, upgrade
+
+    upgrade(settings.database_url, settings.default_warehouse_id)
+    return head_revision()
+
+
+async def _seed(settings: Settings) -> int:
+    from db.seed import seed_demo
+    from db.session import create_engine
+
+    engine = create_engine(settings)
+    try:
+        return await seed_demo(engine, settings.default_warehouse_id)
+    finally:
+        await engine.dispose()
+
+
+def _serve(settings: Settings, *, stack_only: bool) -> None:
+    if not stack_only and importlib.util.find_spec(SERVE_MODULE) is not None:
+        serve = importlib.import_module(SERVE_MODULE)
+        asyncio.run(_run_service(serve.run, settings))  # returns on SIGINT / SIGTERM
+        return
+    reason = "--stack-only" if stack_only else f"{SERVE_MODULE} does not exist yet"
+    print(
+        f"the stack is up with a migrated, seeded database; the service is not running "
+        f"({reason}). Ctrl-C stops everything.",
+    )
+    print("ready", flush=True)
+    while True:
+        signal.pause()
+
+
+async def _run_service(run: Callable[..., Coroutine[Any, Any, None]], settings: Settings) -> None:
+    """Run the service; say "ready" once it serves (when ``run`` can tell, else at once)."""
+    if "ready" not in inspect.signature(run).parameters:
+        print("ready", flush=True)
+        await run(settings)
+        return
+    ready = asyncio.Event()
+    service = asyncio.create_task(run(settings, ready=ready))
+    serving = asyncio.create_task(ready.wait())
+    await asyncio.wait({service, serving}, return_when=asyncio.FIRST_COMPLETED)
+    if serving.done():
+        print("ready", flush=True)
+    else:
+        serving.cancel()
+    await service
+
+
+def _print_banner(stack: EmbeddedStack, settings: Settings, token: str, took_s: float) -> None:
+    def where(component: object) -> str:
+        return "embedded" if component is not None else "external"
+
+    postgres = stack.postgres.libpq_url if stack.postgres else "(INVENTORY_DATABASE_URL)"
+    lines = [
+        f"inventory dev: stack up in {took_s:.1f} s; data and logs under {stack.data_dir}",
+        f"  PostgreSQL  {postgres}  [{where(stack.postgres)}]",
+        f"  Redis       {settings.redis_url}  [{where(stack.redis)}]",
+        f"  Kafka       {settings.kafka_bootstrap}  [{where(stack.broker)}]",
+        f"  gRPC        127.0.0.1:{settings.grpc_port}",
+        f"  HTTP        http://127.0.0.1:{settings.http_port}/health  /readiness  /metrics",
+        f"  admin token {token}",
+        "              (UpdateStock sends 'authorization: Bearer <token>'; for the grpcurl lines:",
+        f"               export INVENTORY_ADMIN_TOKEN={token})",
+    ]
+    print("\n".join(lines), flush=True)
