@@ -42,10 +42,14 @@ class ResultStatus(StrEnum):
     CANCEL_AFTER_COMMIT = "CANCEL_AFTER_COMMIT"
 
 
-@dataclass(frozen=True, slots=True, order=True)
+@dataclass(frozen=True, slots=True)
 class Sku:
     product_id: str
     variant_id: str | None = None
+
+    def __lt__(self, other: Sku) -> bool:
+        # a SKU without a variant sorts before the product's variants (None is not comparable)
+        return (self.product_id, self.variant_id or "") < (other.product_id, other.variant_id or "")
 
     @property
     def key(self) -> str:

@@ -169,3 +169,11 @@ def test_paid_after_expiry_reserves_again_or_fails():
     plan = run(snap, Expire("a"), reserve("b", 8), Commit("a", Source.STREAM, "e9"))
     assert plan.results[2].state is OrderState.COMMIT_FAILED
     assert plan.reservation_events[-1].payload["status"] == ResultStatus.COMMIT_FAILED.value
+
+
+def test_a_product_without_variant_sorts_beside_its_variants():
+    assert sorted([Sku("p", "v"), Sku("p"), Sku("a", "z")]) == [
+        Sku("a", "z"),
+        Sku("p"),
+        Sku("p", "v"),
+    ]
