@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 from collections.abc import Sequence
 
-from service.commands import dev, loadgen, migrate, serve
+from service.commands import check, dev, loadgen, migrate, serve
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -22,7 +22,7 @@ def build_parser() -> argparse.ArgumentParser:
     migrate.register(subparsers)
     serve.register(subparsers)
     loadgen.register(subparsers)
-    # check:   service/commands/check.py
+    check.register(subparsers)
     return parser
 
 
