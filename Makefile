@@ -34,6 +34,7 @@ proto: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python bench/engine.py
+	$(BIN)/python bench/grpc_api.py
 
 clean:
 	rm -rf $(VENV) .inventory-dev .pytest_cache .mypy_cache .ruff_cache

@@ -38,13 +38,17 @@ DB_POOL_IN_USE = Gauge("inventory_db_pool_connections_in_use", "Checked-out DB c
 DB_POOL_SIZE = Gauge("inventory_db_pool_size", "Configured DB pool size")
 
 # gRPC
-RPC_REQUESTS = Counter("inventory_rpc_requests_total", "RPCs by method and code", ["method", "code"])
+RPC_REQUESTS = Counter(
+    "inventory_rpc_requests_total", "RPCs by method and code", ["method", "code"]
+)
 RPC_SECONDS = Histogram(
     "inventory_rpc_seconds", "RPC latency by method", ["method"], buckets=LATENCY_BUCKETS
 )
 
 # streams
-EVENTS = Counter("inventory_events_total", "Order events by topic and outcome", ["topic", "outcome"])
+EVENTS = Counter(
+    "inventory_events_total", "Order events by topic and outcome", ["topic", "outcome"]
+)
 DLQ_EVENTS = Counter("inventory_dlq_events_total", "Events sent to the DLQ", ["topic", "reason"])
 CONSUMER_LAG = Gauge("inventory_consumer_lag", "Consumer lag in messages", ["topic"])
 OUTBOX_BACKLOG = Gauge("inventory_outbox_backlog", "Unpublished outbox rows")
@@ -69,8 +73,14 @@ CACHE_REQUESTS = Counter("inventory_cache_requests_total", "Cache lookups", ["re
 CACHE_BREAKER_OPEN = Gauge("inventory_cache_breaker_open", "1 while the Redis breaker is open")
 CACHE_PROPAGATION = Histogram(
     "inventory_cache_propagation_seconds",
-    "DB commit to cache updated",
-    buckets=LAG_BUCKETS,
+    "DB commit (the event's `at`) to cache updated",
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, *LAG_BUCKETS),
+)
+CACHE_WRITES = Counter(
+    "inventory_cache_writes_total",
+    "Stock states written to the cache: applied, stale (not newer), deferred (Redis down, "
+    "replayed later), dropped (too many deferred), invalid (malformed event)",
+    ["result"],
 )
 
 # health and invariants

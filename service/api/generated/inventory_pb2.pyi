@@ -1,0 +1,301 @@
+import datetime
+
+from google.protobuf import timestamp_pb2 as _timestamp_pb2
+from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class StockOperation(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    STOCK_OPERATION_UNSPECIFIED: _ClassVar[StockOperation]
+    ADD: _ClassVar[StockOperation]
+    SUBTRACT: _ClassVar[StockOperation]
+    SET: _ClassVar[StockOperation]
+
+class OrderState(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    ORDER_STATE_UNSPECIFIED: _ClassVar[OrderState]
+    ORDER_STATE_RESERVED: _ClassVar[OrderState]
+    ORDER_STATE_REJECTED: _ClassVar[OrderState]
+    ORDER_STATE_PAID_EARLY: _ClassVar[OrderState]
+    ORDER_STATE_CANCELLED_EARLY: _ClassVar[OrderState]
+    ORDER_STATE_EXPIRED: _ClassVar[OrderState]
+    ORDER_STATE_COMMITTED: _ClassVar[OrderState]
+    ORDER_STATE_RELEASED: _ClassVar[OrderState]
+    ORDER_STATE_COMMIT_FAILED: _ClassVar[OrderState]
+
+class ReservationStatus(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    RESERVATION_STATUS_UNSPECIFIED: _ClassVar[ReservationStatus]
+    RESERVATION_STATUS_PENDING: _ClassVar[ReservationStatus]
+    RESERVATION_STATUS_COMMITTED: _ClassVar[ReservationStatus]
+    RESERVATION_STATUS_RELEASED: _ClassVar[ReservationStatus]
+    RESERVATION_STATUS_EXPIRED: _ClassVar[ReservationStatus]
+STOCK_OPERATION_UNSPECIFIED: StockOperation
+ADD: StockOperation
+SUBTRACT: StockOperation
+SET: StockOperation
+ORDER_STATE_UNSPECIFIED: OrderState
+ORDER_STATE_RESERVED: OrderState
+ORDER_STATE_REJECTED: OrderState
+ORDER_STATE_PAID_EARLY: OrderState
+ORDER_STATE_CANCELLED_EARLY: OrderState
+ORDER_STATE_EXPIRED: OrderState
+ORDER_STATE_COMMITTED: OrderState
+ORDER_STATE_RELEASED: OrderState
+ORDER_STATE_COMMIT_FAILED: OrderState
+RESERVATION_STATUS_UNSPECIFIED: ReservationStatus
+RESERVATION_STATUS_PENDING: ReservationStatus
+RESERVATION_STATUS_COMMITTED: ReservationStatus
+RESERVATION_STATUS_RELEASED: ReservationStatus
+RESERVATION_STATUS_EXPIRED: ReservationStatus
+
+class StockItem(_message.Message):
+    __slots__ = ("product_id", "variant_id", "quantity", "warehouse_id")
+    PRODUCT_ID_FIELD_NUMBER: _ClassVar[int]
+    VARIANT_ID_FIELD_NUMBER: _ClassVar[int]
+    QUANTITY_FIELD_NUMBER: _ClassVar[int]
+    WAREHOUSE_ID_FIELD_NUMBER: _ClassVar[int]
+    product_id: str
+    variant_id: str
+    quantity: int
+    warehouse_id: str
+    def __init__(self, product_id: _Optional[str] = ..., variant_id: _Optional[str] = ..., quantity: _Optional[int] = ..., warehouse_id: _Optional[str] = ...) -> None: ...
+
+class ItemAvailability(_message.Message):
+    __slots__ = ("product_id", "variant_id", "warehouse_id", "requested_quantity", "available_quantity", "available", "known", "available_by_warehouse")
+    class AvailableByWarehouseEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: int
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[int] = ...) -> None: ...
+    PRODUCT_ID_FIELD_NUMBER: _ClassVar[int]
+    VARIANT_ID_FIELD_NUMBER: _ClassVar[int]
+    WAREHOUSE_ID_FIELD_NUMBER: _ClassVar[int]
+    REQUESTED_QUANTITY_FIELD_NUMBER: _ClassVar[int]
+    AVAILABLE_QUANTITY_FIELD_NUMBER: _ClassVar[int]
+    AVAILABLE_FIELD_NUMBER: _ClassVar[int]
+    KNOWN_FIELD_NUMBER: _ClassVar[int]
+    AVAILABLE_BY_WAREHOUSE_FIELD_NUMBER: _ClassVar[int]
+    product_id: str
+    variant_id: str
+    warehouse_id: str
+    requested_quantity: int
+    available_quantity: int
+    available: bool
+    known: bool
+    available_by_warehouse: _containers.ScalarMap[str, int]
+    def __init__(self, product_id: _Optional[str] = ..., variant_id: _Optional[str] = ..., warehouse_id: _Optional[str] = ..., requested_quantity: _Optional[int] = ..., available_quantity: _Optional[int] = ..., available: _Optional[bool] = ..., known: _Optional[bool] = ..., available_by_warehouse: _Optional[_Mapping[str, int]] = ...) -> None: ...
+
+class Reservation(_message.Message):
+    __slots__ = ("reservation_id", "product_id", "variant_id", "warehouse_id", "quantity", "status")
+    RESERVATION_ID_FIELD_NUMBER: _ClassVar[int]
+    PRODUCT_ID_FIELD_NUMBER: _ClassVar[int]
+    VARIANT_ID_FIELD_NUMBER: _ClassVar[int]
+    WAREHOUSE_ID_FIELD_NUMBER: _ClassVar[int]
+    QUANTITY_FIELD_NUMBER: _ClassVar[int]
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    reservation_id: str
+    product_id: str
+    variant_id: str
+    warehouse_id: str
+    quantity: int
+    status: ReservationStatus
+    def __init__(self, reservation_id: _Optional[str] = ..., product_id: _Optional[str] = ..., variant_id: _Optional[str] = ..., warehouse_id: _Optional[str] = ..., quantity: _Optional[int] = ..., status: _Optional[_Union[ReservationStatus, str]] = ...) -> None: ...
+
+class StockLevel(_message.Message):
+    __slots__ = ("stock_id", "product_id", "variant_id", "warehouse_id", "available", "reserved", "total", "version")
+    STOCK_ID_FIELD_NUMBER: _ClassVar[int]
+    PRODUCT_ID_FIELD_NUMBER: _ClassVar[int]
+    VARIANT_ID_FIELD_NUMBER: _ClassVar[int]
+    WAREHOUSE_ID_FIELD_NUMBER: _ClassVar[int]
+    AVAILABLE_FIELD_NUMBER: _ClassVar[int]
+    RESERVED_FIELD_NUMBER: _ClassVar[int]
+    TOTAL_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    stock_id: str
+    product_id: str
+    variant_id: str
+    warehouse_id: str
+    available: int
+    reserved: int
+    total: int
+    version: int
+    def __init__(self, stock_id: _Optional[str] = ..., product_id: _Optional[str] = ..., variant_id: _Optional[str] = ..., warehouse_id: _Optional[str] = ..., available: _Optional[int] = ..., reserved: _Optional[int] = ..., total: _Optional[int] = ..., version: _Optional[int] = ...) -> None: ...
+
+class Shortage(_message.Message):
+    __slots__ = ("product_id", "variant_id", "warehouse_id", "requested_quantity", "available_quantity")
+    PRODUCT_ID_FIELD_NUMBER: _ClassVar[int]
+    VARIANT_ID_FIELD_NUMBER: _ClassVar[int]
+    WAREHOUSE_ID_FIELD_NUMBER: _ClassVar[int]
+    REQUESTED_QUANTITY_FIELD_NUMBER: _ClassVar[int]
+    AVAILABLE_QUANTITY_FIELD_NUMBER: _ClassVar[int]
+    product_id: str
+    variant_id: str
+    warehouse_id: str
+    requested_quantity: int
+    available_quantity: int
+    def __init__(self, product_id: _Optional[str] = ..., variant_id: _Optional[str] = ..., warehouse_id: _Optional[str] = ..., requested_quantity: _Optional[int] = ..., available_quantity: _Optional[int] = ...) -> None: ...
+
+class InsufficientStockDetail(_message.Message):
+    __slots__ = ("shortages",)
+    SHORTAGES_FIELD_NUMBER: _ClassVar[int]
+    shortages: _containers.RepeatedCompositeFieldContainer[Shortage]
+    def __init__(self, shortages: _Optional[_Iterable[_Union[Shortage, _Mapping]]] = ...) -> None: ...
+
+class CheckStockRequest(_message.Message):
+    __slots__ = ("product_id", "variant_id", "quantity", "warehouse_id")
+    PRODUCT_ID_FIELD_NUMBER: _ClassVar[int]
+    VARIANT_ID_FIELD_NUMBER: _ClassVar[int]
+    QUANTITY_FIELD_NUMBER: _ClassVar[int]
+    WAREHOUSE_ID_FIELD_NUMBER: _ClassVar[int]
+    product_id: str
+    variant_id: str
+    quantity: int
+    warehouse_id: str
+    def __init__(self, product_id: _Optional[str] = ..., variant_id: _Optional[str] = ..., quantity: _Optional[int] = ..., warehouse_id: _Optional[str] = ...) -> None: ...
+
+class CheckStockResponse(_message.Message):
+    __slots__ = ("available", "available_quantity", "item")
+    AVAILABLE_FIELD_NUMBER: _ClassVar[int]
+    AVAILABLE_QUANTITY_FIELD_NUMBER: _ClassVar[int]
+    ITEM_FIELD_NUMBER: _ClassVar[int]
+    available: bool
+    available_quantity: int
+    item: ItemAvailability
+    def __init__(self, available: _Optional[bool] = ..., available_quantity: _Optional[int] = ..., item: _Optional[_Union[ItemAvailability, _Mapping]] = ...) -> None: ...
+
+class BulkCheckStockRequest(_message.Message):
+    __slots__ = ("items",)
+    ITEMS_FIELD_NUMBER: _ClassVar[int]
+    items: _containers.RepeatedCompositeFieldContainer[StockItem]
+    def __init__(self, items: _Optional[_Iterable[_Union[StockItem, _Mapping]]] = ...) -> None: ...
+
+class BulkCheckStockResponse(_message.Message):
+    __slots__ = ("all_available", "items")
+    ALL_AVAILABLE_FIELD_NUMBER: _ClassVar[int]
+    ITEMS_FIELD_NUMBER: _ClassVar[int]
+    all_available: bool
+    items: _containers.RepeatedCompositeFieldContainer[ItemAvailability]
+    def __init__(self, all_available: _Optional[bool] = ..., items: _Optional[_Iterable[_Union[ItemAvailability, _Mapping]]] = ...) -> None: ...
+
+class ReserveStockRequest(_message.Message):
+    __slots__ = ("order_id", "items", "ttl_seconds")
+    ORDER_ID_FIELD_NUMBER: _ClassVar[int]
+    ITEMS_FIELD_NUMBER: _ClassVar[int]
+    TTL_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    order_id: str
+    items: _containers.RepeatedCompositeFieldContainer[StockItem]
+    ttl_seconds: int
+    def __init__(self, order_id: _Optional[str] = ..., items: _Optional[_Iterable[_Union[StockItem, _Mapping]]] = ..., ttl_seconds: _Optional[int] = ...) -> None: ...
+
+class ReserveStockResponse(_message.Message):
+    __slots__ = ("order_id", "state", "reservations", "expires_at", "duplicate")
+    ORDER_ID_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    RESERVATIONS_FIELD_NUMBER: _ClassVar[int]
+    EXPIRES_AT_FIELD_NUMBER: _ClassVar[int]
+    DUPLICATE_FIELD_NUMBER: _ClassVar[int]
+    order_id: str
+    state: OrderState
+    reservations: _containers.RepeatedCompositeFieldContainer[Reservation]
+    expires_at: _timestamp_pb2.Timestamp
+    duplicate: bool
+    def __init__(self, order_id: _Optional[str] = ..., state: _Optional[_Union[OrderState, str]] = ..., reservations: _Optional[_Iterable[_Union[Reservation, _Mapping]]] = ..., expires_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., duplicate: _Optional[bool] = ...) -> None: ...
+
+class ReleaseReservationRequest(_message.Message):
+    __slots__ = ("order_id", "reason")
+    ORDER_ID_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    order_id: str
+    reason: str
+    def __init__(self, order_id: _Optional[str] = ..., reason: _Optional[str] = ...) -> None: ...
+
+class ReleaseReservationResponse(_message.Message):
+    __slots__ = ("order_id", "state", "reservations", "duplicate")
+    ORDER_ID_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    RESERVATIONS_FIELD_NUMBER: _ClassVar[int]
+    DUPLICATE_FIELD_NUMBER: _ClassVar[int]
+    order_id: str
+    state: OrderState
+    reservations: _containers.RepeatedCompositeFieldContainer[Reservation]
+    duplicate: bool
+    def __init__(self, order_id: _Optional[str] = ..., state: _Optional[_Union[OrderState, str]] = ..., reservations: _Optional[_Iterable[_Union[Reservation, _Mapping]]] = ..., duplicate: _Optional[bool] = ...) -> None: ...
+
+class CommitReservationRequest(_message.Message):
+    __slots__ = ("order_id",)
+    ORDER_ID_FIELD_NUMBER: _ClassVar[int]
+    order_id: str
+    def __init__(self, order_id: _Optional[str] = ...) -> None: ...
+
+class CommitReservationResponse(_message.Message):
+    __slots__ = ("order_id", "state", "reservations", "duplicate")
+    ORDER_ID_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    RESERVATIONS_FIELD_NUMBER: _ClassVar[int]
+    DUPLICATE_FIELD_NUMBER: _ClassVar[int]
+    order_id: str
+    state: OrderState
+    reservations: _containers.RepeatedCompositeFieldContainer[Reservation]
+    duplicate: bool
+    def __init__(self, order_id: _Optional[str] = ..., state: _Optional[_Union[OrderState, str]] = ..., reservations: _Optional[_Iterable[_Union[Reservation, _Mapping]]] = ..., duplicate: _Optional[bool] = ...) -> None: ...
+
+class UpdateStockRequest(_message.Message):
+    __slots__ = ("product_id", "variant_id", "quantity", "operation", "reason", "warehouse_id", "expected_version", "idempotency_key")
+    PRODUCT_ID_FIELD_NUMBER: _ClassVar[int]
+    VARIANT_ID_FIELD_NUMBER: _ClassVar[int]
+    QUANTITY_FIELD_NUMBER: _ClassVar[int]
+    OPERATION_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    WAREHOUSE_ID_FIELD_NUMBER: _ClassVar[int]
+    EXPECTED_VERSION_FIELD_NUMBER: _ClassVar[int]
+    IDEMPOTENCY_KEY_FIELD_NUMBER: _ClassVar[int]
+    product_id: str
+    variant_id: str
+    quantity: int
+    operation: StockOperation
+    reason: str
+    warehouse_id: str
+    expected_version: int
+    idempotency_key: str
+    def __init__(self, product_id: _Optional[str] = ..., variant_id: _Optional[str] = ..., quantity: _Optional[int] = ..., operation: _Optional[_Union[StockOperation, str]] = ..., reason: _Optional[str] = ..., warehouse_id: _Optional[str] = ..., expected_version: _Optional[int] = ..., idempotency_key: _Optional[str] = ...) -> None: ...
+
+class UpdateStockResponse(_message.Message):
+    __slots__ = ("stock",)
+    STOCK_FIELD_NUMBER: _ClassVar[int]
+    stock: StockLevel
+    def __init__(self, stock: _Optional[_Union[StockLevel, _Mapping]] = ...) -> None: ...
+
+class GetStockRequest(_message.Message):
+    __slots__ = ("product_id", "variant_id", "warehouse_id")
+    PRODUCT_ID_FIELD_NUMBER: _ClassVar[int]
+    VARIANT_ID_FIELD_NUMBER: _ClassVar[int]
+    WAREHOUSE_ID_FIELD_NUMBER: _ClassVar[int]
+    product_id: str
+    variant_id: str
+    warehouse_id: str
+    def __init__(self, product_id: _Optional[str] = ..., variant_id: _Optional[str] = ..., warehouse_id: _Optional[str] = ...) -> None: ...
+
+class GetStockResponse(_message.Message):
+    __slots__ = ("product_id", "variant_id", "warehouses", "available", "reserved", "total")
+    PRODUCT_ID_FIELD_NUMBER: _ClassVar[int]
+    VARIANT_ID_FIELD_NUMBER: _ClassVar[int]
+    WAREHOUSES_FIELD_NUMBER: _ClassVar[int]
+    AVAILABLE_FIELD_NUMBER: _ClassVar[int]
+    RESERVED_FIELD_NUMBER: _ClassVar[int]
+    TOTAL_FIELD_NUMBER: _ClassVar[int]
+    product_id: str
+    variant_id: str
+    warehouses: _containers.RepeatedCompositeFieldContainer[StockLevel]
+    available: int
+    reserved: int
+    total: int
+    def __init__(self, product_id: _Optional[str] = ..., variant_id: _Optional[str] = ..., warehouses: _Optional[_Iterable[_Union[StockLevel, _Mapping]]] = ..., available: _Optional[int] = ..., reserved: _Optional[int] = ..., total: _Optional[int] = ...) -> None: ...

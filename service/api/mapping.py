@@ -1,0 +1,219 @@
+"""Proto messages to validated commands and domain results to proto messages.
+
+Requests become plain values first and go through ``service.domain.validation``, the same
+checks the stream path uses, so both paths accept and refuse the same input.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from google.protobuf.timestamp_pb2 import Timestamp
+
+from service.api.generated import inventory_pb2 as pb
+from service.domain import validation
+from service.domain.commands import Commit, Release, Reserve, UpdateStock
+from service.domain.errors import InvalidArgument
+from service.domain.results import Availability, OrderResult, ReservationLine, StockLevel, StockView
+from service.domain.validation import Limits
+from service.domain.values import Item, OrderState, ReservationStatus, Sku, StockOperation
+
+# -- requests --
+
+
+def item_fields(item: pb.StockItem) -> dict[str, Any]:
+    return {
+        "product_id": item.product_id,
+        "variant_id": item.variant_id,
+        "quantity": item.quantity,
+        "warehouse_id": item.warehouse_id,
+    }
+
+
+def check_item(request: pb.CheckStockRequest, limits: Limits) -> Item:
+    return Item(
+        validation.sku(request.product_id, request.variant_id, limits),
+        validation.check_quantity(request.quantity, limits),
+        validation.optional_id(request.warehouse_id, "warehouse_id", limits),
+    )
+
+
+def bulk_items(request: pb.BulkCheckStockRequest, limits: Limits) -> list[Item]:
+    """One item per request line, in order (lines are not merged: each gets its own answer)."""
+    if not request.items:
+        raise InvalidArgument("items", "must not be empty")
+    if len(request.items) > limits.max_items_per_order:
+        raise InvalidArgument(
+            "items", f"{len(request.items)} items, over the limit of {limits.max_items_per_order}"
+        )
+    return [
+        validation.parse_item(item_fields(item), index, limits)
+        for index, item in enumerate(request.items)
+    ]
+
+
+def reserve(request: pb.ReserveStockRequest, limits: Limits) -> Reserve:
+    return validation.reserve(
+        request.order_id,
+        [item_fields(item) for item in request.items],
+        request.ttl_seconds,
+        limits,
+    )
+
+
+def release(request: pb.ReleaseReservationRequest, limits: Limits) -> Release:
+    return validation.release(request.order_id, request.reason, limits)
+
+
+def commit(request: pb.CommitReservationRequest, limits: Limits) -> Commit:
+    return validation.commit(request.order_id, limits)
+
+
+# built from the domain's enums, so a proto missing a domain value fails at import
+_OPERATIONS: dict[int, str] = {pb.StockOperation.Value(op.value): op.value for op in StockOperation}
+_ORDER_STATES: dict[OrderState | None, str] = {
+    state: pb.OrderState.Name(pb.OrderState.Value(f"ORDER_STATE_{state.value}"))
+    for state in OrderState
+} | {None: "ORDER_STATE_UNSPECIFIED"}
+_RESERVATION_STATUSES: dict[ReservationStatus, str] = {
+    status: pb.ReservationStatus.Name(pb.ReservationStatus.Value(f"RESERVATION_STATUS_{status}"))
+    for status in ReservationStatus
+}
+
+
+def update_stock(
+    request: pb.UpdateStockRequest, limits: Limits, *, default_warehouse_id: str, actor: str
+) -> UpdateStock:
+    if not request.HasField("quantity"):
+        raise InvalidArgument("quantity", "required")
+    return validation.update_stock(
+        product_id=request.product_id,
+        variant_id=request.variant_id,
+        warehouse_id=request.warehouse_id,
+        # proto3 enums are open: an unknown number (or UNSPECIFIED) is None, refused by validation
+        operation=_OPERATIONS.get(request.operation),
+        quantity=request.quantity,
+        reason=request.reason,
+        limits=limits,
+        default_warehouse_id=default_warehouse_id,
+        expected_version=(
+            request.expected_version if request.HasField("expected_version") else None
+        ),
+        idempotency_key=request.idempotency_key if request.HasField("idempotency_key") else None,
+        actor=actor,
+    )
+
+
+def get_stock(request: pb.GetStockRequest, limits: Limits) -> tuple[Sku, str | None]:
+    return (
+        validation.sku(request.product_id, request.variant_id, limits),
+        validation.optional_id(request.warehouse_id, "warehouse_id", limits),
+    )
+
+
+# -- responses --
+
+
+def availability(result: Availability) -> pb.ItemAvailability:
+    return pb.ItemAvailability(
+        product_id=result.sku.product_id,
+        variant_id=result.sku.variant_id or "",
+        warehouse_id=result.warehouse_id or "",
+        requested_quantity=result.requested,
+        available_quantity=result.available,
+        available=result.sufficient,
+        known=result.known,
+        available_by_warehouse=result.warehouses,
+    )
+
+
+def check_stock_response(result: Availability) -> pb.CheckStockResponse:
+    return pb.CheckStockResponse(
+        available=result.sufficient,
+        available_quantity=result.available,
+        item=availability(result),
+    )
+
+
+def bulk_check_response(results: Sequence[Availability]) -> pb.BulkCheckStockResponse:
+    return pb.BulkCheckStockResponse(
+        all_available=all(r.sufficient for r in results),
+        items=[availability(r) for r in results],
+    )
+
+
+def reservation(line: ReservationLine) -> pb.Reservation:
+    return pb.Reservation(
+        reservation_id=line.reservation_id,
+        product_id=line.sku.product_id,
+        variant_id=line.sku.variant_id or "",
+        warehouse_id=line.warehouse_id,
+        quantity=line.quantity,
+        status=_RESERVATION_STATUSES[line.status],
+    )
+
+
+def order_state(result: OrderResult) -> str:
+    return _ORDER_STATES[result.state]
+
+
+def timestamp(moment: datetime) -> Timestamp:
+    stamp = Timestamp()
+    stamp.FromDatetime(moment)
+    return stamp
+
+
+def reserve_response(result: OrderResult) -> pb.ReserveStockResponse:
+    response = pb.ReserveStockResponse(
+        order_id=result.order_id,
+        state=order_state(result),
+        reservations=[reservation(line) for line in result.reservations],
+        duplicate=result.duplicate,
+    )
+    if result.expires_at is not None:
+        response.expires_at.CopyFrom(timestamp(result.expires_at))
+    return response
+
+
+def release_response(result: OrderResult) -> pb.ReleaseReservationResponse:
+    return pb.ReleaseReservationResponse(
+        order_id=result.order_id,
+        state=order_state(result),
+        reservations=[reservation(line) for line in result.reservations],
+        duplicate=result.duplicate,
+    )
+
+
+def commit_response(result: OrderResult) -> pb.CommitReservationResponse:
+    return pb.CommitReservationResponse(
+        order_id=result.order_id,
+        state=order_state(result),
+        reservations=[reservation(line) for line in result.reservations],
+        duplicate=result.duplicate,
+    )
+
+
+def stock_level(level: StockLevel) -> pb.StockLevel:
+    return pb.StockLevel(
+        stock_id=level.stock_id,
+        product_id=level.sku.product_id,
+        variant_id=level.sku.variant_id or "",
+        warehouse_id=level.warehouse_id,
+        available=level.available,
+        reserved=level.reserved,
+        total=level.total,
+        version=level.version,
+    )
+
+
+def get_stock_response(view: StockView) -> pb.GetStockResponse:
+    return pb.GetStockResponse(
+        product_id=view.sku.product_id,
+        variant_id=view.sku.variant_id or "",
+        warehouses=[stock_level(level) for level in view.warehouses],
+        available=view.available,
+        reserved=view.reserved,
+        total=view.total,
+    )

@@ -1,0 +1,92 @@
+"""InventoryService: each method parses, validates, calls the engine or the queries, maps back.
+
+No decisions are made here and no status is set here: errors are raised and the interceptor
+(service/api/errors.py) answers them.
+"""
+
+from __future__ import annotations
+
+from typing import TypeAlias
+
+import grpc
+
+from service.api import mapping
+from service.api.auth import AdminAuth
+from service.api.generated import inventory_pb2 as pb
+from service.api.generated import inventory_pb2_grpc as pb_grpc
+from service.bootstrap import Container
+from service.domain.errors import InventoryError, NotFound
+
+Context: TypeAlias = grpc.aio.ServicerContext
+
+
+class DeadlineExceeded(InventoryError):
+    status = "DEADLINE_EXCEEDED"
+
+
+def _before_write(context: Context) -> None:
+    """A write whose caller already gave up is not started (the engine never splits an order)."""
+    remaining = context.time_remaining()
+    if remaining is not None and remaining <= 0:
+        raise DeadlineExceeded("deadline exceeded before the write started")
+
+
+class InventoryServicer(pb_grpc.InventoryServiceServicer):
+    def __init__(self, container: Container, auth: AdminAuth) -> None:
+        self._engine = container.engine
+        self._queries = container.queries
+        self._limits = container.limits
+        self._default_warehouse = container.settings.default_warehouse_id
+        self._auth = auth
+
+    async def CheckStock(
+        self, request: pb.CheckStockRequest, context: Context
+    ) -> pb.CheckStockResponse:
+        item = mapping.check_item(request, self._limits)
+        [result] = await self._queries.check_stock([item])
+        if not result.known:
+            raise NotFound(f"unknown SKU {item.sku.key}")
+        return mapping.check_stock_response(result)
+
+    async def BulkCheckStock(
+        self, request: pb.BulkCheckStockRequest, context: Context
+    ) -> pb.BulkCheckStockResponse:
+        items = mapping.bulk_items(request, self._limits)
+        return mapping.bulk_check_response(await self._queries.check_stock(items))
+
+    async def GetStock(self, request: pb.GetStockRequest, context: Context) -> pb.GetStockResponse:
+        sku, warehouse_id = mapping.get_stock(request, self._limits)
+        return mapping.get_stock_response(await self._queries.get_stock(sku, warehouse_id))
+
+    async def ReserveStock(
+        self, request: pb.ReserveStockRequest, context: Context
+    ) -> pb.ReserveStockResponse:
+        command = mapping.reserve(request, self._limits)
+        _before_write(context)
+        return mapping.reserve_response(await self._engine.reserve(command))
+
+    async def ReleaseReservation(
+        self, request: pb.ReleaseReservationRequest, context: Context
+    ) -> pb.ReleaseReservationResponse:
+        command = mapping.release(request, self._limits)
+        _before_write(context)
+        return mapping.release_response(await self._engine.release(command))
+
+    async def CommitReservation(
+        self, request: pb.CommitReservationRequest, context: Context
+    ) -> pb.CommitReservationResponse:
+        command = mapping.commit(request, self._limits)
+        _before_write(context)
+        return mapping.commit_response(await self._engine.commit(command))
+
+    async def UpdateStock(
+        self, request: pb.UpdateStockRequest, context: Context
+    ) -> pb.UpdateStockResponse:
+        actor = self._auth.authorize(context.invocation_metadata(), context.peer_identities())
+        command = mapping.update_stock(
+            request, self._limits, default_warehouse_id=self._default_warehouse, actor=actor
+        )
+        _before_write(context)
+        return pb.UpdateStockResponse(
+            stock=mapping.stock_level(await self._engine.update_stock(command))
+        )

@@ -1,0 +1,384 @@
+"""The servicer and the error interceptor over a real grpc.aio server, with a fake engine.
+
+These pin the translation (proto <-> domain) and the status mapping without a database;
+tests/integration/test_api.py drives the same RPCs against the real engine.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from types import SimpleNamespace
+from typing import Any
+
+import grpc
+import pytest
+from grpc_status import rpc_status
+from prometheus_client import REGISTRY
+
+from service.api import server as grpc_api
+from service.api.auth import token_digest
+from service.api.generated import inventory_pb2 as pb
+from service.api.generated import inventory_pb2_grpc as pb_grpc
+from service.bootstrap import limits_from
+from service.config import Settings
+from service.domain import errors
+from service.domain.commands import Commit, Release, Reserve, UpdateStock
+from service.domain.results import (
+    Availability,
+    OrderResult,
+    ReservationLine,
+    StockLevel,
+    StockView,
+)
+from service.domain.values import Item, OrderState, ReservationStatus, Shortage, Sku
+
+TOKEN = "unit-admin-token"
+SKU = Sku("prod-123", "var-456")
+EXPIRES = datetime(2030, 1, 2, 3, 4, 5, tzinfo=UTC)
+
+
+def level(warehouse: str = "default", available: int = 7, reserved: int = 3) -> StockLevel:
+    return StockLevel("stock-1", SKU, warehouse, available, reserved, available + reserved, 4)
+
+
+@dataclass
+class FakeEngine:
+    calls: list[Any] = field(default_factory=list)
+    fail: BaseException | None = None
+    delay_s: float = 0.0
+
+    async def _answer(self, command: Any) -> None:
+        self.calls.append(command)
+        if self.delay_s:
+            await asyncio.sleep(self.delay_s)
+        if self.fail is not None:
+            raise self.fail
+
+    async def reserve(self, command: Reserve) -> OrderResult:
+        await self._answer(command)
+        lines = tuple(
+            ReservationLine(f"r{i}", item.sku, "default", item.quantity, ReservationStatus.PENDING)
+            for i, item in enumerate(command.items)
+        )
+        return OrderResult(command.order_id, OrderState.RESERVED, lines, EXPIRES)
+
+    async def commit(self, command: Commit) -> OrderResult:
+        await self._answer(command)
+        return OrderResult(command.order_id, OrderState.COMMITTED, duplicate=True)
+
+    async def release(self, command: Release) -> OrderResult:
+        await self._answer(command)
+        return OrderResult(command.order_id, OrderState.RELEASED)
+
+    async def update_stock(self, command: UpdateStock) -> StockLevel:
+        await self._answer(command)
+        return level(command.warehouse_id)
+
+
+@dataclass
+class FakeQueries:
+    calls: list[Any] = field(default_factory=list)
+    fail: BaseException | None = None
+
+    async def get_stock(self, sku: Sku, warehouse_id: str | None) -> StockView:
+        self.calls.append((sku, warehouse_id))
+        if self.fail is not None:
+            raise self.fail
+        if sku != SKU:
+            raise errors.NotFound(f"no stock of {sku.key}")
+        return StockView.of(sku, (level("default"), level("east", 1, 0)))
+
+    async def check_stock(self, items: list[Item]) -> list[Availability]:
+        self.calls.append(items)
+        if self.fail is not None:
+            raise self.fail
+        return [
+            Availability(item.sku, item.quantity, 8, item.warehouse_id, True, {"default": 8})
+            if item.sku == SKU
+            else Availability(item.sku, item.quantity, 0, item.warehouse_id, known=False)
+            for item in items
+        ]
+
+
+@dataclass
+class Api:
+    stub: pb_grpc.InventoryServiceStub
+    engine: FakeEngine
+    queries: FakeQueries
+    channel: grpc.aio.Channel
+
+
+@pytest.fixture
+async def api() -> AsyncIterator[Api]:
+    settings = Settings(
+        grpc_host="127.0.0.1", grpc_port=0, admin_token_sha256=[token_digest(TOKEN)]
+    )
+    engine, queries = FakeEngine(), FakeQueries()
+    container = SimpleNamespace(
+        settings=settings, engine=engine, queries=queries, limits=limits_from(settings), db=None
+    )
+    server = await grpc_api.start(settings, container)  # type: ignore[arg-type]
+    channel = grpc.aio.insecure_channel(f"127.0.0.1:{server.port}")
+    try:
+        yield Api(pb_grpc.InventoryServiceStub(channel), engine, queries, channel)
+    finally:
+        await channel.close()
+        await server.stop(0)
+
+
+ADMIN = (("authorization", f"Bearer {TOKEN}"),)
+
+
+async def code_of(call: Callable[[], Any]) -> grpc.aio.AioRpcError:
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await call()
+    return caught.value
+
+
+def counted(method: str, code: str) -> float:
+    labels = {"method": method, "code": code}
+    return REGISTRY.get_sample_value("inventory_rpc_requests_total", labels) or 0.0
+
+
+# -- happy paths: translation both ways --
+
+
+async def test_check_stock_maps_the_availability(api: Api) -> None:
+    answer = await api.stub.CheckStock(
+        pb.CheckStockRequest(product_id="prod-123", variant_id="var-456", quantity=5)
+    )
+    assert answer.available and answer.available_quantity == 8
+    assert answer.item.known and answer.item.requested_quantity == 5
+    assert dict(answer.item.available_by_warehouse) == {"default": 8}
+    assert api.queries.calls == [[Item(SKU, 5, None)]]
+
+
+async def test_check_stock_of_an_unknown_sku_is_not_found(api: Api) -> None:
+    error = await code_of(
+        lambda: api.stub.CheckStock(pb.CheckStockRequest(product_id="nope", quantity=1))
+    )
+    assert error.code() is grpc.StatusCode.NOT_FOUND
+
+
+async def test_bulk_check_answers_each_line_in_order_without_merging(api: Api) -> None:
+    items = [
+        pb.StockItem(product_id="prod-123", variant_id="var-456", quantity=2),
+        pb.StockItem(product_id="nope", quantity=1),
+        pb.StockItem(product_id="prod-123", variant_id="var-456", quantity=3),
+    ]
+    answer = await api.stub.BulkCheckStock(pb.BulkCheckStockRequest(items=items))
+    assert not answer.all_available
+    assert [i.product_id for i in answer.items] == ["prod-123", "nope", "prod-123"]
+    assert [i.known for i in answer.items] == [True, False, True]
+    assert [i.requested_quantity for i in answer.items] == [2, 1, 3]
+
+
+async def test_get_stock_lists_warehouses_and_the_total(api: Api) -> None:
+    answer = await api.stub.GetStock(
+        pb.GetStockRequest(product_id="prod-123", variant_id="var-456")
+    )
+    assert [w.warehouse_id for w in answer.warehouses] == ["default", "east"]
+    assert (answer.available, answer.reserved, answer.total) == (8, 3, 11)
+    assert answer.warehouses[0].version == 4
+    assert api.queries.calls == [(SKU, None)]
+
+
+async def test_reserve_maps_the_seed_example(api: Api) -> None:
+    request = pb.ReserveStockRequest(
+        order_id="order-789",
+        items=[
+            pb.StockItem(product_id="prod-123", variant_id="var-456", quantity=2),
+            pb.StockItem(product_id="prod-456", quantity=1),
+        ],
+        ttl_seconds=900,
+    )
+    answer = await api.stub.ReserveStock(request)
+    assert answer.state == pb.ORDER_STATE_RESERVED
+    assert [r.quantity for r in answer.reservations] == [2, 1]
+    assert answer.reservations[0].status == pb.RESERVATION_STATUS_PENDING
+    assert answer.reservations[1].variant_id == ""
+    assert answer.expires_at.ToDatetime(tzinfo=UTC) == EXPIRES
+    [command] = api.engine.calls
+    assert command == Reserve(
+        "order-789", (Item(SKU, 2), Item(Sku("prod-456"), 1)), ttl_seconds=900
+    )
+
+
+async def test_reserve_without_ttl_uses_the_default(api: Api) -> None:
+    await api.stub.ReserveStock(
+        pb.ReserveStockRequest(order_id="o1", items=[pb.StockItem(product_id="p", quantity=1)])
+    )
+    assert api.engine.calls[0].ttl_seconds == Settings().default_ttl_seconds
+
+
+async def test_commit_and_release_map_state_and_duplicate(api: Api) -> None:
+    committed = await api.stub.CommitReservation(pb.CommitReservationRequest(order_id="o1"))
+    assert committed.state == pb.ORDER_STATE_COMMITTED and committed.duplicate
+    released = await api.stub.ReleaseReservation(
+        pb.ReleaseReservationRequest(order_id="o2", reason="customer cancelled")
+    )
+    assert released.state == pb.ORDER_STATE_RELEASED and not released.duplicate
+    assert api.engine.calls == [Commit("o1"), Release("o2", reason="customer cancelled")]
+
+
+async def test_update_stock_with_the_token_passes_every_field(api: Api) -> None:
+    request = pb.UpdateStockRequest(
+        product_id="prod-123",
+        variant_id="var-456",
+        quantity=100,
+        operation=pb.ADD,
+        reason="Restocking from supplier",
+        expected_version=4,
+        idempotency_key="k-1",
+    )
+    answer = await api.stub.UpdateStock(request, metadata=ADMIN)
+    assert answer.stock.warehouse_id == "default" and answer.stock.version == 4
+    [command] = api.engine.calls
+    assert command.warehouse_id == Settings().default_warehouse_id
+    assert (command.quantity, command.operation.value, command.reason) == (
+        100,
+        "ADD",
+        "Restocking from supplier",
+    )
+    assert (command.expected_version, command.idempotency_key) == (4, "k-1")
+    assert command.actor.startswith("token:") and TOKEN not in command.actor
+
+
+async def test_update_stock_absent_optionals_stay_absent(api: Api) -> None:
+    request = pb.UpdateStockRequest(product_id="p", quantity=0, operation=pb.SET)
+    await api.stub.UpdateStock(request, metadata=ADMIN)
+    [command] = api.engine.calls
+    assert (command.quantity, command.expected_version, command.idempotency_key) == (0, None, None)
+
+
+# -- status codes --
+
+
+@pytest.mark.parametrize(
+    "request_",
+    [
+        pb.UpdateStockRequest(product_id="p", operation=pb.SET),  # quantity absent
+        pb.UpdateStockRequest(product_id="p", quantity=1),  # operation unspecified
+        pb.UpdateStockRequest(product_id="p", quantity=1, operation=99),  # unknown enum number
+        pb.UpdateStockRequest(product_id="", quantity=1, operation=pb.ADD),
+        pb.UpdateStockRequest(product_id="p", quantity=0, operation=pb.ADD),
+        pb.UpdateStockRequest(product_id="p", quantity=1, operation=pb.ADD, expected_version=-1),
+    ],
+)
+async def test_update_stock_validation(api: Api, request_: pb.UpdateStockRequest) -> None:
+    error = await code_of(lambda: api.stub.UpdateStock(request_, metadata=ADMIN))
+    assert error.code() is grpc.StatusCode.INVALID_ARGUMENT
+    assert api.engine.calls == []
+
+
+@pytest.mark.parametrize(
+    ("metadata", "code"),
+    [
+        ((), grpc.StatusCode.UNAUTHENTICATED),
+        ((("authorization", "Bearer wrong"),), grpc.StatusCode.UNAUTHENTICATED),
+    ],
+)
+async def test_update_stock_refuses_without_the_right_token(
+    api: Api, metadata: tuple[tuple[str, str], ...], code: grpc.StatusCode
+) -> None:
+    request = pb.UpdateStockRequest(product_id="p", quantity=1, operation=pb.ADD)
+    error = await code_of(lambda: api.stub.UpdateStock(request, metadata=metadata))
+    assert error.code() is code
+    assert api.engine.calls == []
+
+
+async def test_invalid_reserve_never_reaches_the_engine(api: Api) -> None:
+    bad = [
+        pb.ReserveStockRequest(order_id="", items=[pb.StockItem(product_id="p", quantity=1)]),
+        pb.ReserveStockRequest(order_id="o", items=[]),
+        pb.ReserveStockRequest(order_id="o", items=[pb.StockItem(product_id="p", quantity=0)]),
+        pb.ReserveStockRequest(
+            order_id="o", items=[pb.StockItem(product_id="p", quantity=1)], ttl_seconds=-5
+        ),
+    ]
+    for request in bad:
+        error = await code_of(lambda request=request: api.stub.ReserveStock(request))
+        assert error.code() is grpc.StatusCode.INVALID_ARGUMENT, request
+        assert error.details()
+    assert api.engine.calls == []
+
+
+@pytest.mark.parametrize(
+    ("raised", "code"),
+    [
+        (errors.InvalidArgument("items", "bad"), grpc.StatusCode.INVALID_ARGUMENT),
+        (errors.NotFound("no order o1"), grpc.StatusCode.NOT_FOUND),
+        (errors.WrongState("order o1 is COMMITTED"), grpc.StatusCode.FAILED_PRECONDITION),
+        (errors.VersionMismatch(3, 4), grpc.StatusCode.FAILED_PRECONDITION),
+        (errors.NegativeStock("cannot subtract"), grpc.StatusCode.FAILED_PRECONDITION),
+        (errors.AlreadyExists("order o1 has other items"), grpc.StatusCode.ALREADY_EXISTS),
+        (errors.Unavailable("database unavailable"), grpc.StatusCode.UNAVAILABLE),
+        (ConnectionRefusedError("connect to 10.0.0.7:5432"), grpc.StatusCode.UNAVAILABLE),
+    ],
+)
+async def test_errors_map_to_their_status(
+    api: Api, raised: BaseException, code: grpc.StatusCode
+) -> None:
+    api.engine.fail = raised
+    before = counted("CommitReservation", code.name)
+    error = await code_of(
+        lambda: api.stub.CommitReservation(pb.CommitReservationRequest(order_id="o1"))
+    )
+    assert error.code() is code
+    assert counted("CommitReservation", code.name) == before + 1
+    if isinstance(raised, errors.InventoryError):
+        assert error.details() == raised.message
+    else:
+        assert "10.0.0.7" not in error.details()
+
+
+async def test_insufficient_stock_carries_the_shortages(api: Api) -> None:
+    api.engine.fail = errors.InsufficientStock([Shortage(SKU, 5, 2, "default")])
+    request = pb.ReserveStockRequest(
+        order_id="o1", items=[pb.StockItem(product_id="prod-123", variant_id="var-456", quantity=5)]
+    )
+    error = await code_of(lambda: api.stub.ReserveStock(request))
+    assert error.code() is grpc.StatusCode.FAILED_PRECONDITION
+    assert "prod-123:var-456 requested 5 available 2" in error.details()
+    status = rpc_status.from_call(error)
+    assert status is not None and status.code == grpc.StatusCode.FAILED_PRECONDITION.value[0]
+    detail = pb.InsufficientStockDetail()
+    assert status.details[0].Unpack(detail)
+    [shortage] = detail.shortages
+    assert (shortage.product_id, shortage.variant_id, shortage.warehouse_id) == (
+        "prod-123",
+        "var-456",
+        "default",
+    )
+    assert (shortage.requested_quantity, shortage.available_quantity) == (5, 2)
+
+
+async def test_an_unexpected_error_is_internal_and_leaks_nothing(
+    api: Api, caplog: pytest.LogCaptureFixture
+) -> None:
+    api.queries.fail = RuntimeError("password=hunter2 at /srv/secret.py")
+    before = counted("GetStock", "INTERNAL")
+    error = await code_of(lambda: api.stub.GetStock(pb.GetStockRequest(product_id="prod-123")))
+    assert error.code() is grpc.StatusCode.INTERNAL
+    assert error.details() == "internal error"
+    assert "hunter2" not in str(error.trailing_metadata())
+    assert counted("GetStock", "INTERNAL") == before + 1
+    assert any("hunter2" in (r.exc_text or "") or r.exc_info for r in caplog.records)
+
+
+async def test_ok_answers_are_counted_and_timed(api: Api) -> None:
+    before = counted("GetStock", "OK")
+    await api.stub.GetStock(pb.GetStockRequest(product_id="prod-123", variant_id="var-456"))
+    assert counted("GetStock", "OK") == before + 1
+    timed = REGISTRY.get_sample_value("inventory_rpc_seconds_count", {"method": "GetStock"})
+    assert timed is not None and timed >= 1
+
+
+async def test_an_expired_deadline_is_deadline_exceeded(api: Api) -> None:
+    api.engine.delay_s = 0.5
+    request = pb.CommitReservationRequest(order_id="o1")
+    error = await code_of(lambda: api.stub.CommitReservation(request, timeout=0.05))
+    assert error.code() is grpc.StatusCode.DEADLINE_EXCEEDED
