@@ -17,7 +17,9 @@ def create_engine(settings: Settings) -> AsyncEngine:
         settings.database_url,
         pool_size=settings.db_pool_size,
         max_overflow=settings.db_max_overflow,
-        pool_pre_ping=True,
+        # No pre-ping: it costs a round trip per checkout. A connection that died with the
+        # server fails its first use; the engine and the reads retry once on a fresh one.
+        pool_pre_ping=False,
         connect_args={
             "timeout": settings.db_connect_timeout_s,
             "server_settings": {

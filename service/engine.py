@@ -214,6 +214,8 @@ class ReservationEngine:
                 return await self._execute(commands)
             except Exception as error:  # classified below; nothing escapes the engine
                 failure = classify(error)
+                if failure is Failure.UNAVAILABLE and attempt == 0:
+                    continue  # a pooled connection may have died with a restarted server
                 if failure is Failure.CONFLICT and attempt < RETRIES_ON_CONFLICT:
                     metrics.ENGINE_BATCH_FAILURES.labels("conflict_retried").inc()
                     await asyncio.sleep(0.005 * (attempt + 1))
