@@ -112,8 +112,7 @@ def run(args: argparse.Namespace) -> int:
         if args.seed_stock > 0:
             await loadgen.seed_stock(config, settings, args.seed_stock)
             print(
-                f"stock of {config.skus} SKUs set to {args.seed_stock} "
-                f"({config.sku(0).key} ...)",
+                f"stock of {config.skus} SKUs set to {args.seed_stock} ({config.sku(0).key} ...)",
                 file=sys.stderr,
             )
         return await loadgen.publish(config, settings, progress=loadgen.Progress(config.count))

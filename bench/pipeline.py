@@ -1,0 +1,222 @@
+"""End-to-end orders/s through Kafka: publish N order-created events, consume all their results.
+
+One worker process (``inventory serve --role worker``) on the embedded stack, 10 hot SKUs,
+1-2 items per order; the clock runs from the first publish to the last result event read
+from ``inventory-reservations``. In the same run: pgbench on 10 hot rows (the baseline) and
+the worker's peak RSS. Prints one JSON line last:
+{"bench": "pipeline", "orders_per_s", "pgbench_hot_tps", "ratio", "worker_peak_rss_mb", ...}.
+Targets: >= 5,000 orders/s, ratio >= 15, RSS < 300 MB.
+
+``--profile FILE`` records the worker with py-spy during the measured run (a flame graph).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench.baseline import pgbench_hot_tps
+from bench.stack import bench_stack
+from service import loadgen
+from service.config import Settings
+from streams.app import ensure_topics
+from streams.observe import TopicCollector
+
+READY_LINE = b"stream worker started"
+
+
+def run_settings(base: Settings) -> Settings:
+    suffix = uuid.uuid4().hex[:8]
+    return base.model_copy(
+        update={
+            "app_id": f"inventory-bench-{suffix}",
+            "topic_order_created": f"order-created-{suffix}",
+            "topic_order_paid": f"order-paid-{suffix}",
+            "topic_order_cancelled": f"order-cancelled-{suffix}",
+            "topic_stock_changed": f"stock-changed-{suffix}",
+            "topic_reservations": f"inventory-reservations-{suffix}",
+            "topic_dlq": f"order-events-dlq-{suffix}",
+            "http_port": 0,
+            "log_format": "text",
+        }
+    )
+
+
+def worker_env(settings: Settings) -> dict[str, str]:
+    env = dict(os.environ)
+    for name, value in settings.model_dump().items():
+        if value is not None:
+            env[f"INVENTORY_{name.upper()}"] = (
+                json.dumps(value) if isinstance(value, list) else str(value)
+            )
+    env["INVENTORY_ROLE"] = "worker"
+    return env
+
+
+def start_worker(settings: Settings, log_path: Path) -> subprocess.Popen[bytes]:
+    script = Path(sys.executable).with_name("inventory")
+    command = ([str(script)] if script.exists() else [sys.executable, "-m", "service.cli"]) + [
+        "serve",
+        "--role",
+        "worker",
+    ]
+    log = log_path.open("wb")
+    return subprocess.Popen(command, env=worker_env(settings), stdout=log, stderr=subprocess.STDOUT)
+
+
+def wait_ready(worker: subprocess.Popen[bytes], log_path: Path, timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while READY_LINE not in log_path.read_bytes():
+        if worker.poll() is not None:
+            raise RuntimeError(f"the worker exited ({worker.returncode}); see {log_path}")
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"the worker did not start; see {log_path}")
+        time.sleep(0.1)
+
+
+def peak_rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    raise RuntimeError("no VmHWM in /proc status")
+
+
+def load(count: int, run: str) -> loadgen.LoadConfig:
+    return loadgen.LoadConfig(
+        count=count,
+        rate=0,
+        skus=10,
+        hot_skus=10,
+        hot_share=1.0,
+        created=1,
+        paid=0,
+        cancelled=0,
+        max_items=2,
+        max_quantity=1,
+        prefix="BENCH",
+        run_id=run,
+        seed=1,
+    )
+
+
+async def orders_through(settings: Settings, count: int, run: str) -> dict[str, float]:
+    """Publish ``count`` orders and wait for each one's result event; orders/s and outcomes."""
+    out = TopicCollector(settings.kafka_bootstrap, [settings.topic_reservations])
+    await out.start()
+    try:
+        await out.wait_caught_up()
+        before = len(out.records.get(settings.topic_reservations, []))
+        prefix = f"BENCH-{run}-"
+        started = time.perf_counter()
+        await loadgen.publish(load(count, run), settings)
+
+        def results() -> list[str]:
+            records = out.records.get(settings.topic_reservations, [])[before:]
+            return [r.value["status"] for r in records if str(r.key).startswith(prefix)]
+
+        statuses = await out.wait_for(
+            lambda: (found := results()) and len(found) >= count and found,
+            within_s=max(120.0, count / 200),
+            what=f"{count} result events",
+        )
+        elapsed = time.perf_counter() - started
+    finally:
+        await out.stop()
+    return {
+        "orders_per_s": round(count / elapsed, 1),
+        "seconds": round(elapsed, 2),
+        "reserved": statuses.count("RESERVED"),
+        "rejected": statuses.count("REJECTED"),
+    }
+
+
+def profile(pid: int, path: Path, seconds: float) -> subprocess.Popen[bytes]:
+    """py-spy on the worker: a flame graph (.svg) or raw collapsed stacks (any other suffix)."""
+    spy = Path(sys.executable).with_name("py-spy")
+    form = "flamegraph" if path.suffix == ".svg" else "raw"
+    return subprocess.Popen(
+        [
+            str(spy) if spy.exists() else "py-spy",
+            "record",
+            "--pid",
+            str(pid),
+            "--duration",
+            str(int(seconds)),
+            "--rate",
+            "200",
+            "--threads",
+            "--format",
+            form,
+            "--output",
+            str(path),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--orders", type=int, default=30_000, help="orders in the measured run")
+    parser.add_argument("--warmup", type=int, default=3_000, help="orders before measuring")
+    parser.add_argument("--pgbench-seconds", type=int, default=10)
+    parser.add_argument("--profile", type=Path, default=None, help="py-spy flame graph (SVG)")
+    args = parser.parse_args()
+
+    with bench_stack() as (stack, base):
+        tps = pgbench_hot_tps(
+            stack.pgbench_path, stack.psql_path, stack.postgres_libpq_url, args.pgbench_seconds
+        )
+        settings = run_settings(base)
+        asyncio.run(ensure_topics(settings))
+        asyncio.run(loadgen.seed_stock(load(0, "seed"), settings, 10**12))
+        log_path = Path(tempfile.mkstemp(prefix="inventory-bench-worker-", suffix=".log")[1])
+        worker = start_worker(settings, log_path)
+        try:
+            wait_ready(worker, log_path)
+            asyncio.run(orders_through(settings, args.warmup, "warmup"))
+            spy = (
+                profile(worker.pid, args.profile, args.orders / 2_000 + 5) if args.profile else None
+            )
+            figures = asyncio.run(orders_through(settings, args.orders, uuid.uuid4().hex[:6]))
+            rss = peak_rss_mb(worker.pid)
+            if spy is not None:
+                spy.wait()
+        finally:
+            worker.send_signal(signal.SIGTERM)
+            try:
+                worker.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                worker.kill()
+    print(f"worker log: {log_path}", file=sys.stderr)
+    print(
+        json.dumps(
+            {
+                "bench": "pipeline",
+                "orders_per_s": figures["orders_per_s"],
+                "pgbench_hot_tps": tps,
+                "ratio": round(figures["orders_per_s"] / tps, 2),
+                "worker_peak_rss_mb": round(rss, 1),
+                "orders": args.orders,
+                "seconds": figures["seconds"],
+                "reserved": figures["reserved"],
+                "rejected": figures["rejected"],
+                "targets": {"orders_per_s": 5000, "ratio": 15, "worker_peak_rss_mb": 300},
+            }
+        )
+    )
+
+
+if __name__ == "__main__":
+    main()

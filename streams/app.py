@@ -1,0 +1,114 @@
+"""The Faust app factory and the topics of the service. Nothing here runs at import time."""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import faust
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+
+from service.config import Settings
+
+log = logging.getLogger(__name__)
+
+_TOPIC_ALREADY_EXISTS = 36
+
+
+def broker_urls(settings: Settings) -> list[str]:
+    return [
+        f"kafka://{host.strip()}" for host in settings.kafka_bootstrap.split(",") if host.strip()
+    ]
+
+
+def create_app(settings: Settings) -> faust.App:
+    """A Faust app configured from Settings; call it inside the event loop that will run it."""
+    return faust.App(
+        settings.app_id,
+        broker=broker_urls(settings),
+        # Nothing needs rocksdb: the order agents keep no state (PostgreSQL does). The
+        # expiry timer table is changelog-backed and restores into memory.
+        store="memory://",
+        autodiscover=False,
+        web_enabled=False,
+        topic_partitions=settings.topic_partitions,
+        topic_allow_declare=True,
+        consumer_auto_offset_reset="earliest",
+        broker_session_timeout=settings.broker_session_timeout_s,
+        broker_heartbeat_interval=settings.broker_heartbeat_interval_s,
+        broker_rebalance_timeout=settings.broker_rebalance_timeout_s,
+        broker_commit_interval=settings.broker_commit_interval_s,
+        # acks=all; no idempotent producer (Tansu rejects InitProducerId)
+        producer_acks=-1,
+        stream_wait_empty=True,
+        # Faust creates its data directories on start; with memory stores they stay empty.
+        datadir=str(Path(tempfile.gettempdir()) / f"inventory-faust-{settings.app_id}"),
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Topics:
+    """The service's topics, created at start when missing."""
+
+    order_created: str
+    order_paid: str
+    order_cancelled: str
+    stock_changed: str
+    reservations: str
+    dlq: str
+    partitions: int
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Topics:
+        return cls(
+            order_created=settings.topic_order_created,
+            order_paid=settings.topic_order_paid,
+            order_cancelled=settings.topic_order_cancelled,
+            stock_changed=settings.topic_stock_changed,
+            reservations=settings.topic_reservations,
+            dlq=settings.topic_dlq,
+            partitions=settings.topic_partitions,
+        )
+
+    @property
+    def all(self) -> tuple[str, ...]:
+        return (
+            self.order_created,
+            self.order_paid,
+            self.order_cancelled,
+            self.stock_changed,
+            self.reservations,
+            self.dlq,
+        )
+
+
+async def ensure_topics(settings: Settings, names: tuple[str, ...] | None = None) -> None:
+    """Create the topics that do not exist yet (Settings.topic_partitions, replication 1)."""
+    topics = names or Topics.from_settings(settings).all
+    admin = AIOKafkaAdminClient(
+        bootstrap_servers=settings.kafka_bootstrap,
+        client_id=f"{settings.app_id}-admin",
+        request_timeout_ms=int(settings.broker_session_timeout_s * 1000) + 5_000,
+    )
+    await admin.start()
+    try:
+        existing = set(await admin.list_topics())
+        missing = [name for name in dict.fromkeys(topics) if name not in existing]
+        if not missing:
+            return
+        response = await admin.create_topics(
+            [NewTopic(name, settings.topic_partitions, 1) for name in missing]
+        )
+        for name, code, message in _topic_errors(response):
+            if code not in (0, _TOPIC_ALREADY_EXISTS):
+                raise RuntimeError(f"could not create topic {name}: {code} {message}")
+        log.info("created topics %s with %d partitions", missing, settings.topic_partitions)
+    finally:
+        await admin.close()
+
+
+def _topic_errors(response: object) -> list[tuple[str, int, str | None]]:
+    errors = getattr(response, "topic_errors", [])
+    return [(str(e[0]), int(e[1]), e[2] if len(e) > 2 else None) for e in errors]

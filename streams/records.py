@@ -1,0 +1,216 @@
+"""The event records of the order topics and the DLQ, and the decoders of raw order events.
+
+Order events arrive as raw bytes (the agents use the ``raw`` serializer) so that a malformed
+event can be sent to the DLQ byte for byte, and so that every rejection names the field it
+failed on. The ``faust.Record`` classes describe the same contracts for producers (the load
+generator, tests) and are mirrored by the JSON Schemas in ``docs/events/``.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import faust
+
+from service.domain import validation
+from service.domain.commands import Commit, OrderCommand, OrderEventKind, Release, Reserve, Source
+from service.domain.errors import InvalidArgument
+from service.domain.validation import Limits
+
+
+class OrderItem(faust.Record, serializer="json", include_metadata=False):
+    product_id: str
+    quantity: int
+    variant_id: str | None = None
+    warehouse_id: str | None = None
+
+
+class OrderCreated(faust.Record, serializer="json", include_metadata=False):
+    event_id: str
+    order_id: str
+    items: list[OrderItem]
+    occurred_at: str
+    ttl_seconds: int | None = None
+
+
+class OrderPaid(faust.Record, serializer="json", include_metadata=False):
+    event_id: str
+    order_id: str
+    occurred_at: str
+
+
+class OrderCancelled(faust.Record, serializer="json", include_metadata=False):
+    event_id: str
+    order_id: str
+    occurred_at: str
+    reason: str | None = None
+
+
+class DeadLetter(faust.Record, serializer="json", include_metadata=False):
+    """An order event the worker could not use, with everything needed to replay it."""
+
+    source_topic: str
+    partition: int
+    offset: int
+    key: str | None
+    key_base64: str | None
+    value_base64: str | None
+    error: str  # low-cardinality category: empty, json, invalid, rejected, internal
+    reason: str  # what exactly was wrong, naming the field
+    event_id: str | None
+    failed_at: str
+
+
+class InvalidEvent(Exception):
+    """An order event that can never be processed: it goes to the DLQ, once."""
+
+    def __init__(self, error: str, reason: str, event_id: str | None = None) -> None:
+        super().__init__(f"{error}: {reason}")
+        self.error = error
+        self.reason = reason
+        self.event_id = event_id
+
+
+def now_iso() -> str:
+    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def _b64(data: bytes | None) -> str | None:
+    return None if data is None else base64.b64encode(data).decode("ascii")
+
+
+def dead_letter(
+    *,
+    topic: str,
+    partition: int,
+    offset: int,
+    key: bytes | None,
+    value: bytes | None,
+    error: str,
+    reason: str,
+    event_id: str | None = None,
+) -> DeadLetter:
+    return DeadLetter(
+        source_topic=topic,
+        partition=partition,
+        offset=offset,
+        key=None if key is None else key.decode("utf-8", errors="replace"),
+        key_base64=_b64(key),
+        value_base64=_b64(value),
+        error=error,
+        reason=reason,
+        event_id=event_id,
+        failed_at=now_iso(),
+    )
+
+
+def _load_object(raw: bytes | None) -> dict[str, Any]:
+    if raw is None or not raw.strip():
+        raise InvalidEvent("empty", "the message has no value")
+    try:
+        body = json.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError as exc:
+        raise InvalidEvent("json", f"not UTF-8: {exc.reason} at byte {exc.start}") from None
+    except json.JSONDecodeError as exc:
+        raise InvalidEvent("json", f"not valid JSON: {exc.msg} at position {exc.pos}") from None
+    except RecursionError:
+        raise InvalidEvent("json", "not valid JSON: nested too deeply") from None
+    if not isinstance(body, dict):
+        raise InvalidEvent("invalid", f"must be a JSON object, got {type(body).__name__}")
+    return body
+
+
+def _occurred_at(value: Any) -> None:
+    """Required by the contract; the engine keys on order state, so it is checked, not used."""
+    if not isinstance(value, str):
+        raise InvalidArgument("occurred_at", "must be an ISO 8601 date-time string")
+    try:
+        datetime.fromisoformat(value)
+    except ValueError:
+        raise InvalidArgument("occurred_at", "must be an ISO 8601 date-time string") from None
+
+
+def _command(
+    kind: OrderEventKind, body: dict[str, Any], event_id: str, limits: Limits
+) -> OrderCommand:
+    if kind is OrderEventKind.CREATED:
+        return validation.reserve(
+            body.get("order_id"),
+            body.get("items"),
+            body.get("ttl_seconds"),
+            limits,
+            source=Source.STREAM,
+            event_id=event_id,
+        )
+    if kind is OrderEventKind.PAID:
+        return validation.commit(
+            body.get("order_id"), limits, source=Source.STREAM, event_id=event_id
+        )
+    if kind is OrderEventKind.CANCELLED:
+        return validation.release(
+            body.get("order_id"),
+            body.get("reason"),
+            limits,
+            source=Source.STREAM,
+            event_id=event_id,
+        )
+    raise ValueError(f"{kind} is not an order topic")
+
+
+def decode_order_event(kind: OrderEventKind, raw: bytes | None, limits: Limits) -> OrderCommand:
+    """Turn the bytes of an order event into its command, or raise ``InvalidEvent``."""
+    body = _load_object(raw)
+    event_id: str | None = None
+    try:
+        event_id = validation.require_id(body.get("event_id"), "event_id", limits)
+        _occurred_at(body.get("occurred_at"))
+        return _command(kind, body, event_id, limits)
+    except InvalidArgument as exc:
+        raise InvalidEvent("invalid", exc.message, event_id) from None
+
+
+@dataclass(frozen=True, slots=True)
+class TopicKinds:
+    """Which order topic carries which kind of event (names come from Settings)."""
+
+    created: str
+    paid: str
+    cancelled: str
+
+    def kind_of(self, topic: str) -> OrderEventKind:
+        if topic == self.created:
+            return OrderEventKind.CREATED
+        if topic == self.paid:
+            return OrderEventKind.PAID
+        if topic == self.cancelled:
+            return OrderEventKind.CANCELLED
+        raise KeyError(topic)
+
+
+# The logical names of the order topics, for metric labels that must not grow with renames.
+KIND_LABELS: dict[OrderEventKind, str] = {
+    OrderEventKind.CREATED: "order-created",
+    OrderEventKind.PAID: "order-paid",
+    OrderEventKind.CANCELLED: "order-cancelled",
+}
+
+__all__ = [
+    "KIND_LABELS",
+    "Commit",
+    "DeadLetter",
+    "InvalidEvent",
+    "OrderCancelled",
+    "OrderCreated",
+    "OrderItem",
+    "OrderPaid",
+    "Release",
+    "Reserve",
+    "TopicKinds",
+    "dead_letter",
+    "decode_order_event",
+    "now_iso",
+]

@@ -1,0 +1,172 @@
+"""The stream worker: the Faust app (order agents) and the outbox relay, in the caller's loop.
+
+``service/serve.py`` starts it for ``--role worker|all`` next to the gRPC server. Faust's own
+``Worker`` is not used (it owns the loop and the signals); the app is started and stopped as a
+service: ``await app.start()`` / ``await app.stop()``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections import defaultdict
+from typing import TYPE_CHECKING, Any
+
+import faust
+
+from service import metrics
+from service.config import Settings
+from service.domain.commands import OrderEventKind
+from streams.agents import BatchRunner, TopicDeadLetterSink, register_order_agents
+from streams.app import create_app, ensure_topics
+from streams.handler import OrderEventHandler
+from streams.outbox import OutboxRelay
+from streams.records import KIND_LABELS
+
+if TYPE_CHECKING:
+    from service.bootstrap import Container
+
+log = logging.getLogger(__name__)
+
+SUMMARY_INTERVAL_S = 10.0
+
+
+class StreamWorker:
+    def __init__(
+        self,
+        settings: Settings,
+        container: Container,
+        *,
+        summary_interval_s: float = SUMMARY_INTERVAL_S,
+    ) -> None:
+        self._settings = settings
+        self._container = container
+        self._summary_interval_s = summary_interval_s
+        self._stopping = asyncio.Event()
+        self.app: faust.App | None = None
+        self.handler: OrderEventHandler | None = None
+        self.relay: OutboxRelay | None = None
+        self._runners: list[BatchRunner] = []
+        self._summary: asyncio.Task[None] | None = None
+        self._summary_since = time.monotonic()
+        self._started = False
+
+    @property
+    def running(self) -> bool:
+        """Started, not stopping, and the order agents have not halted on a bug."""
+        return (
+            self._started
+            and not self._stopping.is_set()
+            and not (self.handler is not None and self.handler.halted)
+        )
+
+    async def start(self) -> None:
+        try:
+            await self._start()
+        except BaseException:
+            await self.stop()  # whatever did start (the relay, the app) must not linger
+            raise
+
+    async def _start(self) -> None:
+        settings = self._settings
+        await ensure_topics(settings)
+        self.app = app = create_app(settings)
+        self.relay = OutboxRelay(settings)
+        self.handler = OrderEventHandler(
+            self._container.engine,
+            TopicDeadLetterSink(app, settings),
+            self._container.limits,
+            stopping=self._stopping,
+            on_committed=self.relay.notify,
+        )
+        self._runners = register_order_agents(app, settings, self.handler)
+        await self.relay.start()
+        await app.start()
+        self._summary = asyncio.create_task(self._summarize(), name="stream-summary")
+        self._started = True
+        log.info(
+            "stream worker started: group %s, topics %s",
+            settings.app_id,
+            ", ".join(settings.order_topics),
+        )
+
+    async def stop(self) -> None:
+        """Finish the in-flight batch, stop consuming, publish what committed, then stop."""
+        self._stopping.set()
+        grace = self._settings.shutdown_grace_s
+        if self.handler is not None:
+            try:
+                await asyncio.wait_for(self.handler.wait_idle(), timeout=grace)
+            except TimeoutError:
+                log.warning("an order batch was still running after %.1fs; stopping anyway", grace)
+        if self.app is not None:
+            await self.app.stop()
+        if self._summary is not None:
+            self._summary.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._summary
+        if self.relay is not None:
+            await self.relay.stop(drain_timeout_s=grace)
+        self._started = False
+        log.info("stream worker stopped")
+
+    async def _summarize(self) -> None:
+        self._summary_since = time.monotonic()
+        try:
+            while True:
+                await asyncio.sleep(self._summary_interval_s)
+                self._summary_now()
+        finally:  # the last stretch before stop() is logged too
+            self._summary_now()
+
+    def _summary_now(self) -> None:
+        now = time.monotonic()
+        try:
+            self._log_summary(now - self._summary_since)
+        except Exception:  # a summary must never take the worker down
+            log.exception("stream summary failed")
+        self._summary_since = now
+
+    def _log_summary(self, elapsed: float) -> None:
+        assert self.handler is not None
+        events, outcomes = self.handler.tally.take()
+        lag = self.update_lag()
+        if not events and not lag:
+            return
+        log.info(
+            "stream: %.0f events/s, reserved %d, rejected %d, committed %d, released %d, "
+            "duplicates %d, dlq %d, lag %d",
+            events / elapsed if elapsed > 0 else 0.0,
+            outcomes["reserved"],
+            outcomes["rejected"],
+            outcomes["committed"],
+            outcomes["released"],
+            outcomes["duplicate"],
+            outcomes["dlq"],
+            lag,
+        )
+
+    def update_lag(self) -> int:
+        """Set the consumer lag gauge per order topic; returns the total."""
+        if self.app is None:
+            return 0
+        labels = {
+            self._settings.topic_order_created: KIND_LABELS[OrderEventKind.CREATED],
+            self._settings.topic_order_paid: KIND_LABELS[OrderEventKind.PAID],
+            self._settings.topic_order_cancelled: KIND_LABELS[OrderEventKind.CANCELLED],
+        }
+        per_topic: dict[str, int] = defaultdict(int)
+        consumer: Any = self.app.consumer
+        with contextlib.suppress(Exception):
+            for tp in consumer.assignment():
+                if tp.topic not in labels:
+                    continue
+                highwater = consumer.highwater(tp)
+                position = consumer._committed_offset.get(tp)  # no public API for it
+                if highwater is not None:
+                    per_topic[labels[tp.topic]] += max(highwater - (position or 0), 0)
+        for label in labels.values():
+            metrics.CONSUMER_LAG.labels(topic=label).set(per_topic.get(label, 0))
+        return sum(per_topic.values())

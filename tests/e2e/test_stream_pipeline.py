@@ -1,0 +1,417 @@
+"""Order events end to end: Kafka in, the worker and the engine, PostgreSQL, outbox, Kafka out.
+
+One stream worker runs for the module (on topics of its own); each test uses its own order
+ids and SKUs, and the database is emptied before each test.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import pytest
+import pytest_asyncio
+from aiokafka import AIOKafkaProducer
+from prometheus_client import REGISTRY
+from sqlalchemy import text
+
+from service.bootstrap import Container, build
+from service.config import Settings
+from service.domain.commands import UpdateStock
+from service.domain.values import Sku, StockOperation
+from service.invariants import check
+from streams.observe import Record, TopicCollector
+from streams.worker import StreamWorker
+
+pytestmark = pytest.mark.stack
+
+SCHEMAS = Path(__file__).resolve().parents[2] / "docs" / "events"
+WHEN = "2024-05-01T12:00:00Z"
+
+
+def stream_settings(overrides: dict[str, Any], **extra: Any) -> Settings:
+    suffix = uuid.uuid4().hex[:8]
+    return Settings(
+        **overrides,
+        app_id=f"inventory-e2e-{suffix}",
+        topic_order_created=f"order-created-{suffix}",
+        topic_order_paid=f"order-paid-{suffix}",
+        topic_order_cancelled=f"order-cancelled-{suffix}",
+        topic_stock_changed=f"stock-changed-{suffix}",
+        topic_reservations=f"inventory-reservations-{suffix}",
+        topic_dlq=f"order-events-dlq-{suffix}",
+        **{"topic_partitions": 2, "broker_commit_interval_s": 0.5, **extra},
+    )
+
+
+def events_processed() -> float:
+    """Order events the worker finished (any outcome), from the process's metrics."""
+    return sum(
+        sample.value
+        for metric in REGISTRY.collect()
+        if metric.name == "inventory_events"
+        for sample in metric.samples
+        if sample.name == "inventory_events_total"
+    )
+
+
+@dataclass
+class Pipeline:
+    settings: Settings
+    container: Container
+    worker: StreamWorker
+    out: TopicCollector
+    producer: AIOKafkaProducer
+    sent: int = 0
+
+    async def send(self, topic: str, key: str, value: dict[str, Any] | bytes) -> None:
+        raw = value if isinstance(value, bytes) else json.dumps(value).encode()
+        await self.producer.send_and_wait(topic, raw, key=key.encode())
+        self.sent += 1
+
+    async def created(
+        self, order: str, *items: tuple[str, int], event: str | None = None, ttl: int | None = None
+    ) -> None:
+        body: dict[str, Any] = {
+            "event_id": event or f"{order}-created-{uuid.uuid4().hex[:6]}",
+            "order_id": order,
+            "items": [{"product_id": p, "quantity": q} for p, q in items],
+            "occurred_at": WHEN,
+        }
+        if ttl is not None:
+            body["ttl_seconds"] = ttl
+        await self.send(self.settings.topic_order_created, order, body)
+
+    async def paid(self, order: str, event: str | None = None) -> None:
+        body = {
+            "event_id": event or f"{order}-paid-{uuid.uuid4().hex[:6]}",
+            "order_id": order,
+            "occurred_at": WHEN,
+        }
+        await self.send(self.settings.topic_order_paid, order, body)
+
+    async def cancelled(self, order: str, event: str | None = None) -> None:
+        body = {
+            "event_id": event or f"{order}-cancelled-{uuid.uuid4().hex[:6]}",
+            "order_id": order,
+            "reason": "changed my mind",
+            "occurred_at": WHEN,
+        }
+        await self.send(self.settings.topic_order_cancelled, order, body)
+
+    async def stock(self, product: str, quantity: int) -> None:
+        await self.container.engine.update_stock(
+            UpdateStock(Sku(product), "default", StockOperation.SET, quantity, "test stock")
+        )
+
+    def statuses(self, order: str) -> list[str]:
+        return [r.value["status"] for r in self.out.by_key(self.settings.topic_reservations, order)]
+
+    async def outcome(self, order: str, *statuses: str) -> list[str]:
+        """Wait until the order's result events are at least ``statuses``; return them all."""
+        await self.out.wait_for(
+            lambda: len(self.statuses(order)) >= len(statuses), what=f"{order} {statuses}"
+        )
+        return self.statuses(order)
+
+    async def settled(self, processed_before: float, events: int) -> None:
+        """Wait until ``events`` more events were processed, published and read back."""
+        await self.out.wait_for(
+            lambda: events_processed() >= processed_before + events, what="events processed"
+        )
+        for _ in range(600):
+            if not await self.scalar("SELECT count(*) FROM outbox WHERE published_at IS NULL"):
+                break
+            await asyncio.sleep(0.05)
+        else:
+            raise TimeoutError("the outbox relay did not drain")
+        await self.out.wait_caught_up()
+
+    async def scalar(self, sql: str, **params: Any) -> Any:
+        async with self.container.db.connect() as conn:
+            return (await conn.execute(text(sql), params)).scalar_one()
+
+    async def levels(self, product: str) -> tuple[int, int, int]:
+        async with self.container.db.connect() as conn:
+            row = (
+                await conn.execute(
+                    text("SELECT available, reserved, total FROM stocks WHERE product_id = :p"),
+                    {"p": product},
+                )
+            ).one()
+        return row.available, row.reserved, row.total
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="session")
+async def pipeline(stack: Any, migrated: Any) -> AsyncIterator[Pipeline]:
+    settings = stream_settings(stack.overrides)
+    async with build(settings) as container:
+        worker = StreamWorker(settings, container, summary_interval_s=5)
+        await worker.start()
+        out = TopicCollector(
+            settings.kafka_bootstrap,
+            [settings.topic_reservations, settings.topic_stock_changed, settings.topic_dlq],
+        )
+        producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap, acks="all")
+        await producer.start()
+        await out.start()
+        try:
+            yield Pipeline(settings, container, worker, out, producer)
+        finally:
+            await out.stop()
+            await producer.stop()
+            await worker.stop()
+
+
+def unique(prefix: str) -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:8]}"
+
+
+async def test_created_reserves_and_paid_commits(pipeline: Pipeline) -> None:
+    sku, order = unique("sku"), unique("order")
+    await pipeline.stock(sku, 10)
+    await pipeline.created(order, (sku, 2))
+    assert await pipeline.outcome(order, "RESERVED") == ["RESERVED"]
+    reserved = pipeline.out.by_key(pipeline.settings.topic_reservations, order)[0].value
+    assert reserved["items"][0]["product_id"] == sku and reserved["items"][0]["quantity"] == 2
+    assert "expires_at" in reserved
+    rows = await pipeline.scalar(
+        "SELECT count(*) FROM reservations WHERE order_id = :o AND status = 'PENDING'", o=order
+    )
+    assert rows == 1
+    assert await pipeline.levels(sku) == (8, 2, 10)
+
+    await pipeline.paid(order)
+    assert await pipeline.outcome(order, "RESERVED", "COMMITTED") == ["RESERVED", "COMMITTED"]
+    assert await pipeline.levels(sku) == (8, 0, 8)
+    assert (
+        await pipeline.scalar("SELECT status FROM reservations WHERE order_id = :o", o=order)
+        == "COMMITTED"
+    )
+
+
+async def test_cancelled_releases_and_returns_the_stock(pipeline: Pipeline) -> None:
+    sku, order = unique("sku"), unique("order")
+    await pipeline.stock(sku, 10)
+    await pipeline.created(order, (sku, 3))
+    await pipeline.outcome(order, "RESERVED")
+    assert await pipeline.levels(sku) == (7, 3, 10)
+    await pipeline.cancelled(order)
+    assert await pipeline.outcome(order, "RESERVED", "RELEASED") == ["RESERVED", "RELEASED"]
+    assert await pipeline.levels(sku) == (10, 0, 10)
+
+
+async def test_too_little_stock_is_rejected_with_the_shortage(pipeline: Pipeline) -> None:
+    sku, order = unique("sku"), unique("order")
+    await pipeline.stock(sku, 1)
+    await pipeline.created(order, (sku, 5))
+    assert await pipeline.outcome(order, "REJECTED") == ["REJECTED"]
+    event = pipeline.out.by_key(pipeline.settings.topic_reservations, order)[0].value
+    assert event["shortages"][0]["requested"] == 5
+    assert event["shortages"][0]["available"] == 1
+    assert await pipeline.levels(sku) == (1, 0, 1)
+
+
+async def test_cancel_before_create_never_reserves(pipeline: Pipeline) -> None:
+    sku, order = unique("sku"), unique("order")
+    await pipeline.stock(sku, 10)
+    before = events_processed()
+    await pipeline.cancelled(order)
+    await pipeline.settled(before, 1)
+    assert pipeline.statuses(order) == []  # remembered, not reported
+    await pipeline.created(order, (sku, 2))
+    assert await pipeline.outcome(order, "RELEASED") == ["RELEASED"]
+    assert await pipeline.levels(sku) == (10, 0, 10)
+
+
+async def test_paid_before_create_reserves_and_commits_at_once(pipeline: Pipeline) -> None:
+    sku, order = unique("sku"), unique("order")
+    await pipeline.stock(sku, 10)
+    before = events_processed()
+    await pipeline.paid(order)
+    await pipeline.settled(before, 1)
+    assert pipeline.statuses(order) == []
+    await pipeline.created(order, (sku, 4))
+    assert await pipeline.outcome(order, "COMMITTED") == ["COMMITTED"]
+    assert await pipeline.levels(sku) == (6, 0, 6)
+
+
+async def test_paid_after_expiry_reserves_again_and_commits(pipeline: Pipeline) -> None:
+    sku, order = unique("sku"), unique("order")
+    await pipeline.stock(sku, 10)
+    await pipeline.created(order, (sku, 2), ttl=1)
+    await pipeline.outcome(order, "RESERVED")
+    await asyncio.sleep(1.1)  # let the reservation fall due (the expiry agent is not here)
+    await pipeline.container.engine.expire([order])
+    await pipeline.outcome(order, "RESERVED", "EXPIRED")
+    assert await pipeline.levels(sku) == (10, 0, 10)
+    await pipeline.paid(order)
+    statuses = await pipeline.outcome(order, "RESERVED", "EXPIRED", "COMMITTED")
+    assert statuses == ["RESERVED", "EXPIRED", "COMMITTED"]
+    assert await pipeline.levels(sku) == (8, 0, 8)
+
+
+async def test_paid_after_rejection_fails_when_stock_is_still_short(pipeline: Pipeline) -> None:
+    sku, order = unique("sku"), unique("order")
+    await pipeline.stock(sku, 1)
+    await pipeline.created(order, (sku, 3))
+    await pipeline.outcome(order, "REJECTED")
+    await pipeline.paid(order)
+    assert await pipeline.outcome(order, "REJECTED", "COMMIT_FAILED") == [
+        "REJECTED",
+        "COMMIT_FAILED",
+    ]
+    assert await pipeline.levels(sku) == (1, 0, 1)
+
+
+async def test_cancel_after_commit_is_reported_without_stock_effect(pipeline: Pipeline) -> None:
+    sku, order = unique("sku"), unique("order")
+    await pipeline.stock(sku, 10)
+    await pipeline.created(order, (sku, 1))
+    await pipeline.outcome(order, "RESERVED")
+    await pipeline.paid(order)
+    await pipeline.outcome(order, "RESERVED", "COMMITTED")
+    await pipeline.cancelled(order)
+    statuses = await pipeline.outcome(order, "RESERVED", "COMMITTED", "CANCEL_AFTER_COMMIT")
+    assert statuses == ["RESERVED", "COMMITTED", "CANCEL_AFTER_COMMIT"]
+    assert await pipeline.levels(sku) == (9, 0, 9)
+
+
+async def test_duplicates_have_no_second_effect(pipeline: Pipeline) -> None:
+    sku, order = unique("sku"), unique("order")
+    await pipeline.stock(sku, 10)
+    before = events_processed()
+    await pipeline.created(order, (sku, 2), event=f"{order}-e1")
+    await pipeline.created(order, (sku, 2), event=f"{order}-e1")  # redelivered
+    await pipeline.created(order, (sku, 2), event=f"{order}-e2")  # the same order, again
+    await pipeline.paid(order, event=f"{order}-p1")
+    await pipeline.paid(order, event=f"{order}-p1")
+    await pipeline.paid(order, event=f"{order}-p2")
+    await pipeline.settled(before, 6)
+    assert pipeline.statuses(order) == ["RESERVED", "COMMITTED"]
+    assert await pipeline.levels(sku) == (8, 0, 8)
+    assert (
+        await pipeline.scalar("SELECT count(*) FROM stock_movements WHERE order_id = :o", o=order)
+        == 2
+    )  # one RESERVE, one COMMIT
+
+
+async def test_malformed_events_go_to_the_dlq_and_the_partition_goes_on(
+    pipeline: Pipeline,
+) -> None:
+    sku, order = unique("sku"), unique("order")
+    await pipeline.stock(sku, 10)
+    topic = pipeline.settings.topic_order_created
+
+    def event(**change: Any) -> bytes:
+        body: dict[str, Any] = {
+            "event_id": unique("bad"),
+            "order_id": order,
+            "items": [{"product_id": sku, "quantity": 1}],
+            "occurred_at": WHEN,
+        }
+        body.update(change)
+        return json.dumps({k: v for k, v in body.items() if v is not None}).encode()
+
+    bad = {
+        b'{"event_id": "x", "order_id": ': "not valid JSON",
+        event(items=None): "items: must be a list",
+        event(order_id=None): "order_id: must be a string",
+        event(
+            items=[{"product_id": sku, "quantity": "2"}]
+        ): "items[0].quantity: must be an integer",
+        event(items=[{"product_id": sku, "quantity": 0}]): "items[0].quantity: must be between",
+        event(items=[{"product_id": sku, "quantity": -4}]): "items[0].quantity: must be between",
+        event(items=[{"product_id": sku, "quantity": 100_001}]): "items[0].quantity: must be",
+    }
+    for raw in bad:
+        await pipeline.send(topic, order, raw)  # one key: one partition
+    await pipeline.created(order, (sku, 1))
+    assert await pipeline.outcome(order, "RESERVED") == ["RESERVED"]
+
+    letters = await pipeline.out.wait_for(
+        lambda: (
+            len(dlq := pipeline.out.by_key(pipeline.settings.topic_dlq, order)) >= len(bad) and dlq
+        ),
+        what="dead letters",
+    )
+    assert len(letters) == len(bad)
+    by_value = {base64.b64decode(r.value["value_base64"]): r.value for r in letters}
+    assert set(by_value) == set(bad)
+    partitions = {letter["partition"] for letter in by_value.values()}
+    assert len(partitions) == 1
+    for raw, reason in bad.items():
+        letter = by_value[raw]
+        assert letter["source_topic"] == topic
+        assert reason in letter["reason"], (letter["reason"], reason)
+        assert letter["key"] == order
+    offsets = sorted(letter["offset"] for letter in by_value.values())
+    assert offsets == list(range(offsets[0], offsets[0] + len(bad)))
+    assert await pipeline.levels(sku) == (9, 1, 10)
+
+
+async def test_database_down_holds_the_events_until_it_is_back(
+    pipeline: Pipeline, stack: Any
+) -> None:
+    if stack.postgres is None:
+        pytest.skip("PostgreSQL is external: the test cannot stop it")
+    sku, order = unique("sku"), unique("order")
+    await pipeline.stock(sku, 10)
+    stack.stop_postgres()
+    try:
+        await pipeline.created(order, (sku, 1))
+        await asyncio.sleep(2)  # the worker retries the batch meanwhile, committing nothing
+        assert pipeline.statuses(order) == []
+    finally:
+        stack.start_postgres()
+    assert await pipeline.outcome(order, "RESERVED") == ["RESERVED"]
+    assert await pipeline.levels(sku) == (9, 1, 10)
+
+
+def schema_validator(name: str) -> jsonschema.protocols.Validator:
+    schema = json.loads((SCHEMAS / f"{name}.schema.json").read_text())
+    return jsonschema.Draft202012Validator(
+        schema, format_checker=jsonschema.Draft202012Validator.FORMAT_CHECKER
+    )
+
+
+async def test_every_produced_event_matches_its_schema_and_order(pipeline: Pipeline) -> None:
+    """Runs last: checks everything the module's tests made the service publish."""
+    await pipeline.settled(events_processed(), 0)
+    settings = pipeline.settings
+    produced = {
+        settings.topic_reservations: "inventory-reservations",
+        settings.topic_stock_changed: "stock-changed",
+        settings.topic_dlq: "order-events-dlq",
+    }
+    for topic, name in produced.items():
+        validator = schema_validator(name)
+        records = pipeline.out.records.get(topic, [])
+        assert records, f"nothing on {topic}"
+        for record in records:
+            validator.validate(record.value)
+    assert_versions_in_order(pipeline.out.records[settings.topic_stock_changed])
+    for record in pipeline.out.records[settings.topic_stock_changed]:
+        assert record.key == Sku(record.value["product_id"], record.value["variant_id"]).key
+    for record in pipeline.out.records[settings.topic_reservations]:
+        assert record.key == record.value["order_id"]
+    assert await check(pipeline.container.db) == []
+
+
+def assert_versions_in_order(records: list[Record]) -> None:
+    """Per stock row, the first copy of each version comes in increasing version order."""
+    seen: dict[tuple[str, str | None, str], list[int]] = {}
+    for record in records:
+        value = record.value
+        row = (value["product_id"], value["variant_id"], value["warehouse_id"])
+        versions = seen.setdefault(row, [])
+        if value["version"] not in versions:
+            assert not versions or value["version"] > versions[-1], (row, versions, value)
+            versions.append(value["version"])

@@ -1,0 +1,178 @@
+"""The order batch handler with a fake engine and DLQ: retries, DLQ, never raising."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Sequence
+from typing import Any
+
+import pytest
+
+from service.domain.commands import Command, OrderEventKind, Reserve
+from service.domain.errors import InvalidArgument, Unavailable
+from service.domain.results import OrderResult
+from service.domain.validation import Limits
+from service.domain.values import OrderState, ResultStatus
+from streams.handler import Backoff, Incoming, OrderEventHandler
+from streams.records import DeadLetter
+
+FAST = Backoff(first_s=0.001, max_s=0.002, attempts_before_split=2)
+
+
+def event(order: str, offset: int, **override: Any) -> Incoming:
+    body: dict[str, Any] = {
+        "event_id": f"e-{order}",
+        "order_id": order,
+        "items": [{"product_id": "p", "quantity": 1}],
+        "occurred_at": "2024-05-01T12:00:00Z",
+    }
+    body.update(override)
+    return Incoming(
+        OrderEventKind.CREATED, "orders", 0, offset, order.encode(), json.dumps(body).encode()
+    )
+
+
+def reserved(order_id: str) -> OrderResult:
+    return OrderResult(order_id, OrderState.RESERVED, published=ResultStatus.RESERVED)
+
+
+class FakeEngine:
+    def __init__(self, failures: Sequence[BaseException] = ()) -> None:
+        self.failures = list(failures)
+        self.calls: list[list[Command]] = []
+        self.poison: set[str] = set()
+
+    async def execute_many(self, cmds: Sequence[Command]) -> list[Any]:
+        self.calls.append(list(cmds))
+        if self.failures:
+            raise self.failures.pop(0)
+        out: list[Any] = []
+        for cmd in cmds:
+            assert isinstance(cmd, Reserve)
+            if cmd.order_id in self.poison:
+                if len(cmds) > 1:
+                    raise RuntimeError("boom")
+                raise RuntimeError("boom alone")
+            if cmd.order_id == "bad":
+                out.append(InvalidArgument("items[0].warehouse_id", "unknown warehouse"))
+            else:
+                out.append(reserved(cmd.order_id))
+        return out
+
+
+class FakeDlq:
+    def __init__(self, failures: int = 0) -> None:
+        self.failures = failures
+        self.letters: list[DeadLetter] = []
+
+    async def send(self, letters: Sequence[DeadLetter]) -> None:
+        if self.failures:
+            self.failures -= 1
+            raise ConnectionError("broker down")
+        self.letters.extend(letters)
+
+
+def handler(engine: FakeEngine, dlq: FakeDlq, stopping: asyncio.Event | None = None) -> Any:
+    return OrderEventHandler(
+        engine, dlq, Limits(), stopping=stopping or asyncio.Event(), backoff=FAST
+    )
+
+
+async def test_a_valid_batch_goes_to_the_engine_in_order() -> None:
+    engine, dlq = FakeEngine(), FakeDlq()
+    h = handler(engine, dlq)
+    assert await h.handle([event("a", 0), event("b", 1)])
+    assert [c.order_id for c in engine.calls[0]] == ["a", "b"]
+    assert all(isinstance(c, Reserve) and c.event_id == f"e-{c.order_id}" for c in engine.calls[0])
+    assert dlq.letters == []
+    assert h.tally.outcomes["reserved"] == 2
+
+
+async def test_malformed_events_go_to_the_dlq_and_the_rest_is_processed() -> None:
+    engine, dlq = FakeEngine(), FakeDlq()
+    bad = Incoming(OrderEventKind.CREATED, "orders", 2, 7, b"k", b"{oops")
+    h = handler(engine, dlq)
+    assert await h.handle(
+        [bad, event("a", 8, items=[{"product_id": "p", "quantity": 0}]), event("b", 9)]
+    )
+    assert [c.order_id for c in engine.calls[0]] == ["b"]
+    assert [(x.partition, x.offset, x.error) for x in dlq.letters] == [
+        (2, 7, "json"),
+        (0, 8, "invalid"),
+    ]
+    assert "items[0].quantity" in dlq.letters[1].reason
+    assert h.tally.outcomes["dlq"] == 2
+
+
+async def test_an_engine_error_for_one_event_sends_that_one_to_the_dlq() -> None:
+    engine, dlq = FakeEngine(), FakeDlq()
+    assert await handler(engine, dlq).handle([event("bad", 0), event("ok", 1)])
+    assert [(x.offset, x.error, x.event_id) for x in dlq.letters] == [(0, "rejected", "e-bad")]
+    assert dlq.letters[0].reason.startswith("INVALID_ARGUMENT")
+
+
+async def test_database_down_retries_the_same_batch_until_it_commits() -> None:
+    engine = FakeEngine([Unavailable("db down"), Unavailable("db down")])
+    dlq = FakeDlq()
+    assert await handler(engine, dlq).handle([event("a", 0), event("b", 1)])
+    assert len(engine.calls) == 3
+    assert engine.calls[0] == engine.calls[1] == engine.calls[2]
+    assert dlq.letters == []
+
+
+async def test_database_down_while_stopping_gives_the_batch_up_unacked() -> None:
+    stopping = asyncio.Event()
+    engine = FakeEngine([Unavailable("db down")] * 1000)
+    h = handler(engine, FakeDlq(), stopping)
+    task = asyncio.create_task(h.handle([event("a", 0)]))
+    await asyncio.sleep(0.05)
+    stopping.set()
+    assert await asyncio.wait_for(task, 1) is False
+    assert await h.handle([event("b", 1)]) is False  # nothing new starts once stopping
+
+
+async def test_a_command_the_engine_keeps_failing_on_is_isolated_into_the_dlq() -> None:
+    engine, dlq = FakeEngine(), FakeDlq()
+    engine.poison = {"b"}
+    h = handler(engine, dlq)
+    assert await h.handle([event("a", 0), event("b", 1), event("c", 2)])
+    assert [(x.offset, x.error) for x in dlq.letters] == [(1, "internal")]
+    assert h.tally.outcomes["reserved"] == 2
+
+
+async def test_dlq_publish_failures_are_retried() -> None:
+    dlq = FakeDlq(failures=2)
+    assert await handler(FakeEngine(), dlq).handle([event("a", 0, order_id=7)])
+    assert len(dlq.letters) == 1
+
+
+async def test_a_bug_in_the_handler_halts_instead_of_acking() -> None:
+    class Wrong(FakeEngine):
+        async def execute_many(self, cmds: Sequence[Command]) -> list[Any]:
+            return []  # wrong length: a contract breach
+
+    h = handler(Wrong(), FakeDlq())
+    assert await h.handle([event("a", 0)]) is False
+    assert h.halted
+    assert await h.handle([event("b", 1)]) is False
+
+
+@pytest.mark.parametrize("kind", list(OrderEventKind)[:3])
+async def test_kinds_map_to_their_commands(kind: OrderEventKind) -> None:
+    engine = FakeEngine()
+    engine.execute_many = _answer_all  # type: ignore[method-assign]
+    raw = json.dumps(
+        {
+            "event_id": "e",
+            "order_id": "o",
+            "occurred_at": "2024-05-01T12:00:00Z",
+            "items": [{"product_id": "p", "quantity": 1}],
+        }
+    ).encode()
+    h = handler(engine, FakeDlq())
+    assert await h.handle([Incoming(kind, "t", 0, 0, None, raw)])
+
+
+async def _answer_all(cmds: Sequence[Command]) -> list[Any]:
+    return [OrderResult(c.order_id, OrderState.RESERVED) for c in cmds]  # type: ignore[union-attr]

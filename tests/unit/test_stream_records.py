@@ -1,0 +1,181 @@
+"""Decoding of raw order events: every rejection names its field; valid events become commands."""
+
+from __future__ import annotations
+
+import base64
+import json
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import pytest
+
+from service.domain.commands import Commit, OrderEventKind, Release, Reserve, Source
+from service.domain.validation import Limits
+from service.domain.values import Item, Sku
+from streams.records import (
+    InvalidEvent,
+    OrderCancelled,
+    OrderCreated,
+    OrderItem,
+    OrderPaid,
+    dead_letter,
+    decode_order_event,
+)
+
+SCHEMAS = Path(__file__).resolve().parents[2] / "docs" / "events"
+LIMITS = Limits(max_items_per_order=3, max_quantity_per_item=50)
+WHEN = "2024-05-01T12:00:00Z"
+
+
+def schema(name: str) -> dict[str, Any]:
+    return json.loads((SCHEMAS / f"{name}.schema.json").read_text())
+
+
+def validate(name: str, payload: bytes | dict[str, Any]) -> None:
+    body = json.loads(payload) if isinstance(payload, bytes) else payload
+    jsonschema.Draft202012Validator(
+        schema(name), format_checker=jsonschema.Draft202012Validator.FORMAT_CHECKER
+    ).validate(body)
+
+
+def created(**fields: Any) -> bytes:
+    body: dict[str, Any] = {
+        "event_id": "e-1",
+        "order_id": "o-1",
+        "items": [{"product_id": "p-1", "variant_id": "v-1", "quantity": 2}],
+        "occurred_at": WHEN,
+    }
+    body.update(fields)
+    return json.dumps({k: v for k, v in body.items() if v is not ...}).encode()
+
+
+def test_order_created_becomes_a_stream_reserve() -> None:
+    cmd = decode_order_event(OrderEventKind.CREATED, created(ttl_seconds=60), LIMITS)
+    assert cmd == Reserve(
+        order_id="o-1",
+        items=(Item(Sku("p-1", "v-1"), 2),),
+        ttl_seconds=60,
+        source=Source.STREAM,
+        event_id="e-1",
+    )
+
+
+def test_paid_and_cancelled_become_commit_and_release() -> None:
+    paid = OrderPaid(event_id="e-2", order_id="o-1", occurred_at=WHEN).dumps()
+    cancelled = OrderCancelled(
+        event_id="e-3", order_id="o-1", occurred_at=WHEN, reason="customer"
+    ).dumps()
+    assert decode_order_event(OrderEventKind.PAID, paid, LIMITS) == Commit(
+        "o-1", source=Source.STREAM, event_id="e-2"
+    )
+    assert decode_order_event(OrderEventKind.CANCELLED, cancelled, LIMITS) == Release(
+        "o-1", reason="customer", source=Source.STREAM, event_id="e-3"
+    )
+
+
+def test_unknown_fields_are_ignored() -> None:
+    cmd = decode_order_event(OrderEventKind.CREATED, created(channel="web"), LIMITS)
+    assert isinstance(cmd, Reserve)
+
+
+@pytest.mark.parametrize(
+    ("raw", "error", "reason"),
+    [
+        (None, "empty", "no value"),
+        (b"", "empty", "no value"),
+        (b"{not json", "json", "not valid JSON"),
+        (b"\xff\xfe\xfa", "json", "not"),
+        (b"[1, 2]", "invalid", "must be a JSON object"),
+        (b'"text"', "invalid", "must be a JSON object"),
+        (created(event_id=...), "invalid", "event_id: must be a string"),
+        (created(event_id=""), "invalid", "event_id: must not be empty"),
+        (created(occurred_at=...), "invalid", "occurred_at"),
+        (created(occurred_at="yesterday"), "invalid", "occurred_at"),
+        (created(occurred_at=1714564800), "invalid", "occurred_at"),
+        (created(order_id=...), "invalid", "order_id: must be a string"),
+        (created(order_id=17), "invalid", "order_id: must be a string"),
+        (created(items=...), "invalid", "items: must be a list"),
+        (created(items=[]), "invalid", "items: must not be empty"),
+        (created(items=[{"product_id": "p", "quantity": 1}] * 4), "invalid", "over the limit"),
+        (created(items=["p-1"]), "invalid", "items[0]: must be an object"),
+        (created(items=[{"quantity": 1}]), "invalid", "items[0].product_id"),
+        (created(items=[{"product_id": "p", "quantity": 0}]), "invalid", "items[0].quantity"),
+        (created(items=[{"product_id": "p", "quantity": -3}]), "invalid", "items[0].quantity"),
+        (created(items=[{"product_id": "p", "quantity": 51}]), "invalid", "items[0].quantity"),
+        (created(items=[{"product_id": "p", "quantity": 2.0}]), "invalid", "must be an integer"),
+        (created(items=[{"product_id": "p", "quantity": "2"}]), "invalid", "must be an integer"),
+        (created(items=[{"product_id": "p", "quantity": True}]), "invalid", "must be an integer"),
+        (created(ttl_seconds=-5), "invalid", "ttl_seconds"),
+        (created(ttl_seconds="60"), "invalid", "ttl_seconds"),
+    ],
+)
+def test_bad_order_created_is_invalid_with_a_reason(
+    raw: bytes | None, error: str, reason: str
+) -> None:
+    with pytest.raises(InvalidEvent) as caught:
+        decode_order_event(OrderEventKind.CREATED, raw, LIMITS)
+    assert caught.value.error == error
+    assert reason in caught.value.reason
+
+
+def test_an_invalid_event_keeps_its_event_id_for_the_dlq() -> None:
+    with pytest.raises(InvalidEvent) as caught:
+        decode_order_event(OrderEventKind.CREATED, created(items=[]), LIMITS)
+    assert caught.value.event_id == "e-1"
+
+
+def test_paid_without_order_id_is_invalid() -> None:
+    raw = json.dumps({"event_id": "e", "occurred_at": WHEN}).encode()
+    with pytest.raises(InvalidEvent, match="order_id"):
+        decode_order_event(OrderEventKind.PAID, raw, LIMITS)
+
+
+def test_cancel_reason_over_the_limit_is_invalid() -> None:
+    raw = OrderCancelled(event_id="e", order_id="o", occurred_at=WHEN, reason="x" * 600).dumps()
+    with pytest.raises(InvalidEvent, match="reason"):
+        decode_order_event(OrderEventKind.CANCELLED, raw, Limits())
+
+
+def test_records_validate_against_their_schemas() -> None:
+    order = OrderCreated(
+        event_id="e-1",
+        order_id="o-1",
+        items=[
+            OrderItem(product_id="p", quantity=1),
+            OrderItem(product_id="q", quantity=2, variant_id="v"),
+        ],
+        occurred_at=WHEN,
+    )
+    validate("order-created", order.dumps())
+    validate("order-created", created(ttl_seconds=0))
+    validate("order-paid", OrderPaid(event_id="e", order_id="o", occurred_at=WHEN).dumps())
+    validate(
+        "order-cancelled", OrderCancelled(event_id="e", order_id="o", occurred_at=WHEN).dumps()
+    )
+
+
+def test_the_schema_rejects_what_the_decoder_rejects() -> None:
+    for bad in (created(items=[{"product_id": "p", "quantity": 0}]), created(occurred_at=...)):
+        with pytest.raises(jsonschema.ValidationError):
+            validate("order-created", bad)
+
+
+def test_dead_letter_keeps_the_original_bytes() -> None:
+    letter = dead_letter(
+        topic="order-created",
+        partition=3,
+        offset=41,
+        key=b"o-1",
+        value=b"\x00{broken",
+        error="json",
+        reason="not valid JSON",
+    )
+    validate("order-events-dlq", letter.dumps())
+    body = json.loads(letter.dumps())
+    assert base64.b64decode(body["value_base64"]) == b"\x00{broken"
+    assert body["key"] == "o-1" and body["partition"] == 3 and body["offset"] == 41
+    empty = dead_letter(
+        topic="t", partition=0, offset=0, key=None, value=None, error="empty", reason="x"
+    )
+    validate("order-events-dlq", empty.dumps())
