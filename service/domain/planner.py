@@ -181,6 +181,7 @@ class _Planner:
         self.allow_split = allow_split
         self.new_id = new_id
         self.plan = Plan()
+        self.at = now.isoformat()
         self.by_sku: dict[Sku, list[StockRow]] = {}
         for row in snapshot.stocks.values():
             self.by_sku.setdefault(row.sku, []).append(row)
@@ -313,7 +314,8 @@ class _Planner:
         return OrderResult(
             row.order_id,
             state,
-            tuple(self._lines(row.order_id)),
+            # a new order holds exactly what this step took
+            tuple(lines) if order is None else tuple(self._lines(row.order_id)),
             expires_at,
             status,
             shortages=shortages,
@@ -348,6 +350,16 @@ class _Planner:
                 if source is Source.API:
                     raise NotFound(f"unknown product {item.sku.key}")
                 shortages.append(Shortage(item.sku, item.quantity, 0, item.warehouse_id))
+                continue
+            if item.warehouse_id is None and len(rows) == 1 and rows[0].active:
+                # the common case: one warehouse holds the SKU, nothing to choose
+                only = rows[0]
+                free = only.levels.available - held.get(only.stock_id, 0)
+                if free >= item.quantity:
+                    held[only.stock_id] = held.get(only.stock_id, 0) + item.quantity
+                    planned.append((item, [Take(only.stock_id, only.warehouse_id, item.quantity)]))
+                else:
+                    shortages.append(Shortage(item.sku, item.quantity, max(free, 0)))
                 continue
             slots = [
                 Slot(
@@ -505,7 +517,7 @@ class _Planner:
             "order_id": order_id,
             "status": status.value,
             "items": [_item_payload(line) for line in lines],
-            "at": self.now.isoformat(),
+            "at": self.at,
         }
         if reason:
             payload["reason"] = reason
