@@ -35,6 +35,8 @@ proto: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python bench/engine.py
 	$(BIN)/python bench/grpc_api.py
+	$(BIN)/python bench/cache.py
+	$(BIN)/python bench/pipeline.py
 
 clean:
 	rm -rf $(VENV) .inventory-dev .pytest_cache .mypy_cache .ruff_cache

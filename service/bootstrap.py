@@ -12,6 +12,8 @@ from dataclasses import dataclass
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from db.session import create_engine
+from service.cache import StockCache, build_cache
+from service.cache_queries import build_queries
 from service.config import Settings
 from service.domain.validation import Limits
 from service.engine import EngineConfig, ReservationEngine
@@ -37,22 +39,31 @@ class Container:
     engine: ReservationEngine
     queries: StockQueries
     limits: Limits
+    cache: StockCache | None = None
 
 
 @asynccontextmanager
 async def build(settings: Settings) -> AsyncIterator[Container]:
-    """Build the service's parts; on exit drain the engine and close the pool."""
+    """Build the service's parts; on exit drain the engine, close Redis and the pool."""
     db = create_engine(settings)
-    engine = ReservationEngine(db, EngineConfig.from_settings(settings))
+    cache = build_cache(settings) if settings.cache_enabled else None
+    engine = ReservationEngine(
+        db,
+        EngineConfig.from_settings(settings),
+        on_stock_changed=cache.apply_payloads if cache is not None else None,
+    )
     await engine.start()
     try:
         yield Container(
             settings=settings,
             db=db,
             engine=engine,
-            queries=StockQueries(db, allow_split=settings.allow_split),
+            queries=build_queries(settings, db, cache),
             limits=limits_from(settings),
+            cache=cache,
         )
     finally:
         await engine.stop()
+        if cache is not None:
+            await cache.close()
         await db.dispose()

@@ -17,7 +17,7 @@ import itertools
 import logging
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -95,10 +95,22 @@ class _Pending:
     enqueued: float = field(default_factory=time.perf_counter)
 
 
+StockChangedHook = Callable[[list[dict[str, Any]]], Awaitable[object]]
+
+
 class ReservationEngine:
-    def __init__(self, db: AsyncEngine, config: EngineConfig) -> None:
+    def __init__(
+        self,
+        db: AsyncEngine,
+        config: EngineConfig,
+        *,
+        on_stock_changed: StockChangedHook | None = None,
+    ) -> None:
         self._db = db
         self._config = config
+        # Told of every committed stock-changed payload (the cache, so that a process reads
+        # its own writes at once instead of after the relay and the warmer caught up).
+        self._on_stock_changed = on_stock_changed
         self._queue: asyncio.Queue[_Pending] = asyncio.Queue()
         self._slots = asyncio.Semaphore(config.max_inflight_batches)
         self._lock_turn = asyncio.Lock()  # batches take their order locks in arrival order
@@ -273,8 +285,19 @@ class ReservationEngine:
                 new_id=self._ids.next,
             )
             await ledger.delete_stocks(conn, created - plan.changed_stock_ids)
-            await ledger.write_plan(conn, plan, self._outbox(plan, now))
+            outbox = self._outbox(plan, now)
+            await ledger.write_plan(conn, plan, outbox)
+        if self._on_stock_changed is not None and plan.stock_changes:
+            await self._notify([p for t, _, p in outbox if t == self._config.topic_stock_changed])
         return plan.results
+
+    async def _notify(self, payloads: list[dict[str, Any]]) -> None:
+        """After the commit: a failure here must not make the batch run again."""
+        assert self._on_stock_changed is not None
+        try:
+            await self._on_stock_changed(payloads)
+        except Exception:
+            log.warning("stock-changed hook failed; the warmer will catch up", exc_info=True)
 
     async def _claim(self, conn: AsyncConnection, commands: list[Command]) -> frozenset[int]:
         """Indices of commands whose event (or idempotency key) was already processed."""

@@ -67,6 +67,14 @@ EXPIRY_LAG = Histogram(
 SWEEPER_CATCHES = Counter(
     "inventory_expiry_sweeper_catches_total", "Expiries the database sweeper had to do"
 )
+EXPIRY_SCHEDULED = Gauge(
+    "inventory_expiry_scheduled", "Reservations in this worker's expiry timer index"
+)
+EXPIRY_FAILURES = Counter(
+    "inventory_expiry_failures_total",
+    "Expiry work that failed and will be retried (timer, agent, sweeper)",
+    ["via", "reason"],
+)
 
 # cache
 CACHE_REQUESTS = Counter("inventory_cache_requests_total", "Cache lookups", ["result"])

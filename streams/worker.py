@@ -19,11 +19,14 @@ import faust
 from service import metrics
 from service.config import Settings
 from service.domain.commands import OrderEventKind
+from service.sweeper import ExpirySweeper
 from streams.agents import BatchRunner, TopicDeadLetterSink, register_order_agents
 from streams.app import create_app, ensure_topics
+from streams.expiry import ExpiryAgent, register_expiry
 from streams.handler import OrderEventHandler
 from streams.outbox import OutboxRelay
 from streams.records import KIND_LABELS
+from streams.warmer import register_warmer
 
 if TYPE_CHECKING:
     from service.bootstrap import Container
@@ -48,6 +51,8 @@ class StreamWorker:
         self.app: faust.App | None = None
         self.handler: OrderEventHandler | None = None
         self.relay: OutboxRelay | None = None
+        self.expiry: ExpiryAgent | None = None
+        self.sweeper: ExpirySweeper | None = None
         self._runners: list[BatchRunner] = []
         self._summary: asyncio.Task[None] | None = None
         self._summary_since = time.monotonic()
@@ -82,8 +87,18 @@ class StreamWorker:
             on_committed=self.relay.notify,
         )
         self._runners = register_order_agents(app, settings, self.handler)
+        if self._container.cache is not None:
+            register_warmer(app, settings.topic_stock_changed, self._container.cache)
+        self.expiry = register_expiry(
+            app, settings, self._container.engine, on_committed=self.relay.notify
+        )
+        self.sweeper = ExpirySweeper(
+            settings, self._container.db, self._container.engine, on_committed=self.relay.notify
+        )
         await self.relay.start()
         await app.start()
+        await self.expiry.start()
+        await self.sweeper.start()
         self._summary = asyncio.create_task(self._summarize(), name="stream-summary")
         self._started = True
         log.info(
@@ -101,6 +116,10 @@ class StreamWorker:
                 await asyncio.wait_for(self.handler.wait_idle(), timeout=grace)
             except TimeoutError:
                 log.warning("an order batch was still running after %.1fs; stopping anyway", grace)
+        if self.sweeper is not None:
+            await self.sweeper.stop()
+        if self.expiry is not None:
+            await self.expiry.stop()  # before the app: its deletes go through Faust's producer
         if self.app is not None:
             await self.app.stop()
         if self._summary is not None:

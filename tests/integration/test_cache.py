@@ -1,0 +1,466 @@
+"""The Redis cache against the real Redis and PostgreSQL of the test stack.
+
+Versioned writes (older after newer changes nothing), the SKU aggregate, read-through with
+fills that never overwrite newer events, negative caching, a burst of 1,000 reservations
+whose outbox events leave the cache equal to the database, and Redis stopped mid-run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import random
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+from prometheus_client import REGISTRY
+from redis.exceptions import RedisError
+from sqlalchemy import text
+
+from service.bootstrap import Container
+from service.cache import StockCache, StockState, build_cache, sku_key, stock_key
+from service.cache_breaker import BreakerState
+from service.cache_queries import CachedStockQueries
+from service.domain import validation as v
+from service.domain.commands import Commit, Release
+from service.domain.errors import InsufficientStock, NotFound
+from service.domain.results import Availability, StockView
+from service.domain.values import Item, Sku
+from service.queries import StockQueries
+from streams.warmer import warm, warm_many
+
+pytestmark = pytest.mark.stack
+
+WAREHOUSES = (("wh-north", 10), ("wh-south", 20))  # (id, priority); "default" exists already
+OFF_THE_BOOKS = Sku("prod-only-in-redis")  # written while Redis is down, read by no one
+
+
+@dataclass
+class Cached:
+    cache: StockCache
+    queries: CachedStockQueries
+    plain: StockQueries
+
+
+@pytest.fixture
+async def cached(container: Container) -> AsyncIterator[Cached]:
+    # a generous timeout: these tests count hits, and the machine is shared
+    settings = container.settings.model_copy(
+        update={"cache_timeout_ms": 2_000, "cache_breaker_cooldown_s": 0.2}
+    )
+    cache = build_cache(settings)
+    await add_warehouses(container)
+    try:
+        yield Cached(
+            cache,
+            CachedStockQueries(container.db, cache, allow_split=settings.allow_split),
+            StockQueries(container.db, allow_split=settings.allow_split),
+        )
+    finally:
+        await cache.close()
+
+
+async def add_warehouses(container: Container) -> None:
+    async with container.db.begin() as conn:
+        await conn.execute(
+            text(
+                "INSERT INTO warehouses (id, name, priority, active) VALUES (:i, :i, :p, true) "
+                "ON CONFLICT (id) DO NOTHING"
+            ),
+            [{"i": wid, "p": priority} for wid, priority in WAREHOUSES],
+        )
+
+
+async def set_stock(
+    container: Container, product: str, quantity: int, warehouse: str, variant: str | None = None
+) -> None:
+    await container.engine.update_stock(
+        v.update_stock(
+            product_id=product,
+            variant_id=variant,
+            warehouse_id=warehouse,
+            operation="SET",
+            quantity=quantity,
+            reason="cache test",
+            limits=container.limits,
+            default_warehouse_id=container.settings.default_warehouse_id,
+        )
+    )
+
+
+async def stock_changed_payloads(container: Container) -> list[dict[str, Any]]:
+    async with container.db.connect() as conn:
+        rows = await conn.execute(
+            text("SELECT payload FROM outbox WHERE topic = :topic ORDER BY id"),
+            {"topic": container.settings.topic_stock_changed},
+        )
+        return [row.payload for row in rows]
+
+
+def counted(result: str) -> float:
+    return REGISTRY.get_sample_value("inventory_cache_requests_total", {"result": result}) or 0.0
+
+
+def state(sku: Sku, warehouse: str, available: int, reserved: int, version: int) -> StockState:
+    return StockState(sku, warehouse, available, reserved, available + reserved, version)
+
+
+async def db_truth(container: Container, skus: Sequence[Sku]) -> dict[Sku, StockView]:
+    plain = StockQueries(container.db)
+    return {sku: await plain.get_stock(sku, None) for sku in skus}
+
+
+async def assert_cache_equals_db(cache: StockCache, truth: dict[Sku, StockView]) -> None:
+    for sku, view in truth.items():
+        aggregate = await cache.client.hgetall(sku_key(sku))
+        expected = {
+            f"w:{level.warehouse_id}": (
+                f"{level.available}|{level.reserved}|{level.total}|{level.version}|{level.stock_id}"
+            )
+            for level in view.warehouses
+        }
+        assert {k: val for k, val in aggregate.items() if k.startswith("w:")} == expected
+        assert int(aggregate["available"]) == view.available
+        assert int(aggregate["reserved"]) == view.reserved
+        assert int(aggregate["total"]) == view.total
+        assert aggregate["complete"] == "1"
+        for level in view.warehouses:
+            row = await cache.client.hgetall(stock_key(sku, level.warehouse_id))
+            assert (int(row["available"]), int(row["reserved"]), int(row["version"])) == (
+                level.available,
+                level.reserved,
+                level.version,
+            )
+
+
+# -- the versioned write --
+
+
+async def test_an_older_version_after_a_newer_one_changes_nothing(cached: Cached) -> None:
+    cache, sku = cached.cache, Sku("prod-v", "var-1")
+    newer = state(sku, "wh-north", 7, 3, 5)
+    assert (await cache.apply([newer])).applied == 1
+    before = (
+        await cache.client.hgetall(sku_key(sku)),
+        await cache.client.hgetall(stock_key(sku, "wh-north")),
+    )
+    ttl_before = await cache.client.ttl(sku_key(sku))
+
+    for older in (state(sku, "wh-north", 100, 0, 4), state(sku, "wh-north", 1, 1, 5), newer):
+        outcome = await cache.apply([older])
+        assert (outcome.applied, outcome.stale) == (0, 1)
+
+    after = (
+        await cache.client.hgetall(sku_key(sku)),
+        await cache.client.hgetall(stock_key(sku, "wh-north")),
+    )
+    assert after == before
+    assert 0 < await cache.client.ttl(sku_key(sku)) <= ttl_before
+
+
+async def test_the_sku_aggregate_sums_the_warehouses(cached: Cached) -> None:
+    cache, sku = cached.cache, Sku("prod-sum")
+    await cache.apply(
+        [
+            state(sku, "wh-north", 10, 2, 1),
+            state(sku, "wh-south", 5, 0, 3),
+            state(sku, "default", 1, 4, 2),
+        ]
+    )
+    await cache.apply([state(sku, "wh-south", 4, 1, 4)])
+    aggregate = await cache.client.hgetall(sku_key(sku))
+    assert (aggregate["available"], aggregate["reserved"], aggregate["total"]) == ("15", "7", "22")
+    assert aggregate["version"] == str(1 + 4 + 2)
+    assert "complete" not in aggregate  # events alone never make a SKU complete
+    assert 0 < await cache.client.ttl(sku_key(sku)) <= cache._ttl_s
+    assert 0 < await cache.client.ttl(stock_key(sku, "wh-north")) <= cache._ttl_s
+
+
+async def test_keys_of_ids_with_separators_never_collide(cached: Cached) -> None:
+    cache = cached.cache
+    one, other = Sku("a:b"), Sku("a", "b")
+    await cache.apply([state(one, "w", 1, 0, 1), state(other, "w", 2, 0, 1)])
+    [first, second] = await cache.read([one, other])
+    assert first is not None and second is not None
+    assert (first.available, second.available) == (1, 2)
+
+
+# -- read-through --
+
+
+async def test_a_miss_fills_and_the_next_read_hits(cached: Cached, container: Container) -> None:
+    await set_stock(container, "prod-rt", 30, "wh-north")
+    await set_stock(container, "prod-rt", 12, "wh-south")
+    sku = Sku("prod-rt")
+    hits, misses = counted("hit"), counted("miss")
+
+    first = await cached.queries.get_stock(sku, None)
+    assert counted("miss") == misses + 1
+    second = await cached.queries.get_stock(sku, None)
+    assert counted("hit") == hits + 1
+    expected = await cached.plain.get_stock(sku, None)
+    assert first == second == expected
+    assert [w.warehouse_id for w in second.warehouses] == ["wh-north", "wh-south"]
+    assert await cached.queries.get_stock(sku, "wh-south") == await cached.plain.get_stock(
+        sku, "wh-south"
+    )
+    with pytest.raises(NotFound):
+        await cached.queries.get_stock(sku, "default")
+    await assert_cache_equals_db(cached.cache, await db_truth(container, [sku]))
+
+
+async def test_a_fill_never_overwrites_a_newer_event(cached: Cached, container: Container) -> None:
+    await set_stock(container, "prod-race", 20, "wh-north")
+    sku = Sku("prod-race")
+    level = (await cached.plain.get_stock(sku, None)).warehouses[0]
+    # the warmer got a newer state before the reader's fill of what it read earlier
+    await cached.cache.apply([state(sku, "wh-north", 15, 5, level.version + 1)])
+    await cached.cache.fill({sku: [level]})
+
+    [entry] = await cached.cache.read([sku])
+    assert entry is not None and entry.complete
+    [row] = entry.rows
+    assert (row.available, row.reserved, row.version) == (15, 5, level.version + 1)
+    assert row.stock_id == level.stock_id  # the fill still contributes the immutable stock id
+
+
+async def test_unknown_skus_are_cached_until_a_stock_is_created(
+    cached: Cached, container: Container
+) -> None:
+    sku = Sku("prod-new", "v1")
+    [before] = await cached.queries.check_stock([Item(sku, 1)])
+    assert not before.known
+    assert (await cached.cache.client.hgetall(sku_key(sku)))["complete"] == "1"
+    hits = counted("hit")
+    [again] = await cached.queries.check_stock([Item(sku, 1)])
+    assert not again.known and counted("hit") == hits + 1  # negative answers are cached
+
+    await set_stock(container, "prod-new", 8, "wh-south", variant="v1")
+    for payload in await stock_changed_payloads(container):
+        await warm(cached.cache, payload)
+    [after] = await cached.queries.check_stock([Item(sku, 5)])
+    assert after.known and after.sufficient and after.warehouses == {"wh-south": 8}
+    # the event has no stock id, so GetStock reads (and refills) the row from PostgreSQL once
+    view = await cached.queries.get_stock(sku, None)
+    assert view == await cached.plain.get_stock(sku, None)
+
+
+async def test_bulk_check_reads_redis_once_and_the_database_once(
+    cached: Cached, container: Container
+) -> None:
+    for index in range(6):
+        await set_stock(container, f"prod-bulk-{index}", 10 + index, "wh-north")
+    items = [Item(Sku(f"prod-bulk-{index}"), 11) for index in range(8)]  # 6, 7: unknown
+    await cached.queries.check_stock(items[:3])  # three of them cached
+
+    calls: list[str] = []
+    cache_read, db_levels = cached.cache.read, StockQueries._levels
+
+    async def read(skus: Sequence[Sku]) -> Any:
+        calls.append(f"redis:{len(skus)}")
+        return await cache_read(skus)
+
+    async def levels(self: StockQueries, skus: Any) -> Any:
+        skus = list(skus)
+        calls.append(f"db:{len(skus)}")
+        return await db_levels(self, skus)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(cached.cache, "read", read)
+        patch.setattr(StockQueries, "_levels", levels)
+        answers = await cached.queries.check_stock(items)
+    assert calls == ["redis:8", "db:5"]
+    assert answers == await cached.plain.check_stock(items)
+    assert [a.sufficient for a in answers] == [False, True, True, True, True, True, False, False]
+
+
+async def test_a_hit_after_an_event_answers_the_new_levels(
+    cached: Cached, container: Container
+) -> None:
+    await set_stock(container, "prod-hot", 50, "wh-north")
+    sku = Sku("prod-hot")
+    await cached.queries.get_stock(sku, None)  # miss, fill
+    first = await cached.queries.get_stock(sku, None)  # hit
+    await set_stock(container, "prod-hot", 7, "wh-north")
+    for payload in await stock_changed_payloads(container):
+        await warm(cached.cache, payload)
+    hits = counted("hit")
+    second = await cached.queries.get_stock(sku, None)
+    assert counted("hit") == hits + 1
+    assert (first.available, second.available) == (50, 7)
+    assert second == await cached.plain.get_stock(sku, None)
+
+
+async def test_inactive_warehouses_count_as_in_postgresql(
+    cached: Cached, container: Container
+) -> None:
+    await set_stock(container, "prod-idle", 10, "wh-north")
+    await set_stock(container, "prod-idle", 5, "wh-south")
+    async with container.db.begin() as conn:
+        await conn.execute(text("UPDATE warehouses SET active = false WHERE id = 'wh-south'"))
+    queries = CachedStockQueries(container.db, cached.cache)  # a fresh warehouse directory
+    items = [Item(Sku("prod-idle"), 12), Item(Sku("prod-idle"), 1, "wh-south")]
+    await queries.check_stock(items)  # fill
+    hits = counted("hit")
+    answers = await queries.check_stock(items)
+    assert counted("hit") == hits + 1
+    assert answers == await cached.plain.check_stock(items)
+    assert [(a.available, a.sufficient) for a in answers] == [(10, False), (0, False)]
+
+
+async def test_concurrent_reads_share_round_trips_and_answer_alike(
+    cached: Cached, container: Container
+) -> None:
+    skus = [Sku(f"prod-many-{i}") for i in range(12)]
+    for index, sku in enumerate(skus):
+        await set_stock(container, sku.product_id, index + 1, "wh-south")
+    await cached.queries.check_stock([Item(sku, 1) for sku in skus[:6]])
+    rng = random.Random(3)
+    requests = [rng.sample(skus, rng.randint(1, 5)) for _ in range(200)]
+    answers = await asyncio.gather(
+        *(cached.queries.check_stock([Item(sku, 2) for sku in chosen]) for chosen in requests)
+    )
+    for chosen, answer in zip(requests, answers, strict=True):
+        assert answer == await cached.plain.check_stock([Item(sku, 2) for sku in chosen])
+
+
+# -- a burst of reservations, then the outbox's events --
+
+
+async def test_a_burst_of_1000_reservations_leaves_the_cache_equal_to_the_database(
+    cached: Cached, container: Container
+) -> None:
+    skus = [Sku(f"prod-burst-{i}", "v" if i % 2 else None) for i in range(5)]
+    for sku in skus:
+        await set_stock(container, sku.product_id, 150, "wh-north", sku.variant_id)
+        await set_stock(container, sku.product_id, 400, "wh-south", sku.variant_id)
+    await cached.queries.check_stock([Item(sku, 1) for sku in skus])  # complete aggregates
+
+    rng = random.Random(5)
+    orders = [(f"burst-{n}", rng.choice(skus), rng.randint(1, 3)) for n in range(1_000)]
+
+    async def reserve(order_id: str, sku: Sku, quantity: int) -> None:
+        item = {"product_id": sku.product_id, "variant_id": sku.variant_id, "quantity": quantity}
+        with contextlib.suppress(InsufficientStock):  # a shortage is a fine outcome here
+            await container.engine.reserve(v.reserve(order_id, [item], None, container.limits))
+
+    await asyncio.gather(*(reserve(*order) for order in orders))
+    settle = [
+        Commit(order_id) if n % 3 == 0 else Release(order_id, "changed mind")
+        for n, (order_id, _, _) in enumerate(orders[:300])
+    ]
+    await container.engine.execute_many(settle)
+
+    payloads = await stock_changed_payloads(container)
+    assert len(payloads) > 10
+    for payload in payloads:  # the relay's order: by outbox id
+        await warm(cached.cache, payload)
+
+    truth = await db_truth(container, skus)
+    await assert_cache_equals_db(cached.cache, truth)
+    hits = counted("hit")
+    for sku in skus:
+        assert await cached.queries.get_stock(sku, None) == truth[sku]
+    assert counted("hit") == hits + len(skus)
+
+    # redelivered and reordered: still equal
+    shuffled = payloads[:] + payloads[: len(payloads) // 2]
+    rng.shuffle(shuffled)
+    outcome = await warm_many(cached.cache, shuffled)
+    assert outcome.applied == 0
+    await assert_cache_equals_db(cached.cache, truth)
+
+
+async def test_events_applied_in_any_order_end_at_the_newest(
+    cached: Cached, container: Container
+) -> None:
+    sku = Sku("prod-order")
+    for quantity in range(1, 21):
+        await set_stock(container, "prod-order", quantity, "wh-north")
+        await set_stock(container, "prod-order", quantity * 2, "wh-south")
+    payloads = await stock_changed_payloads(container)
+    random.Random(7).shuffle(payloads)
+    await warm_many(cached.cache, payloads)
+    await cached.cache.fill({sku: (await cached.plain.get_stock(sku, None)).warehouses})
+    await assert_cache_equals_db(cached.cache, await db_truth(container, [sku]))
+
+
+# -- Redis down --
+
+
+async def test_with_redis_stopped_every_read_answers_from_postgresql(
+    cached: Cached, container: Container, stack: Any
+) -> None:
+    skus = [Sku(f"prod-down-{i}") for i in range(4)]
+    for index, sku in enumerate(skus):
+        await set_stock(container, sku.product_id, 10 * (index + 1), "wh-north")
+    items = [Item(sku, 15) for sku in skus] + [Item(Sku("prod-down-unknown"), 1)]
+    expected_views = {sku: await cached.plain.get_stock(sku, None) for sku in skus}
+    expected_checks = await cached.plain.check_stock(items)
+    await cached.queries.check_stock(items[:2])  # some of it cached before the outage
+
+    async def read_all() -> None:
+        for sku in skus:
+            assert await cached.queries.get_stock(sku, None) == expected_views[sku]
+        assert await cached.queries.check_stock(items) == expected_checks
+        for item, expected in zip(items, expected_checks, strict=True):
+            assert await cached.queries.check_stock([item]) == [expected]
+
+    fallbacks = counted("fallback")
+    try:
+        reader = asyncio.create_task(_read_until_cancelled(read_all))
+        await read_all()
+        stack.stop_redis()  # mid-run: the reader keeps going
+        for _ in range(3):
+            await read_all()
+        assert cached.cache.breaker.state is not BreakerState.CLOSED
+        assert counted("fallback") > fallbacks
+        deferred = await cached.cache.apply([state(OFF_THE_BOOKS, "wh-north", 1, 0, 10_000)])
+        assert deferred.deferred == 1 and cached.cache.pending == 1
+        reader.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await reader  # it raised nothing else while Redis was down
+    finally:
+        stack.start_redis()
+
+    # back: after the cooldown a probe closes the breaker, reads refill the cache, and the
+    # write that was deferred is replayed
+    await _eventually(lambda: _refilled(cached, items))
+    await read_all_with(cached, skus, expected_views)
+    await _eventually(lambda: _replayed(cached.cache, OFF_THE_BOOKS))
+
+
+async def read_all_with(cached: Cached, skus: list[Sku], views: dict[Sku, StockView]) -> None:
+    for sku in skus:
+        assert await cached.queries.get_stock(sku, None) == views[sku]
+
+
+async def _read_until_cancelled(read_all: Any) -> None:
+    while True:
+        await read_all()
+        await asyncio.sleep(0)
+
+
+async def _refilled(cached: Cached, items: list[Item]) -> bool:
+    answers: list[Availability] = await cached.queries.check_stock(items)
+    assert answers == await cached.plain.check_stock(items)
+    entries = [await cached.cache.client.hgetall(sku_key(item.sku)) for item in items]
+    return all(entry.get("complete") == "1" for entry in entries)
+
+
+async def _replayed(cache: StockCache, sku: Sku) -> bool:
+    row = await cache.client.hgetall(stock_key(sku, "wh-north"))
+    return cache.pending == 0 and row.get("version") == "10000"
+
+
+async def _eventually(check: Any, attempts: int = 200) -> None:
+    for _ in range(attempts):
+        try:
+            if await check():
+                return
+        except RedisError:
+            pass  # Redis may still refuse for a moment
+        await asyncio.sleep(0.05)
+    assert await check()

@@ -1,0 +1,327 @@
+"""The cache's pure parts: breaker, keys, payload parsing, and behaviour when Redis fails."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+from redis.exceptions import ConnectionError as RedisConnectionError
+
+from service.cache import (
+    CachedSku,
+    CacheUnavailable,
+    StockCache,
+    StockState,
+    sku_key,
+    stock_key,
+)
+from service.cache_breaker import BreakerState, CircuitBreaker
+from service.domain.planner import StockChange, StockRow
+from service.domain.values import Levels, Sku
+from streams.warmer import register_warmer, warm, warm_many
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+# -- breaker --
+
+
+def test_breaker_opens_after_failures_and_half_opens_after_the_cooldown() -> None:
+    clock = FakeClock()
+    breaker = CircuitBreaker(5.0, threshold=3, clock=clock)
+    for _ in range(2):
+        assert breaker.allow()
+        breaker.failure()
+    assert breaker.state is BreakerState.CLOSED
+    breaker.failure()
+    assert breaker.state is BreakerState.OPEN and not breaker.allow()
+
+    clock.now += 5.0
+    assert breaker.state is BreakerState.HALF_OPEN
+    assert breaker.allow()  # the probe
+    assert not breaker.allow()  # only one at a time
+    breaker.failure()
+    assert breaker.state is BreakerState.OPEN  # a failed probe opens it again at once
+
+    clock.now += 5.0
+    assert breaker.allow()
+    breaker.success()
+    assert breaker.state is BreakerState.CLOSED and breaker.allow()
+
+
+def test_a_success_resets_the_failure_count() -> None:
+    breaker = CircuitBreaker(1.0, threshold=2, clock=FakeClock())
+    breaker.failure()
+    breaker.success()
+    breaker.failure()
+    assert breaker.state is BreakerState.CLOSED
+
+
+def test_an_abandoned_probe_lets_the_next_call_probe() -> None:
+    clock = FakeClock()
+    breaker = CircuitBreaker(1.0, threshold=1, clock=clock)
+    breaker.failure()
+    clock.now += 1.0
+    assert breaker.allow()
+    breaker.abandon()
+    assert breaker.allow()
+
+
+# -- keys and values --
+
+
+@pytest.mark.parametrize(
+    ("one", "other"),
+    [
+        (Sku("a:b"), Sku("a", "b")),
+        (Sku("a%3Ab"), Sku("a:b")),
+        (Sku("{a}"), Sku("a")),
+    ],
+)
+def test_keys_of_different_skus_differ(one: Sku, other: Sku) -> None:
+    assert sku_key(one) != sku_key(other)
+    assert stock_key(one, "w") != stock_key(other, "w")
+
+
+def test_keys_share_a_hash_tag_per_sku() -> None:
+    sku = Sku("prod-123", "var-456")
+    assert sku_key(sku) == "inv:sku:{prod-123:var-456}"
+    assert stock_key(sku, "wh:1") == "inv:stock:{prod-123:var-456}:wh%3A1"
+    assert stock_key(Sku("p{x}"), "w") == "inv:stock:{p%7Bx%7D}:w"
+
+
+def test_a_stock_changed_payload_of_the_planner_parses() -> None:
+    at = datetime(2025, 1, 2, 3, 4, 5, tzinfo=UTC)
+    row = StockRow("sid", Sku("p", "v"), "wh", Levels(3, 2, 5), 7)
+    payload = json.loads(json.dumps(StockChange(row, "RESERVE", "o-1").payload(at)))
+    assert StockState.from_payload(payload) == StockState(
+        Sku("p", "v"), "wh", 3, 2, 5, 7, "", at.timestamp()
+    )
+    payload["variant_id"] = None
+    assert StockState.from_payload(payload).sku == Sku("p")
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"product_id": ""},
+        {"warehouse_id": None},
+        {"available": -1},
+        {"version": "7"},
+        {"reserved": True},
+        {"at": "yesterday"},
+        {"product_id": 5},
+    ],
+)
+def test_malformed_payloads_are_refused(change: dict[str, Any]) -> None:
+    payload = {
+        "product_id": "p",
+        "variant_id": None,
+        "warehouse_id": "w",
+        "available": 1,
+        "reserved": 0,
+        "total": 1,
+        "version": 1,
+        "cause": "ADD",
+        "order_id": None,
+        "at": "2025-01-01T00:00:00+00:00",
+    }
+    payload.update(change)
+    with pytest.raises(ValueError):
+        StockState.from_payload(payload)
+    with pytest.raises(ValueError):
+        StockState.from_payload({k: val for k, val in payload.items() if k != "version"})
+
+
+def test_an_aggregate_parses() -> None:
+    parsed = CachedSku.parse("1\n1|2|3|4|sid-1|wh|odd\n5|0|5|1||b")
+    assert parsed is not None and parsed.complete
+    assert {(r.warehouse_id, r.available, r.version, r.stock_id) for r in parsed.rows} == {
+        ("wh|odd", 1, 4, "sid-1"),
+        ("b", 5, 1, ""),
+    }
+    assert parsed.available == 6
+    incomplete = CachedSku.parse("0\n5|0|5|1||b")
+    assert incomplete is not None and not incomplete.complete
+    negative = CachedSku.parse("1")
+    assert negative is not None and negative.complete and negative.rows == ()
+    assert CachedSku.parse("") is None
+
+
+# -- Redis failing --
+
+
+class DownPipeline:
+    def __init__(self, client: DownRedis) -> None:
+        self._client = client
+
+    def __getattr__(self, name: str) -> Any:
+        return lambda *args, **kwargs: None
+
+    async def execute(self, **kwargs: Any) -> list[Any]:
+        self._client.calls += 1
+        raise RedisConnectionError("connection refused")
+
+
+class DownRedis:
+    """A Redis client whose every call fails like a stopped server."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    async def evalsha(self, *args: Any) -> Any:
+        self.calls += 1
+        raise RedisConnectionError("connection refused")
+
+    def pipeline(self, transaction: bool = True) -> DownPipeline:
+        return DownPipeline(self)
+
+    async def aclose(self) -> None:
+        pass
+
+
+def down_cache(max_pending: int = 100) -> tuple[StockCache, DownRedis, FakeClock]:
+    client, clock = DownRedis(), FakeClock()
+    cache = StockCache(
+        client,  # type: ignore[arg-type]
+        ttl_s=300,
+        timeout_s=0.05,
+        breaker=CircuitBreaker(5.0, threshold=3, clock=clock),
+        max_pending=max_pending,
+    )
+    return cache, client, clock
+
+
+async def test_reads_raise_cache_unavailable_and_the_breaker_stops_trying() -> None:
+    cache, client, _ = down_cache()
+    for _ in range(5):
+        with pytest.raises(CacheUnavailable):
+            await cache.read([Sku("p"), Sku("q")])
+    assert client.calls == 3  # then the breaker refused without calling
+    assert cache.breaker.state is BreakerState.OPEN
+
+
+async def test_writes_never_raise_and_keep_the_newest_state_per_row() -> None:
+    cache, _, _ = down_cache(max_pending=2)
+    sku = Sku("p")
+    first = await cache.apply([StockState(sku, "w", 1, 0, 1, 5)])
+    assert first.deferred == 1
+    await cache.apply([StockState(sku, "w", 9, 0, 9, 4)])  # older: the newer one is kept
+    await cache.apply([StockState(sku, "w2", 1, 0, 1, 1)])
+    last = await cache.apply([StockState(Sku("q"), "w", 1, 0, 1, 1)])
+    assert last.dropped == 1 and cache.pending == 2
+    assert cache._pending[(sku, "w")].version == 5
+    await cache.fill({sku: []})  # a fill is best effort: nothing raised, nothing kept
+    assert cache.pending == 2
+
+
+async def test_a_slow_redis_times_out_as_unavailable() -> None:
+    class SlowRedis(DownRedis):
+        async def evalsha(self, *args: Any) -> Any:
+            await asyncio.sleep(10)
+
+    cache = StockCache(
+        SlowRedis(),  # type: ignore[arg-type]
+        ttl_s=300,
+        timeout_s=0.01,
+        breaker=CircuitBreaker(5.0),
+    )
+    with pytest.raises(CacheUnavailable):
+        await cache.read([Sku("p")])
+
+
+# -- the warmer --
+
+
+class RecordingCache:
+    """Records payloads; fails every batch that holds a payload marked ``fail``."""
+
+    def __init__(self) -> None:
+        self.payloads: list[Any] = []
+        self.failures = 0
+
+    async def apply_payloads(self, payloads: list[Any]) -> Any:
+        if any(payload.get("fail") for payload in payloads):
+            self.failures += 1
+            raise RuntimeError("boom")
+        self.payloads.extend(payloads)
+
+
+async def _until(condition: Any) -> None:
+    for _ in range(500):
+        if condition():
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError("condition not reached")
+
+
+async def test_warm_many_decodes_and_skips_what_is_not_json() -> None:
+    cache = RecordingCache()
+    await warm_many(cache, [b'{"a": 1}', "not json", b"[1]", {"b": 2}])  # type: ignore[arg-type]
+    assert cache.payloads == [{"a": 1}, {"b": 2}]
+    await warm(cache, {"c": 3})  # type: ignore[arg-type]
+    assert cache.payloads[-1] == {"c": 3}
+
+
+async def test_the_warmer_agent_survives_a_failing_cache() -> None:
+    import faust
+
+    app = faust.App(
+        "warmer-unit", broker="kafka://127.0.0.1:1", store="memory://", autodiscover=False
+    )
+    cache = RecordingCache()
+    agent = register_warmer(app, "stock-changed", cache, within_s=0.001)  # type: ignore[arg-type]
+    assert agent.concurrency == 1
+    app.finalize()
+    app.flow_control.resume()
+    async with agent.test_context() as running:
+        await running.put(b'{"fail": true}')
+        await _until(lambda: cache.failures == 1)
+        await running.put(b'{"x": 2}')
+        await _until(lambda: cache.payloads)
+    assert cache.payloads == [{"x": 2}]
+
+
+async def test_reads_that_arrive_during_one_go_out_together() -> None:
+    class GatedRedis(DownRedis):
+        def __init__(self) -> None:
+            super().__init__()
+            self.gate = asyncio.Event()
+            self.reads: list[list[str]] = []
+
+        async def evalsha(self, sha: str, numkeys: int, *args: Any) -> Any:
+            keys = list(args[:numkeys])
+            self.reads.append(keys)
+            await self.gate.wait()
+            return ["1\n1|0|1|1|sid|w" if "q" in key else "" for key in keys]
+
+    client = GatedRedis()
+    cache = StockCache(
+        client,  # type: ignore[arg-type]
+        ttl_s=300,
+        timeout_s=5,
+        breaker=CircuitBreaker(5.0),
+    )
+    first = asyncio.create_task(cache.read([Sku("p")]))
+    await asyncio.sleep(0)
+    waiting = [asyncio.create_task(cache.read([Sku("q"), Sku(f"r{i}")])) for i in range(4)]
+    await asyncio.sleep(0)
+    assert len(client.reads) == 1  # the others wait for the read in flight
+    client.gate.set()
+    assert await first == [None]
+    answers = await asyncio.gather(*waiting)
+    assert len(client.reads) == 2  # ...and then went out together, each key once
+    assert sorted(client.reads[1]) == sorted(
+        [sku_key(Sku("q"))] + [sku_key(Sku(f"r{i}")) for i in range(4)]
+    )
+    for answer in answers:
+        assert answer[0] is not None and answer[0].available == 1 and answer[1] is None
