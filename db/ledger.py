@@ -233,6 +233,10 @@ async def write_plan(
 ) -> None:
     """Write every row the plan decided, in one round trip; the caller commits."""
     new_ids = {r.reservation_id for r in plan.new_reservations}
+    # A reservation made and settled in the same batch (created and paid or cancelled events
+    # of one order in one batch) is inserted with its final status: the CTEs of WRITE_PLAN
+    # share one snapshot, so the "settled" UPDATE cannot see a row inserted beside it.
+    final = plan.reservation_status
     document = {
         "stocks": [
             (r.stock_id, r.levels.available, r.levels.reserved, r.levels.total, r.version)
@@ -247,7 +251,7 @@ async def write_plan(
                 r.sku.variant_id,
                 r.warehouse_id,
                 r.quantity,
-                r.status.value,
+                final.get(r.reservation_id, r.status).value,
                 r.expires_at.isoformat(),
             )
             for r in plan.new_reservations

@@ -26,6 +26,7 @@ def limits_from(settings: Settings) -> Limits:
         max_quantity_per_item=settings.max_quantity_per_item,
         max_id_length=settings.max_id_length,
         max_reason_length=settings.max_reason_length,
+        max_message_bytes=settings.max_message_bytes,
         min_ttl_seconds=settings.min_ttl_seconds,
         default_ttl_seconds=settings.default_ttl_seconds,
         max_ttl_seconds=settings.max_ttl_seconds,

@@ -59,8 +59,12 @@ class Settings(BaseSettings):
     # limits on input
     max_items_per_order: int = Field(default=100, ge=1)
     max_quantity_per_item: int = Field(default=100_000, ge=1)
-    max_id_length: int = Field(default=128, ge=1)
+    # at most the width of the id columns (varchar(128)): a longer id would reach the database
+    max_id_length: int = Field(default=128, ge=1, le=128)
     max_reason_length: int = Field(default=512, ge=1)
+    # the largest gRPC request (grpc.max_receive_message_length) and the largest order event
+    # (a bigger one goes to the DLQ unparsed) accepted
+    max_message_bytes: int = Field(default=1_048_576, ge=1024)
 
     # database
     db_pool_size: int = Field(default=10, ge=1)
@@ -81,6 +85,8 @@ class Settings(BaseSettings):
     outbox_retention_hours: float = Field(default=24.0, gt=0)
     expiry_tick_ms: float = Field(default=250.0, gt=0)
     expiry_sweep_interval_s: float = Field(default=60.0, gt=0)
+    # the sweeper leaves orders this recently due to the timer table (not counted as catches)
+    expiry_sweep_grace_s: float = Field(default=10.0, ge=0)
 
     # admin credential: sha256 hex digests of accepted bearer tokens
     admin_token_sha256: list[str] = Field(default_factory=list)

@@ -50,6 +50,13 @@ class OrderCancelled(faust.Record, serializer="json", include_metadata=False):
     reason: str | None = None
 
 
+# A dead letter must fit in one Kafka message (producers and brokers refuse about 1 MB and
+# more by default): it carries at most this much of the original key and value, and says so.
+# The whole original stays in the source topic at (source_topic, partition, offset).
+DLQ_MAX_KEY_BYTES = 4 * 1024
+DLQ_MAX_VALUE_BYTES = 256 * 1024
+
+
 class DeadLetter(faust.Record, serializer="json", include_metadata=False):
     """An order event the worker could not use, with everything needed to replay it."""
 
@@ -59,10 +66,12 @@ class DeadLetter(faust.Record, serializer="json", include_metadata=False):
     key: str | None
     key_base64: str | None
     value_base64: str | None
-    error: str  # low-cardinality category: empty, json, invalid, rejected, internal
+    error: str  # low-cardinality category: empty, too_large, json, invalid, rejected, internal
     reason: str  # what exactly was wrong, naming the field
     event_id: str | None
     failed_at: str
+    value_size: int | None = None  # bytes of the original value
+    truncated: bool = False  # key or value cut to DLQ_MAX_*_BYTES (the original: source_topic)
 
 
 class InvalidEvent(Exception):
@@ -94,6 +103,14 @@ def dead_letter(
     reason: str,
     event_id: str | None = None,
 ) -> DeadLetter:
+    size = None if value is None else len(value)
+    truncated = (key is not None and len(key) > DLQ_MAX_KEY_BYTES) or (
+        value is not None and len(value) > DLQ_MAX_VALUE_BYTES
+    )
+    if key is not None:
+        key = key[:DLQ_MAX_KEY_BYTES]
+    if value is not None:
+        value = value[:DLQ_MAX_VALUE_BYTES]
     return DeadLetter(
         source_topic=topic,
         partition=partition,
@@ -105,6 +122,8 @@ def dead_letter(
         reason=reason,
         event_id=event_id,
         failed_at=now_iso(),
+        value_size=size,
+        truncated=truncated,
     )
 
 
@@ -119,6 +138,10 @@ def _load_object(raw: bytes | None) -> dict[str, Any]:
         raise InvalidEvent("json", f"not valid JSON: {exc.msg} at position {exc.pos}") from None
     except RecursionError:
         raise InvalidEvent("json", "not valid JSON: nested too deeply") from None
+    except ValueError as exc:
+        # json.loads raises a plain ValueError for an integer of more than 4,300 digits
+        # (sys.get_int_max_str_digits); escaping, it would halt the order agents
+        raise InvalidEvent("json", f"not valid JSON: {str(exc)[:200]}") from None
     if not isinstance(body, dict):
         raise InvalidEvent("invalid", f"must be a JSON object, got {type(body).__name__}")
     return body
@@ -163,6 +186,10 @@ def _command(
 
 def decode_order_event(kind: OrderEventKind, raw: bytes | None, limits: Limits) -> OrderCommand:
     """Turn the bytes of an order event into its command, or raise ``InvalidEvent``."""
+    if raw is not None and len(raw) > limits.max_message_bytes:
+        raise InvalidEvent(
+            "too_large", f"{len(raw)} bytes, over the limit of {limits.max_message_bytes}"
+        )
     body = _load_object(raw)
     event_id: str | None = None
     try:

@@ -21,7 +21,7 @@ from google.rpc import status_pb2
 from service import metrics
 from service.api.generated import inventory_pb2 as pb
 from service.db_errors import Failure, classify
-from service.domain.errors import InsufficientStock, InventoryError
+from service.domain.errors import InsufficientStock, InvalidArgument, InventoryError
 
 log = logging.getLogger("service.api")
 
@@ -82,6 +82,30 @@ def _log(method: str, code: grpc.StatusCode, exc: BaseException) -> None:
 
 
 Handler = Callable[[Any, grpc.aio.ServicerContext], Awaitable[Any]]
+Deserializer = Callable[[bytes], Any]
+
+
+class Undecodable:
+    """Stands for a request body that is not a valid message of the method's type."""
+
+
+UNDECODABLE = Undecodable()
+
+
+def tolerant(deserializer: Deserializer | None) -> Deserializer | None:
+    """The method's deserializer, except that bytes which do not parse become ``UNDECODABLE``:
+    ``wrap`` answers that INVALID_ARGUMENT, where grpc would answer UNKNOWN and quote the
+    parser's exception to the caller."""
+    if deserializer is None:
+        return None
+
+    def parse(data: bytes) -> Any:
+        try:
+            return deserializer(data)
+        except Exception:  # protobuf's DecodeError, or whatever a parser of bad bytes raises
+            return UNDECODABLE
+
+    return parse
 
 
 def wrap(method: str, handler: Handler) -> Handler:
@@ -91,6 +115,8 @@ def wrap(method: str, handler: Handler) -> Handler:
         started = time.perf_counter()
         code = grpc.StatusCode.OK
         try:
+            if request is UNDECODABLE:
+                raise InvalidArgument("request", "not a valid protobuf message for this method")
             return await handler(request, context)
         except asyncio.CancelledError:
             code = grpc.StatusCode.CANCELLED
@@ -130,7 +156,7 @@ class ErrorInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
         if wrapped is None:  # the servicer's handlers never change: wrap each once
             wrapped = grpc.unary_unary_rpc_method_handler(
                 wrap(full_name.removeprefix(SERVICE_PREFIX), handler.unary_unary),
-                request_deserializer=handler.request_deserializer,
+                request_deserializer=tolerant(handler.request_deserializer),
                 response_serializer=handler.response_serializer,
             )
             self._wrapped[full_name] = wrapped

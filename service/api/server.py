@@ -71,7 +71,8 @@ async def start(
     settings: Settings, container: Container, *, auth: AdminAuth | None = None
 ) -> GrpcServer:
     """Bind ``settings.grpc_host:grpc_port`` (0 picks a free port) and start serving."""
-    server = grpc.aio.server(interceptors=[ErrorInterceptor()], options=_OPTIONS)
+    options = (*_OPTIONS, ("grpc.max_receive_message_length", settings.max_message_bytes))
+    server = grpc.aio.server(interceptors=[ErrorInterceptor()], options=options)
     servicer = InventoryServicer(container, auth or AdminAuth.from_settings(settings))
     pb_grpc.add_InventoryServiceServicer_to_server(servicer, server)  # type: ignore[no-untyped-call]
     health_servicer = health.aio.HealthServicer()

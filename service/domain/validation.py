@@ -21,6 +21,7 @@ class Limits:
     max_quantity_per_item: int = 100_000
     max_id_length: int = 128
     max_reason_length: int = 512
+    max_message_bytes: int = 1_048_576
     min_ttl_seconds: int = 1
     default_ttl_seconds: int = 900
     max_ttl_seconds: int = 86_400
