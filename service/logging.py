@@ -57,9 +57,8 @@ def configure(settings: Settings) -> Callable[[], None]:
     root.setLevel(settings.log_level.upper())
     # aiohttp logs every request at INFO; probes and scrapes would drown the service's lines
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
-    # Faust, mode and aiokafka narrate every rebalance, table and fetch at INFO (alembic every
-    # readiness probe's revision check); their
-    # warnings and errors still come through, our own summary line says what matters.
+    # Faust, mode and aiokafka narrate every rebalance, table and fetch at INFO, alembic every
+    # readiness probe's revision check; their warnings and errors still come through.
     if root.level > logging.DEBUG:
         for noisy in ("faust", "mode", "aiokafka", "alembic"):
             logging.getLogger(noisy).setLevel(logging.WARNING)
