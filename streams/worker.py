@@ -96,8 +96,8 @@ class StreamWorker:
             settings, self._container.db, self._container.engine, on_committed=self.relay.notify
         )
         await self.relay.start()
-        await app.start()
         await self.expiry.start()
+        await app.start()
         await self.sweeper.start()
         self._summary = asyncio.create_task(self._summarize(), name="stream-summary")
         self._started = True
@@ -118,10 +118,10 @@ class StreamWorker:
                 log.warning("an order batch was still running after %.1fs; stopping anyway", grace)
         if self.sweeper is not None:
             await self.sweeper.stop()
-        if self.expiry is not None:
-            await self.expiry.stop()  # before the app: its deletes go through Faust's producer
         if self.app is not None:
             await self.app.stop()
+        if self.expiry is not None:
+            await self.expiry.stop()
         if self._summary is not None:
             self._summary.cancel()
             with contextlib.suppress(asyncio.CancelledError):

@@ -1,0 +1,162 @@
+"""The database backstop of expiry: every ``expiry_sweep_interval_s``, expire what is overdue.
+
+The timer table (``streams/expiry.py``) expires reservations on time. The sweeper finds any
+RESERVED order whose ``expires_at`` passed more than ``expiry_sweep_grace_s`` ago (a schedule
+event that never reached the table, a changelog write lost in a crash) and expires it through
+the engine. Everything it expires is counted in ``inventory_expiry_sweeper_catches_total``: in
+normal running it finds nothing, so a non-zero rate is worth a look.
+
+Every worker runs one; a round first takes a transaction-scoped advisory lock, so one sweeps
+at a time and the others skip that round. Running several is harmless anyway: the engine
+expires an order only if it is still RESERVED and due, so a second expiry is a no-op.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from db import expiry_sql
+from db.expiry_sql import Cursor
+from service import metrics
+from service.config import Settings
+from service.domain.errors import Unavailable
+from service.domain.results import OrderResult
+from service.domain.values import ResultStatus
+
+log = logging.getLogger(__name__)
+
+SWEEP_CHUNK = 1_000
+
+
+class Expirer(Protocol):
+    async def expire(self, order_ids: Sequence[str]) -> list[OrderResult]: ...
+
+
+@dataclass(frozen=True, slots=True)
+class SweepReport:
+    found: int = 0  # due orders seen
+    expired: int = 0  # of which the sweeper expired (the rest were settled meanwhile)
+    skipped: bool = False  # another worker held the round lock
+    failed: bool = False  # the database or the engine failed; the next round retries
+
+
+def record_expired(results: Sequence[OrderResult], via: str, now: float) -> int:
+    """Count the orders these results expired, and their lag; returns how many."""
+    expired = 0
+    for result in results:
+        if result.published is ResultStatus.EXPIRED and not result.duplicate:
+            expired += 1
+            if result.expires_at is not None:
+                metrics.EXPIRY_LAG.observe(max(now - result.expires_at.timestamp(), 0.0))
+    if expired:
+        metrics.EXPIRED.labels(via=via).inc(expired)
+    return expired
+
+
+class ExpirySweeper:
+    def __init__(
+        self,
+        settings: Settings,
+        db: AsyncEngine,
+        engine: Expirer,
+        *,
+        interval_s: float | None = None,
+        grace_s: float | None = None,
+        chunk: int = SWEEP_CHUNK,
+        on_committed: Callable[[], None] | None = None,
+    ) -> None:
+        self._db = db
+        self._engine = engine
+        self._interval_s = settings.expiry_sweep_interval_s if interval_s is None else interval_s
+        self._grace_s = settings.expiry_sweep_grace_s if grace_s is None else grace_s
+        self._chunk = chunk
+        self._on_committed = on_committed
+        self._lock_key = expiry_sql.round_lock_key(settings.app_id)
+        self._stopping = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self.rounds = 0
+        self.caught = 0
+
+    async def start(self) -> None:
+        self._stopping.clear()
+        self._task = asyncio.create_task(self._run(), name="expiry-sweeper")
+
+    async def stop(self) -> None:
+        self._stopping.set()
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+
+    async def _run(self) -> None:
+        # the first round after one interval: at start-up the timer table is still recovering
+        while not await self._sleep(self._interval_s):
+            try:
+                await self.sweep()
+            except Exception:  # the backstop must outlive anything a round throws
+                metrics.EXPIRY_FAILURES.labels(via="sweeper", reason="internal").inc()
+                log.exception("expiry sweep failed; the next round retries")
+
+    async def sweep(self) -> SweepReport:
+        """One round: expire every RESERVED order overdue by more than the grace period."""
+        self.rounds += 1
+        try:
+            async with self._db.begin() as lock_conn:
+                if not await expiry_sql.try_round_lock(lock_conn, self._lock_key):
+                    return SweepReport(skipped=True)
+                report = await self._sweep_pages()
+        except Unavailable as exc:
+            return self._failed(exc)
+        except Exception as exc:  # the database went away under the lock's transaction
+            return self._failed(exc)
+        if report.expired:
+            self.caught += report.expired
+            metrics.SWEEPER_CATCHES.inc(report.expired)
+            log.warning(
+                "expiry sweeper caught %d overdue reservations the timer table missed",
+                report.expired,
+            )
+        return report
+
+    async def _sweep_pages(self) -> SweepReport:
+        found = expired = 0
+        after = Cursor()
+        while not self._stopping.is_set():
+            async with self._db.begin() as conn:  # commits (and unlocks the rows) on exit
+                due = await expiry_sql.due_orders(
+                    conn, grace_s=self._grace_s, limit=self._chunk, after=after
+                )
+            if not due:
+                break
+            found += len(due)
+            results = await self._engine.expire([order.order_id for order in due])
+            expired += record_expired(results, "sweeper", time.time())
+            if self._on_committed is not None:
+                self._on_committed()
+            after = Cursor(due[-1].expires_at, due[-1].order_id)
+            if len(due) < self._chunk:
+                break
+        return SweepReport(found=found, expired=expired)
+
+    def _failed(self, exc: Exception) -> SweepReport:
+        reason = "unavailable" if isinstance(exc, Unavailable) else "database"
+        metrics.EXPIRY_FAILURES.labels(via="sweeper", reason=reason).inc()
+        log.warning("expiry sweep failed (%s: %s); the next round retries", reason, exc)
+        return SweepReport(failed=True)
+
+    async def _sleep(self, seconds: float) -> bool:
+        """Sleep; True if the sweeper is stopping."""
+        try:
+            await asyncio.wait_for(self._stopping.wait(), timeout=seconds)
+        except TimeoutError:
+            return False
+        return True

@@ -1,0 +1,129 @@
+"""Writes the expiry table's changelog records straight to Kafka, in per-partition batches.
+
+Faust writes a table's changelog one record at a time: ``table[key] = value`` queues each in
+its producer buffer, which drains one record per loop turn and stalls the stream once it holds
+100; ``Topic.send`` costs about 140 µs of CPU per record on the development machines. At a few
+thousand reservations per second either left the expiry agent tens of seconds behind its topic.
+This writer encodes the records exactly as Faust's ``json`` codec does (so Faust's own recovery
+reads them back) and sends them in batches, as the outbox relay does; the caller waits for the
+broker's acknowledgement before its events are acknowledged.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Callable, Sequence
+
+from aiokafka import AIOKafkaProducer
+from aiokafka.producer.message_accumulator import BatchBuilder
+from faust.serializers import codecs
+
+from service.config import Settings
+
+Record = tuple[int, str, float | None]  # partition, order id, expires_at (None: a tombstone)
+
+
+def create_producer(settings: Settings) -> AIOKafkaProducer:
+    return AIOKafkaProducer(
+        bootstrap_servers=settings.kafka_bootstrap,
+        client_id=f"{settings.app_id}-expiry-changelog",
+        acks="all",
+        enable_idempotence=False,  # Tansu rejects InitProducerId
+        linger_ms=2,
+        max_batch_size=256 * 1024,
+        request_timeout_ms=30_000,
+    )
+
+
+def encode(order_id: str, expires_at: float | None) -> tuple[bytes, bytes | None]:
+    """Key and value as the table's ``json`` codec writes them (a tombstone has no value)."""
+    key = codecs.dumps("json", order_id)
+    return key, None if expires_at is None else codecs.dumps("json", expires_at)
+
+
+class ChangelogWriter:
+    def __init__(
+        self,
+        settings: Settings,
+        topic: Callable[[], str],
+        *,
+        producer_factory: Callable[[Settings], AIOKafkaProducer] = create_producer,
+    ) -> None:
+        self._settings = settings
+        self._topic = topic  # the changelog's name, known once the table is finalized
+        self._producer_factory = producer_factory
+        self._producer: AIOKafkaProducer | None = None
+
+    async def start(self) -> None:
+        producer = self._producer_factory(self._settings)
+        try:
+            await producer.start()
+        except BaseException:
+            with contextlib.suppress(Exception):
+                await producer.stop()
+            raise
+        self._producer = producer
+
+    async def stop(self) -> None:
+        producer, self._producer = self._producer, None
+        if producer is not None:
+            await producer.stop()
+
+    async def write(self, records: Sequence[Record]) -> list[Record]:
+        """Send the records, wait for the broker; returns the ones that failed.
+
+        Each partition's records go in as few batches as fit, but its last record always
+        alone: Tansu reports a partition's end offset as the base offset of its last batch
+        plus one, so the records after the first of a final multi-record batch would lie
+        beyond the end that Faust's recovery reads to, and be lost on a restart.
+        """
+        producer = self._producer
+        if not records:
+            return []
+        if producer is None:
+            return list(records)
+        topic = self._topic()
+        by_partition: dict[int, list[Record]] = {}
+        for record in records:
+            by_partition.setdefault(record[0], []).append(record)
+        sent: list[tuple[asyncio.Future[object], list[Record]]] = []
+        unsent: list[Record] = []
+        for partition, mine in by_partition.items():
+            batches = [*_batches(mine[:-1]), mine[-1:]]
+            for index, members in enumerate(batches):
+                try:
+                    future = await producer.send_batch(
+                        _encoded(producer, members), topic, partition=partition
+                    )
+                except Exception:  # this batch and the rest of the partition's
+                    unsent.extend(r for rest in batches[index:] for r in rest)
+                    break
+                sent.append((future, members))
+        return unsent + await self._failed(sent)
+
+    @staticmethod
+    async def _failed(sent: list[tuple[asyncio.Future[object], list[Record]]]) -> list[Record]:
+        outcomes = await asyncio.gather(*(future for future, _ in sent), return_exceptions=True)
+        return [
+            record
+            for outcome, (_, members) in zip(outcomes, sent, strict=True)
+            if isinstance(outcome, BaseException)
+            for record in members
+        ]
+
+
+BATCH_RECORDS = 2_000  # well under the producer's max_batch_size for these small records
+
+
+def _batches(records: list[Record]) -> list[list[Record]]:
+    return [records[i : i + BATCH_RECORDS] for i in range(0, len(records), BATCH_RECORDS)]
+
+
+def _encoded(producer: AIOKafkaProducer, records: list[Record]) -> BatchBuilder:
+    batch = producer.create_batch()
+    for _, order_id, expires_at in records:
+        key, value = encode(order_id, expires_at)
+        if batch.append(key=key, value=value, timestamp=None) is None:
+            raise ValueError("changelog batch overflow")  # not with BATCH_RECORDS small records
+    return batch

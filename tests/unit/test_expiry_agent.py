@@ -1,0 +1,142 @@
+"""The expiry agent's glue around its Faust table, without a broker (the app is never started).
+
+The end-to-end behaviour (real broker, recovery, kill -9) is in tests/e2e/test_expiry*.py.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Sequence
+from typing import Any
+
+import pytest
+
+from service.config import Settings
+from service.domain.results import OrderResult
+from streams.app import create_app
+from streams.expiry import ExpiryAgent
+from streams.expiry_changelog import Record
+from streams.expiry_schedule import Entry
+from streams.outbox import partition_for
+
+SETTINGS = Settings(app_id="expiry-unit", topic_partitions=4)
+EXPIRES = "2030-01-01T00:00:00+00:00"
+EXPIRES_S = 1893456000.0
+
+
+class NoEngine:
+    async def expire(self, order_ids: Sequence[str]) -> list[OrderResult]:
+        raise AssertionError("not in these tests")
+
+
+class FakeChangelog:
+    def __init__(self) -> None:
+        self.written: list[Record] = []
+        self.fail_next = 0
+        self.block = False
+
+    async def write(self, records: Sequence[Record]) -> list[Record]:
+        if self.block:
+            await asyncio.Event().wait()
+        if self.fail_next:
+            self.fail_next -= 1
+            return list(records)
+        self.written.extend(records)
+        return []
+
+
+@pytest.fixture
+def agent() -> ExpiryAgent:
+    made = ExpiryAgent(create_app(SETTINGS), SETTINGS, NoEngine())
+    made.changelog = FakeChangelog()  # type: ignore[assignment]
+    return made
+
+
+def changelog(agent: ExpiryAgent) -> FakeChangelog:
+    fake = agent.changelog
+    assert isinstance(fake, FakeChangelog)
+    return fake
+
+
+def event(order: str, status: str, **extra: Any) -> tuple[bytes, bytes]:
+    body = {"order_id": order, "status": status, "items": [], "at": EXPIRES, **extra}
+    return order.encode(), json.dumps(body).encode()
+
+
+async def test_reserved_puts_and_a_terminal_status_deletes(agent: ExpiryAgent) -> None:
+    key, value = event("o1", "RESERVED", expires_at=EXPIRES)
+    await agent.apply([(2, key, value)])
+    assert agent.table.data["o1"] == EXPIRES_S
+    assert agent.schedule.entries() == [Entry("o1", EXPIRES_S, 2)]
+    key, value = event("o1", "COMMITTED")
+    await agent.apply([(2, key, value)])
+    assert "o1" not in agent and len(agent.schedule) == 0
+    assert changelog(agent).written == [(2, "o1", EXPIRES_S), (2, "o1", None)]
+
+
+async def test_a_redelivery_writes_nothing_more(agent: ExpiryAgent) -> None:
+    reserved = event("o1", "RESERVED", expires_at=EXPIRES)
+    expired = event("o1", "EXPIRED")
+    await agent.apply([(0, *reserved), (0, *reserved), (0, *expired), (0, *expired)])
+    assert changelog(agent).written == [(0, "o1", EXPIRES_S), (0, "o1", None)]
+
+
+async def test_unusable_events_are_skipped_and_the_batch_goes_on(agent: ExpiryAgent) -> None:
+    good = event("ok", "RESERVED", expires_at=EXPIRES)
+    await agent.apply([(1, b"x", b"not json"), (1, *event("x", "RESERVED")), (1, *good)])
+    assert [e.order_id for e in agent.schedule.entries()] == ["ok"]
+
+
+async def test_a_failed_changelog_write_is_resent_from_the_current_state(
+    agent: ExpiryAgent,
+) -> None:
+    changelog(agent).fail_next = 1
+    await agent.apply([(3, *event("o1", "RESERVED", expires_at=EXPIRES))])
+    assert changelog(agent).written == []
+    await agent.apply([(3, *event("o1", "RELEASED"))])  # the state moved on meanwhile
+    # the re-send carries the current state (gone), never the stale RESERVED value
+    assert changelog(agent).written == [(3, "o1", None)]
+
+
+async def test_the_timers_deletes_never_wait_for_the_broker(agent: ExpiryAgent) -> None:
+    await agent.apply([(1, *event("o1", "RESERVED", expires_at=EXPIRES))])
+    changelog(agent).block = True  # Kafka is down
+    await asyncio.wait_for(agent._forget([Entry("o1", EXPIRES_S, 1)]), timeout=1)
+    assert "o1" not in agent
+    await agent._drain(timeout_s=0.05)  # stop gives up on the unsent tombstone
+
+
+async def test_the_timers_deletes_reach_the_changelog(agent: ExpiryAgent) -> None:
+    await agent.apply([(1, *event("o1", "RESERVED", expires_at=EXPIRES))])
+    await agent._forget([Entry("o1", EXPIRES_S, 1)])
+    await agent._drain(timeout_s=1)
+    assert changelog(agent).written[-1] == (1, "o1", None)
+
+
+async def test_a_rebuild_keeps_only_the_assigned_partitions(agent: ExpiryAgent) -> None:
+    for order, partition in (("a", 0), ("b", 1), ("c", 2)):
+        await agent.apply([(partition, *event(order, "RESERVED", expires_at=EXPIRES))])
+    # restored from the changelog without being seen: placed where the relay would put it
+    agent.table.data["d"] = EXPIRES_S
+    d_partition = partition_for(b"d", list(range(4)))
+
+    agent._rebuild({1, 2, d_partition})
+
+    expected = {"b", "c", "d"}
+    assert {e.order_id for e in agent.schedule.entries()} == expected
+    assert set(agent.table.data) == expected  # revoked partitions' keys leave memory
+    assert agent.restored == 3 and agent.recoveries == 1
+
+
+async def test_an_assignment_drops_revoked_partitions_from_the_index(agent: ExpiryAgent) -> None:
+    await agent.apply([(0, *event("a", "RESERVED", expires_at=EXPIRES))])
+    await agent.apply([(1, *event("b", "RESERVED", expires_at=EXPIRES))])
+
+    class TP:
+        def __init__(self, topic: str, partition: int) -> None:
+            self.topic, self.partition = topic, partition
+
+    assigned = {TP(SETTINGS.topic_reservations, 1), TP("order-created", 0)}
+    await agent._on_assigned(None, assigned, signal=None)
+    assert [e.order_id for e in agent.schedule.entries()] == ["b"]
