@@ -37,29 +37,11 @@ READY_LINE = b"stream worker started"
 
 
 def run_settings(base: Settings) -> Settings:
-    suffix = uuid.uuid4().hex[:8]
-    return base.model_copy(
-        update={
-            "app_id": f"inventory-bench-{suffix}",
-            "topic_order_created": f"order-created-{suffix}",
-            "topic_order_paid": f"order-paid-{suffix}",
-            "topic_order_cancelled": f"order-cancelled-{suffix}",
-            "topic_stock_changed": f"stock-changed-{suffix}",
-            "topic_reservations": f"inventory-reservations-{suffix}",
-            "topic_dlq": f"order-events-dlq-{suffix}",
-            "http_port": 0,
-            "log_format": "text",
-        }
-    )
+    return base.isolated(uuid.uuid4().hex[:8], http_port=0, log_format="text")
 
 
 def worker_env(settings: Settings) -> dict[str, str]:
-    env = dict(os.environ)
-    for name, value in settings.model_dump().items():
-        if value is not None:
-            env[f"INVENTORY_{name.upper()}"] = (
-                json.dumps(value) if isinstance(value, list) else str(value)
-            )
+    env = {**os.environ, **settings.as_env()}
     env["INVENTORY_ROLE"] = "worker"
     return env
 

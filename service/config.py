@@ -2,11 +2,21 @@
 
 from __future__ import annotations
 
+import json
 from enum import StrEnum
 from pathlib import Path
 
 from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+TOPIC_FIELDS = (
+    "topic_order_created",
+    "topic_order_paid",
+    "topic_order_cancelled",
+    "topic_stock_changed",
+    "topic_reservations",
+    "topic_dlq",
+)
 
 
 class Role(StrEnum):
@@ -106,6 +116,21 @@ class Settings(BaseSettings):
         if not self.min_ttl_seconds <= self.default_ttl_seconds <= self.max_ttl_seconds:
             raise ValueError("need min_ttl_seconds <= default_ttl_seconds <= max_ttl_seconds")
         return self
+
+    def as_env(self) -> dict[str, str]:
+        """The ``INVENTORY_*`` variables that give a child process these settings."""
+        env: dict[str, str] = {}
+        for name, value in self.model_dump(mode="json").items():
+            if value is not None:
+                text = json.dumps(value) if isinstance(value, list | dict) else str(value)
+                env[f"INVENTORY_{name.upper()}"] = text
+        return env
+
+    def isolated(self, suffix: str, **changes: object) -> Settings:
+        """The same settings with the app id (consumer group) and every topic suffixed: one
+        more independent instance on a shared broker (tests, benchmarks, side-by-side envs)."""
+        names = {field: f"{getattr(self, field)}-{suffix}" for field in ("app_id", *TOPIC_FIELDS)}
+        return self.model_copy(update={**names, **changes})
 
     @property
     def order_topics(self) -> tuple[str, str, str]:

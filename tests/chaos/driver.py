@@ -74,23 +74,14 @@ HOLDS = {"RESERVED": "PENDING", "COMMITTED": "COMMITTED"}
 
 
 def scenario_settings(overrides: dict[str, Any], name: str, **extra: Any) -> Settings:
-    suffix = f"{name}-{uuid.uuid4().hex[:6]}"
-    values: dict[str, Any] = {
-        **overrides,
-        "app_id": f"inventory-{suffix}",
-        "topic_order_created": f"order-created-{suffix}",
-        "topic_order_paid": f"order-paid-{suffix}",
-        "topic_order_cancelled": f"order-cancelled-{suffix}",
-        "topic_stock_changed": f"stock-changed-{suffix}",
-        "topic_reservations": f"inventory-reservations-{suffix}",
-        "topic_dlq": f"order-events-dlq-{suffix}",
+    changes: dict[str, Any] = {
         "topic_partitions": 4,
         "broker_commit_interval_s": 0.5,
         "grpc_host": "127.0.0.1",
         "http_host": "127.0.0.1",
+        **extra,
     }
-    values.update(extra)
-    return Settings(**values)
+    return Settings(**overrides).isolated(f"{name}-{uuid.uuid4().hex[:6]}", **changes)
 
 
 def hot_skus(prefix: str, n: int = 10) -> list[str]:
@@ -101,15 +92,7 @@ def hot_skus(prefix: str, n: int = 10) -> list[str]:
 
 
 def service_env(settings: Settings, **extra: str) -> dict[str, str]:
-    env = dict(os.environ)
-    for name, value in settings.model_dump(mode="json").items():
-        if value is None:
-            continue
-        env[f"INVENTORY_{name.upper()}"] = (
-            json.dumps(value) if isinstance(value, list | dict) else str(value)
-        )
-    env.update(extra)
-    return env
+    return {**os.environ, **settings.as_env(), **extra}
 
 
 class ServiceProcess:

@@ -144,7 +144,11 @@ async def test_worker_killed_mid_batch_and_restarted(
         await wait_until(lambda: events_at_least(db_engine, 300), 60, "300 events processed")
         before = await processed_events(db_engine)
         r.worker.kill()  # mid-stream: batches are always in flight at this rate
-        await asyncio.sleep(LOAD_AROUND_S)  # events pile up, the API goes on
+        # Events pile up and the API goes on. The restart waits until the broker has dropped
+        # the dead member (session timeout): Tansu can leave a member that joins while a dead
+        # one is still in the group without partitions (PITFALLS: concurrent rebalances).
+        down_s = max(LOAD_AROUND_S, Settings(**stack.overrides).broker_session_timeout_s + 1)
+        await asyncio.sleep(down_s)
         r.worker.start()
         await r.worker.wait_ready()
         await asyncio.sleep(LOAD_AROUND_S)

@@ -38,16 +38,8 @@ WAIT_S = 30.0
 
 
 def expiry_settings(overrides: dict[str, Any]) -> Settings:
-    suffix = uuid.uuid4().hex[:8]
-    return Settings(
-        **overrides,
-        app_id=f"inventory-expiry-{suffix}",
-        topic_order_created=f"order-created-{suffix}",
-        topic_order_paid=f"order-paid-{suffix}",
-        topic_order_cancelled=f"order-cancelled-{suffix}",
-        topic_stock_changed=f"stock-changed-{suffix}",
-        topic_reservations=f"inventory-reservations-{suffix}",
-        topic_dlq=f"order-events-dlq-{suffix}",
+    return Settings(**overrides).isolated(
+        uuid.uuid4().hex[:8],
         topic_partitions=2,
         broker_commit_interval_s=0.5,
         expiry_tick_ms=100,

@@ -44,16 +44,8 @@ REBUILT = re.compile(rb"expiry schedule rebuilt: (\d+) entries")
 
 
 def crash_settings(overrides: dict[str, Any]) -> Settings:
-    suffix = uuid.uuid4().hex[:8]
-    return Settings(
-        **overrides,
-        app_id=f"inventory-expiry-crash-{suffix}",
-        topic_order_created=f"order-created-{suffix}",
-        topic_order_paid=f"order-paid-{suffix}",
-        topic_order_cancelled=f"order-cancelled-{suffix}",
-        topic_stock_changed=f"stock-changed-{suffix}",
-        topic_reservations=f"inventory-reservations-{suffix}",
-        topic_dlq=f"order-events-dlq-{suffix}",
+    return Settings(**overrides).isolated(
+        uuid.uuid4().hex[:8],
         topic_partitions=4,
         broker_commit_interval_s=0.5,
         expiry_tick_ms=100,
@@ -64,12 +56,7 @@ def crash_settings(overrides: dict[str, Any]) -> Settings:
 
 
 def worker_env(settings: Settings) -> dict[str, str]:
-    env = dict(os.environ)
-    for name, value in settings.model_dump().items():
-        if value is not None:
-            env[f"INVENTORY_{name.upper()}"] = (
-                json.dumps(value) if isinstance(value, list) else str(value)
-            )
+    env = {**os.environ, **settings.as_env()}
     env["INVENTORY_ROLE"] = "worker"
     env["INVENTORY_LOG_FORMAT"] = "text"
     return env

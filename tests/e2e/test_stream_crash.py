@@ -8,7 +8,6 @@ the stock invariants must hold, and every committed change must have reached
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import signal
 import subprocess
@@ -38,16 +37,8 @@ STOCK_PER_SKU = 400  # about half the demand: a mix of RESERVED and REJECTED
 
 
 def crash_settings(overrides: dict[str, Any]) -> Settings:
-    suffix = uuid.uuid4().hex[:8]
-    return Settings(
-        **overrides,
-        app_id=f"inventory-crash-{suffix}",
-        topic_order_created=f"order-created-{suffix}",
-        topic_order_paid=f"order-paid-{suffix}",
-        topic_order_cancelled=f"order-cancelled-{suffix}",
-        topic_stock_changed=f"stock-changed-{suffix}",
-        topic_reservations=f"inventory-reservations-{suffix}",
-        topic_dlq=f"order-events-dlq-{suffix}",
+    return Settings(**overrides).isolated(
+        uuid.uuid4().hex[:8],
         topic_partitions=4,
         broker_commit_interval_s=0.5,  # some offsets are committed before the kill
         http_port=0,
@@ -55,13 +46,7 @@ def crash_settings(overrides: dict[str, Any]) -> Settings:
 
 
 def worker_env(settings: Settings) -> dict[str, str]:
-    env = dict(os.environ)
-    for name, value in settings.model_dump().items():
-        if value is None:
-            continue
-        env[f"INVENTORY_{name.upper()}"] = (
-            json.dumps(value) if isinstance(value, list) else str(value)
-        )
+    env = {**os.environ, **settings.as_env()}
     env["INVENTORY_ROLE"] = "worker"
     env["INVENTORY_LOG_FORMAT"] = "text"
     return env

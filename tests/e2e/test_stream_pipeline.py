@@ -37,16 +37,8 @@ WHEN = "2024-05-01T12:00:00Z"
 
 
 def stream_settings(overrides: dict[str, Any], **extra: Any) -> Settings:
-    suffix = uuid.uuid4().hex[:8]
-    return Settings(
-        **overrides,
-        app_id=f"inventory-e2e-{suffix}",
-        topic_order_created=f"order-created-{suffix}",
-        topic_order_paid=f"order-paid-{suffix}",
-        topic_order_cancelled=f"order-cancelled-{suffix}",
-        topic_stock_changed=f"stock-changed-{suffix}",
-        topic_reservations=f"inventory-reservations-{suffix}",
-        topic_dlq=f"order-events-dlq-{suffix}",
+    return Settings(**overrides).isolated(
+        uuid.uuid4().hex[:8],
         **{"topic_partitions": 2, "broker_commit_interval_s": 0.5, **extra},
     )
 
