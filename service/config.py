@@ -48,6 +48,9 @@ class Settings(BaseSettings):
     broker_heartbeat_interval_s: float = Field(default=3.0, gt=0)
     broker_rebalance_timeout_s: float = Field(default=60.0, gt=0)
     broker_commit_interval_s: float = Field(default=2.8, gt=0)
+    # Faust's consumer waits up to 1,500 ms per fetch; brokers that hold a fetch for its whole
+    # wait (Tansu) want a short one. None keeps Faust's.
+    kafka_fetch_max_wait_ms: int | None = Field(default=None, ge=1, le=60_000)
 
     # ports
     grpc_host: str = "0.0.0.0"

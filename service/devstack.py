@@ -40,11 +40,12 @@ STOP_TIMEOUT_S = 10.0
 STARTUP_TIMEOUT_S = 60.0
 
 # The broker settings that make consumer groups usable on Tansu (a JoinGroup waits for the
-# whole rebalance timeout there).
+# whole rebalance timeout there, and a fetch for its whole maximum wait).
 TANSU_BROKER_SETTINGS: dict[str, float] = {
     "broker_rebalance_timeout_s": 3.0,
     "broker_session_timeout_s": 6.0,
     "broker_heartbeat_interval_s": 1.0,
+    "kafka_fetch_max_wait_ms": 50,
 }
 
 

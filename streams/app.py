@@ -11,6 +11,7 @@ import faust
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from service.config import Settings
+from streams.kafka_transport import app_class
 
 log = logging.getLogger(__name__)
 
@@ -25,7 +26,9 @@ def broker_urls(settings: Settings) -> list[str]:
 
 def create_app(settings: Settings) -> faust.App:
     """A Faust app configured from Settings; call it inside the event loop that will run it."""
-    return faust.App(
+    wait_ms = settings.kafka_fetch_max_wait_ms
+    app_type = faust.App if wait_ms is None else app_class(wait_ms)
+    return app_type(
         settings.app_id,
         broker=broker_urls(settings),
         # Nothing needs rocksdb: the order agents keep no state (PostgreSQL does). The
