@@ -10,7 +10,7 @@ from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy.engine import Connection
-from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 
@@ -47,11 +47,3 @@ async def current_revision(engine: AsyncEngine) -> str | None:
 
 async def at_head(engine: AsyncEngine) -> bool:
     return await current_revision(engine) == head_revision()
-
-
-async def _probe(database_url: str) -> str | None:
-    engine = create_async_engine(database_url)
-    try:
-        return await current_revision(engine)
-    finally:
-        await engine.dispose()

@@ -142,16 +142,16 @@ class ReservationEngine:
     # -- commands --
 
     async def reserve(self, command: Reserve) -> OrderResult:
-        return _order_result(await self._submit(command))
+        return _order_result(await self._enqueue(command))
 
     async def commit(self, command: Commit) -> OrderResult:
-        return _order_result(await self._submit(command))
+        return _order_result(await self._enqueue(command))
 
     async def release(self, command: Release) -> OrderResult:
-        return _order_result(await self._submit(command))
+        return _order_result(await self._enqueue(command))
 
     async def update_stock(self, command: UpdateStock) -> StockLevel:
-        result = await self._submit(command)
+        result = await self._enqueue(command)
         if isinstance(result, InventoryError):
             raise result
         assert isinstance(result, StockLevel)
@@ -173,9 +173,6 @@ class ReservationEngine:
             if isinstance(result, Unavailable):
                 raise result
         return results
-
-    async def _submit(self, command: Command) -> Result:
-        return await self._enqueue(command)
 
     def _enqueue(self, command: Command) -> asyncio.Future[Result]:
         if self._closing or self._loop_task is None:
