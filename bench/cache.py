@@ -18,6 +18,17 @@ warmer writes into its own Redis database here, so nothing else can update that 
 Prints one JSON line last: ``{"bench": "cache", "cached_getstock_rps", ..., "empty_rpc_rps"}``.
 Targets (issue 5): cached GetStock >= 0.7 x empty_rpc_rps with p99 < 10 ms; cached
 BulkCheckStock(50) >= 3 x uncached.
+
+``--processes N`` (N > 1) measures ``inventory serve --role api --processes N`` instead, a
+subprocess on the same stack with the cache on, seeded and warmed the same way: only
+``empty`` and cached ``getstock``. One client connection would stay with one server process,
+so each concurrent caller has its own channel (``grpc.use_local_subchannel_pool``: its own
+TCP connection), and since one Python client process tops out near 2,500 calls/s, the load
+comes from ``--client-processes M`` processes (default N) that start together (a barrier
+after their warm-up) and run for the same ``--seconds``: their calls/s add up, their
+latencies are pooled for the percentiles. Prints ``{"bench": "cache", "processes": N,
+"client_processes": M, "cached_getstock_rps", "cached_getstock_p99_ms", "empty_rpc_rps",
+"ratio", ...}``.
 """
 
 from __future__ import annotations
@@ -48,17 +59,30 @@ def sku_name(index: int) -> tuple[str, str]:
 # -- the client process -------------------------------------------------------------------
 
 
-async def run_client(kind: str, target: str, seconds: float, concurrency: int) -> dict[str, Any]:
-    call, close = await _client_call(kind, target)
+async def run_client(
+    kind: str, target: str, seconds: float, concurrency: int, member: bool = False
+) -> dict[str, Any]:
+    """``member``: one of several client processes (``--processes``): a channel (TCP
+    connection) per concurrent caller, "warm" on stdout then wait for a line on stdin before
+    the clock starts, and every latency in the result (to pool them)."""
+    options = [("grpc.use_local_subchannel_pool", 1)] if member else []
+    clients = [
+        await _client_call(kind, target, options) for _ in range(concurrency if member else 1)
+    ]
     latencies: list[float] = []
     errors = 0
-    for _ in range(50):  # warm-up: connections, caches, code paths
-        await call(random.Random(0))
+    for call, _ in clients:
+        for _ in range(50):  # warm-up: connections, caches, code paths
+            await call(random.Random(0))
+    if member:
+        print("warm", flush=True)
+        await asyncio.to_thread(sys.stdin.readline)
     deadline = time.perf_counter() + seconds
 
     async def worker(seed: int) -> None:
         nonlocal errors
         rng = random.Random(seed)
+        call = clients[seed % len(clients)][0]
         while time.perf_counter() < deadline:
             started = time.perf_counter()
             try:
@@ -71,19 +95,23 @@ async def run_client(kind: str, target: str, seconds: float, concurrency: int) -
     started = time.perf_counter()
     await asyncio.gather(*(worker(seed) for seed in range(concurrency)))
     elapsed = time.perf_counter() - started
-    await close()
+    for _, close in clients:
+        await close()
     latencies.sort()
-    return {
+    figures: dict[str, Any] = {
         "rps": round(len(latencies) / elapsed, 1),
         "p50_ms": round(latencies[len(latencies) // 2] * 1000, 2),
         "p99_ms": round(latencies[int(len(latencies) * 0.99)] * 1000, 2),
         "calls": len(latencies),
         "errors": errors,
     }
+    if member:
+        figures["latencies_ms"] = [round(latency * 1000, 3) for latency in latencies]
+    return figures
 
 
 async def _client_call(
-    kind: str, target: str
+    kind: str, target: str, options: list[tuple[str, Any]] | None = None
 ) -> tuple[Callable[[random.Random], Awaitable[Any]], Callable[[], Awaitable[None]]]:
     if kind == "redis_get":
         from redis.asyncio import Redis
@@ -102,7 +130,7 @@ async def _client_call(
     from service.api.generated import inventory_pb2 as pb
     from service.api.generated import inventory_pb2_grpc as pb_grpc
 
-    channel = grpc.aio.insecure_channel(target)
+    channel = grpc.aio.insecure_channel(target, options=options)
     stub = pb_grpc.InventoryServiceStub(channel)
     health = health_pb2_grpc.HealthStub(channel)
 
@@ -323,16 +351,22 @@ def report(figures: dict[str, Any], concurrency: int) -> dict[str, Any]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--seconds", type=float, default=10)
-    parser.add_argument("--concurrency", type=int, default=8)
+    parser.add_argument("--concurrency", type=int, default=8, help="concurrent calls per client")
+    parser.add_argument(
+        "--processes", type=int, default=1, help="N > 1: measure `serve --processes N`"
+    )
+    parser.add_argument(
+        "--client-processes", type=int, default=None, help="with --processes: default N"
+    )
     parser.add_argument("--client", choices=["empty", "getstock", "bulk50", "redis_get"])
     parser.add_argument("--target")
+    parser.add_argument("--member", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.client:
-        print(
-            json.dumps(
-                asyncio.run(run_client(args.client, args.target, args.seconds, args.concurrency))
-            )
+        figures = asyncio.run(
+            run_client(args.client, args.target, args.seconds, args.concurrency, args.member)
         )
+        print(json.dumps(figures))
         return
 
     import logging
@@ -340,6 +374,16 @@ def main() -> None:
     from bench.stack import bench_stack
 
     logging.basicConfig(level=logging.WARNING)
+    if args.processes > 1:
+        from bench.cache_processes import measure_processes
+
+        clients = args.client_processes or args.processes
+        with bench_stack() as (_, settings):
+            result = asyncio.run(
+                measure_processes(settings, args.processes, clients, args.seconds, args.concurrency)
+            )
+        print(json.dumps(result))
+        return
     with bench_stack() as (_, settings):
         figures = asyncio.run(serve_and_measure(settings, args.seconds, args.concurrency))
     print(json.dumps({"figures": figures}), file=sys.stderr)

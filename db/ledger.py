@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Sequence
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import text
@@ -237,6 +238,9 @@ async def write_plan(
     # of one order in one batch) is inserted with its final status: the CTEs of WRITE_PLAN
     # share one snapshot, so the "settled" UPDATE cannot see a row inserted beside it.
     final = plan.reservation_status
+    iso = _IsoFormats()  # a batch's reservations mostly share one expiry time
+    # Statuses and states go in as the enum members themselves: they are StrEnums, which JSON
+    # encodes as their values, and reading ``.value`` costs more than the encoding.
     document = {
         "stocks": [
             (r.stock_id, r.levels.available, r.levels.reserved, r.levels.total, r.version)
@@ -251,23 +255,21 @@ async def write_plan(
                 r.sku.variant_id,
                 r.warehouse_id,
                 r.quantity,
-                final.get(r.reservation_id, r.status).value,
-                r.expires_at.isoformat(),
+                final.get(r.reservation_id, r.status),
+                iso(r.expires_at),
             )
             for r in plan.new_reservations
         ],
         "settled": [
-            (rid, status.value)
-            for rid, status in plan.reservation_status.items()
-            if rid not in new_ids
+            (rid, status) for rid, status in plan.reservation_status.items() if rid not in new_ids
         ],
         "orders": [
             (
                 o.order_id,
-                o.state.value,
+                o.state,
                 [_item_json(i) for i in o.items],
                 o.ttl_seconds,
-                o.expires_at.isoformat() if o.expires_at else None,
+                iso(o.expires_at) if o.expires_at else None,
                 o.version,
                 o.last_event_id,
             )
@@ -290,13 +292,28 @@ async def write_plan(
             )
             for m in plan.movements
         ],
-        "outbox": list(outbox),
+        "outbox": outbox,
     }
     await conn.execute(WRITE_PLAN, {"plan": _json(document)})
 
 
+class _IsoFormats(dict[datetime, str]):
+    """``datetime.isoformat``, each distinct value formatted once."""
+
+    def __call__(self, at: datetime) -> str:
+        formatted = self.get(at)
+        if formatted is None:
+            formatted = self[at] = at.isoformat()
+        return formatted
+
+
+# One encoder for every statement (json.dumps builds a new one per call when given options);
+# the documents are trees built here, so the check for reference cycles is not needed.
+_ENCODER = json.JSONEncoder(separators=(",", ":"), check_circular=False)
+
+
 def _json(value: Any) -> str:
-    return json.dumps(value, separators=(",", ":"))
+    return _ENCODER.encode(value)
 
 
 def _item(raw: dict[str, Any]) -> Item:

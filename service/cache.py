@@ -52,6 +52,7 @@ from redis.exceptions import NoScriptError, RedisError
 
 from service import metrics
 from service.cache_breaker import BreakerState, CircuitBreaker
+from service.cache_near import NearCache
 from service.config import Settings
 from service.domain.results import StockLevel
 from service.domain.values import Sku
@@ -59,6 +60,9 @@ from service.domain.values import Sku
 log = logging.getLogger(__name__)
 
 _T = TypeVar("_T")
+
+_NEAR_HIT = metrics.CACHE_NEAR_READS.labels("hit")
+_NEAR_MISS = metrics.CACHE_NEAR_READS.labels("miss")
 
 MAX_PENDING = 50_000  # stock rows whose newest state waits for Redis to come back
 FIELDS_PER_ROW = 7
@@ -196,8 +200,11 @@ def _tag(sku: Sku) -> str:
     return product if sku.variant_id is None else f"{product}:{_part(sku.variant_id)}"
 
 
+SKU_KEY_PREFIX = "inv:sku:"
+
+
 def sku_key(sku: Sku) -> str:
-    return "inv:sku:{" + _tag(sku) + "}"
+    return SKU_KEY_PREFIX + "{" + _tag(sku) + "}"
 
 
 def stock_key(sku: Sku, warehouse_id: str) -> str:
@@ -343,9 +350,11 @@ class StockCache:
         timeout_s: float,
         breaker: CircuitBreaker,
         max_pending: int = MAX_PENDING,
+        near: NearCache[CachedSku] | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.client = client
+        self._near = near
         self.breaker = breaker
         self._ttl_s = ttl_s
         self._timeout_s = timeout_s
@@ -358,6 +367,8 @@ class StockCache:
         self._reading = False  # a read is in flight: new ones wait and go out together
 
     async def close(self) -> None:
+        if self._near is not None:
+            await self._near.close()
         for task in (self._replay, self._reader):
             if task is not None and not task.done():
                 task.cancel()
@@ -371,16 +382,42 @@ class StockCache:
     # -- reads --
 
     async def read(self, skus: Sequence[Sku]) -> list[CachedSku | None]:
-        """The aggregates of the SKUs, in one round trip; raises CacheUnavailable.
+        """The aggregates of the SKUs; raises CacheUnavailable.
 
-        With no read in flight the caller reads at once. Reads that arrive while one is in
-        flight wait and go out together in the next call (one EVALSHA of ``MULTI_READ`` for
-        all their keys): under load the cost of a Redis call is shared, as the engine shares
-        a commit.
+        Copies kept by the near cache answer first (see service/cache_near.py); the rest come
+        from Redis in one round trip. With no read in flight the caller reads at once. Reads
+        that arrive while one is in flight wait and go out together in the next call (one
+        EVALSHA of ``MULTI_READ`` for all their keys): under load the cost of a Redis call is
+        shared, as the engine shares a commit.
         """
         if self.breaker.state is BreakerState.OPEN:
             raise CacheUnavailable("circuit breaker open")
         keys = [sku_key(sku) for sku in skus]
+        near = self._near
+        if near is None or not near.live:
+            if near is not None:
+                near.start()
+            return await self._read_redis(keys)
+        found = [near.get(key) for key in keys]
+        missing = [key for key, entry in zip(keys, found, strict=True) if entry is None]
+        if missing:
+            _NEAR_MISS.inc(len(missing))
+        if len(missing) < len(keys):
+            _NEAR_HIT.inc(len(keys) - len(missing))
+        if not missing:
+            return found
+        generation = near.watch(missing)
+        read: list[CachedSku | None] = []
+        try:
+            read = await self._read_redis(missing)
+        finally:
+            near.settle(generation, missing, read)
+        fetched = dict(zip(missing, read, strict=True))
+        return [
+            fetched[key] if entry is None else entry for key, entry in zip(keys, found, strict=True)
+        ]
+
+    async def _read_redis(self, keys: list[str]) -> list[CachedSku | None]:
         if self._reading:
             future: asyncio.Future[list[Any]] = asyncio.get_running_loop().create_future()
             self._reads.append((keys, future))
@@ -506,7 +543,22 @@ class StockCache:
         return True
 
     async def _write(self, calls: Sequence[tuple[Sku, Sequence[StockState], bool]]) -> list[Any]:
-        """One EVALSHA per SKU, pipelined: one round trip (two after a NOSCRIPT)."""
+        """One EVALSHA per SKU, pipelined: one round trip (two after a NOSCRIPT).
+
+        The near cache drops the SKUs' copies before and after, so this process reads its own
+        writes without waiting for Redis's invalidation message."""
+        if self._near is not None:
+            touched = [sku_key(sku) for sku, _, _ in calls]
+            self._near.invalidate(touched)
+            try:
+                return await self._write_redis(calls)
+            finally:
+                self._near.invalidate(touched)
+        return await self._write_redis(calls)
+
+    async def _write_redis(
+        self, calls: Sequence[tuple[Sku, Sequence[StockState], bool]]
+    ) -> list[Any]:
         commands = [self._script_args(sku, rows, fill) for sku, rows, fill in calls]
         replies = await self._evalsha_pipeline(commands)
         if any(isinstance(reply, NoScriptError) for reply in replies):
@@ -575,9 +627,18 @@ def build_cache(settings: Settings) -> StockCache:
         retry=Retry(NoBackoff(), 0),  # the breaker decides when to try again, not the client
         health_check_interval=0,
     )
+    near: NearCache[CachedSku] | None = None
+    if settings.cache_near_max_entries > 0:
+        near = NearCache(
+            client,
+            SKU_KEY_PREFIX,
+            max_entries=settings.cache_near_max_entries,
+            max_age_s=settings.cache_near_max_age_s,
+        )
     return StockCache(
         client,
         ttl_s=settings.cache_ttl_seconds,
         timeout_s=timeout_s,
         breaker=CircuitBreaker(settings.cache_breaker_cooldown_s),
+        near=near,
     )

@@ -91,6 +91,9 @@ class Settings(BaseSettings):
     cache_ttl_seconds: int = Field(default=300, ge=1)
     cache_timeout_ms: float = Field(default=50.0, gt=0)
     cache_breaker_cooldown_s: float = Field(default=5.0, gt=0)
+    # process-local copies of aggregates, invalidated by Redis (CLIENT TRACKING); 0 turns off
+    cache_near_max_entries: int = Field(default=100_000, ge=0)
+    cache_near_max_age_s: float = Field(default=1.0, gt=0)
 
     # outbox relay and expiry
     outbox_batch_size: int = Field(default=500, ge=1)
@@ -109,6 +112,9 @@ class Settings(BaseSettings):
 
     # operations
     role: Role = Role.ALL
+    # `serve --role api` only: this many processes share the gRPC port (SO_REUSEPORT) under
+    # one supervisor that serves HTTP for the group (service/supervisor.py); 1: no supervisor
+    api_processes: int = Field(default=1, ge=1)
     log_level: str = "INFO"
     log_format: str = Field(default="json", pattern="^(json|text)$")
     shutdown_grace_s: float = Field(default=10.0, ge=0)

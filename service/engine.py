@@ -54,12 +54,12 @@ class IdSource:
     and a counter. uuid4() per reservation cost more than the allocation itself."""
 
     def __init__(self) -> None:
-        self._prefix = uuid.uuid4().hex[:20]
+        p = uuid.uuid4().hex[:20]
+        self._prefix = f"{p[:8]}-{p[8:12]}-4{p[13:16]}-{p[16:20]}-"
         self._counter = itertools.count()
 
     def next(self) -> str:
-        p = self._prefix
-        return f"{p[:8]}-{p[8:12]}-4{p[13:16]}-{p[16:20]}-{next(self._counter):012x}"
+        return f"{self._prefix}{next(self._counter):012x}"
 
 
 class InternalError(InventoryError):

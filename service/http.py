@@ -5,6 +5,9 @@ neither starting nor draining, and, when this process runs only the stream worke
 reachable. Redis (and Kafka for the API roles) is reported, never decisive: the API keeps
 working without them (DESIGN §1, §7). Probes use their own connections (no pool, short
 timeouts), so a probe never waits behind traffic nor leaves a pool connection half used.
+
+Under ``serve --processes N`` the supervisor serves these for its group: its ``Lifecycle``
+(``service/process_group.py``) is ready when every process is, and ``alive`` while each runs.
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ from typing import Any
 
 import redis.asyncio as aioredis
 from aiohttp import web
-from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, generate_latest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.pool import NullPool
@@ -53,6 +56,14 @@ class Lifecycle:
     def drain(self) -> None:
         self.phase = Phase.DRAINING
         metrics.READY.set(0)
+
+    def alive(self) -> bool:
+        """False when part of the service died (a supervisor's child); one process: always."""
+        return True
+
+    def details(self) -> dict[str, Any]:
+        """Extra fields of /health and /readiness (a supervisor lists its processes)."""
+        return {}
 
 
 def probe_engine(settings: Settings, timeout_s: float = PROBE_TIMEOUT_S) -> AsyncEngine:
@@ -131,6 +142,7 @@ async def readiness(
     )
     ready = (
         lifecycle.phase is Phase.READY
+        and lifecycle.alive()
         and database["postgres"] == "up"
         and database["migrations"] == "at_head"
         and (role is not Role.WORKER or kafka_state == "up")
@@ -142,6 +154,7 @@ async def readiness(
         **database,
         "redis": redis_state,
         "kafka": kafka_state,
+        **lifecycle.details(),
     }
     return ready, body
 
@@ -166,10 +179,16 @@ class PoolRef:
 
 
 def create_app(
-    settings: Settings, lifecycle: Lifecycle, probes: Probes, pool: PoolRef
+    settings: Settings,
+    lifecycle: Lifecycle,
+    probes: Probes,
+    pool: PoolRef,
+    registry: CollectorRegistry = REGISTRY,
 ) -> web.Application:
     async def health_handler(_: web.Request) -> web.Response:
-        return web.json_response({"status": "alive", "phase": lifecycle.phase.value})
+        alive = lifecycle.alive()
+        body = {"status": "alive" if alive else "dead", "phase": lifecycle.phase.value}
+        return web.json_response({**body, **lifecycle.details()}, status=200 if alive else 503)
 
     async def readiness_handler(_: web.Request) -> web.Response:
         started = time.perf_counter()
@@ -180,7 +199,7 @@ def create_app(
     async def metrics_handler(_: web.Request) -> web.Response:
         update_pool_gauges(pool.db)
         return web.Response(
-            body=generate_latest(REGISTRY), headers={"Content-Type": CONTENT_TYPE_LATEST}
+            body=generate_latest(registry), headers={"Content-Type": CONTENT_TYPE_LATEST}
         )
 
     app = web.Application()
@@ -207,12 +226,18 @@ class HttpServer:
 
 
 async def start(
-    settings: Settings, lifecycle: Lifecycle, db: AsyncEngine | None = None
+    settings: Settings,
+    lifecycle: Lifecycle,
+    db: AsyncEngine | None = None,
+    *,
+    registry: CollectorRegistry = REGISTRY,
 ) -> HttpServer:
-    """Serve on ``settings.http_host:http_port`` (0 picks a free port)."""
+    """Serve on ``settings.http_host:http_port`` (0 picks a free port); /metrics renders
+    ``registry`` (a supervisor passes one that reads every process's metrics)."""
     probes = Probes(settings)
     pool = PoolRef(db)
-    runner = web.AppRunner(create_app(settings, lifecycle, probes, pool), access_log=None)
+    app = create_app(settings, lifecycle, probes, pool, registry)
+    runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, settings.http_host, settings.http_port, reuse_port=False)
     await site.start()

@@ -1,6 +1,10 @@
 """Every Prometheus metric of the service, declared once, named ``inventory_*``.
 
 Labels stay low-cardinality: methods, codes, topics, outcomes; never ids or SKUs.
+
+Under ``serve --role api --processes N`` (``service/supervisor.py``) prometheus_client runs in
+multiprocess mode: counters and histograms add up over the processes, and each gauge says
+how its processes' values combine (``multiprocess_mode``; ignored by a single process).
 """
 
 from __future__ import annotations
@@ -34,8 +38,14 @@ RESERVATION_OUTCOMES = Counter(
 DUPLICATES = Counter(
     "inventory_duplicate_commands_total", "Commands that had no effect (redelivery)", ["kind"]
 )
-DB_POOL_IN_USE = Gauge("inventory_db_pool_connections_in_use", "Checked-out DB connections")
-DB_POOL_SIZE = Gauge("inventory_db_pool_size", "Configured DB pool size")
+DB_POOL_IN_USE = Gauge(
+    "inventory_db_pool_connections_in_use",
+    "Checked-out DB connections",
+    multiprocess_mode="livesum",
+)
+DB_POOL_SIZE = Gauge(
+    "inventory_db_pool_size", "Configured DB pool size", multiprocess_mode="livesum"
+)
 
 # gRPC
 RPC_REQUESTS = Counter(
@@ -50,8 +60,12 @@ EVENTS = Counter(
     "inventory_events_total", "Order events by topic and outcome", ["topic", "outcome"]
 )
 DLQ_EVENTS = Counter("inventory_dlq_events_total", "Events sent to the DLQ", ["topic", "reason"])
-CONSUMER_LAG = Gauge("inventory_consumer_lag", "Consumer lag in messages", ["topic"])
-OUTBOX_BACKLOG = Gauge("inventory_outbox_backlog", "Unpublished outbox rows")
+CONSUMER_LAG = Gauge(
+    "inventory_consumer_lag", "Consumer lag in messages", ["topic"], multiprocess_mode="livemax"
+)
+OUTBOX_BACKLOG = Gauge(
+    "inventory_outbox_backlog", "Unpublished outbox rows", multiprocess_mode="livemax"
+)
 OUTBOX_PUBLISHED = Counter("inventory_outbox_published_total", "Outbox rows published", ["topic"])
 OUTBOX_PUBLISH_SECONDS = Histogram(
     "inventory_outbox_publish_latency_seconds",
@@ -68,7 +82,9 @@ SWEEPER_CATCHES = Counter(
     "inventory_expiry_sweeper_catches_total", "Expiries the database sweeper had to do"
 )
 EXPIRY_SCHEDULED = Gauge(
-    "inventory_expiry_scheduled", "Reservations in this worker's expiry timer index"
+    "inventory_expiry_scheduled",
+    "Reservations in this worker's expiry timer index",
+    multiprocess_mode="livesum",
 )
 EXPIRY_FAILURES = Counter(
     "inventory_expiry_failures_total",
@@ -78,7 +94,9 @@ EXPIRY_FAILURES = Counter(
 
 # cache
 CACHE_REQUESTS = Counter("inventory_cache_requests_total", "Cache lookups", ["result"])
-CACHE_BREAKER_OPEN = Gauge("inventory_cache_breaker_open", "1 while the Redis breaker is open")
+CACHE_BREAKER_OPEN = Gauge(
+    "inventory_cache_breaker_open", "1 while the Redis breaker is open", multiprocess_mode="livemax"
+)
 CACHE_PROPAGATION = Histogram(
     "inventory_cache_propagation_seconds",
     "DB commit (the event's `at`) to cache updated",
@@ -90,9 +108,25 @@ CACHE_WRITES = Counter(
     "replayed later), dropped (too many deferred), invalid (malformed event)",
     ["result"],
 )
+CACHE_NEAR_READS = Counter(
+    "inventory_cache_near_reads_total",
+    "SKU aggregates read from this process's invalidated copies (hit) or from Redis (miss)",
+    ["result"],
+)
+CACHE_NEAR_INVALIDATIONS = Counter(
+    "inventory_cache_near_invalidations_total", "Keys Redis reported changed (copies dropped)"
+)
+CACHE_NEAR_LIVE = Gauge(
+    "inventory_cache_near_live",
+    "1 while Redis reports invalidations to this process (its copies are in use)",
+    multiprocess_mode="livemin",
+)
 
 # health and invariants
-READY = Gauge("inventory_ready", "1 when the service is ready")
+# a group of processes is ready when every one is (the supervisor's own value included)
+READY = Gauge("inventory_ready", "1 when the service is ready", multiprocess_mode="livemin")
 INVARIANT_VIOLATIONS = Gauge(
-    "inventory_invariant_violations", "Problems found by the last invariant check"
+    "inventory_invariant_violations",
+    "Problems found by the last invariant check",
+    multiprocess_mode="livemax",
 )

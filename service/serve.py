@@ -5,6 +5,11 @@ the container, gRPC (roles api/all) and the stream worker (roles worker/all), th
 Shutdown on SIGTERM/SIGINT (or ``stop``): readiness goes false, the gRPC server refuses new
 RPCs and gives in-flight ones ``shutdown_grace_s``, the worker stops, the engine drains its
 queued and in-flight batches, the pool closes, HTTP stops last.
+
+``supervised``: one of the API processes of ``service/supervisor.py``, which ran the
+migrations, serves HTTP for the group and reserved the gRPC port; this process shares that
+port (SO_REUSEPORT), refreshes its pool gauges itself (no /metrics of its own) and prints no
+grpcurl lines (the supervisor does, once).
 """
 
 from __future__ import annotations
@@ -88,25 +93,32 @@ async def run(
     *,
     ready: asyncio.Event | None = None,
     stop: asyncio.Event | None = None,
+    supervised: bool = False,
 ) -> None:
     """Serve until SIGTERM/SIGINT (or ``stop`` is set); ``ready`` is set once serving."""
     restore_logging = service_logging.configure(settings)
     try:
-        await _serve(settings, ready, stop or asyncio.Event())
+        await _serve(settings, ready, stop or asyncio.Event(), supervised)
     finally:
         restore_logging()
 
 
-async def _serve(settings: Settings, ready: asyncio.Event | None, stop: asyncio.Event) -> None:
+async def _serve(
+    settings: Settings, ready: asyncio.Event | None, stop: asyncio.Event, supervised: bool
+) -> None:
     lifecycle = http.Lifecycle()
     async with AsyncExitStack() as stack:
         stack.enter_context(_signals(stop))
-        http_server = await http.start(settings, lifecycle)
-        stack.push_async_callback(http_server.stop)
-
-        await migrate.upgrade_async(settings.database_url, settings.default_warehouse_id)
+        http_server = None
+        if not supervised:
+            http_server = await http.start(settings, lifecycle)
+            stack.push_async_callback(http_server.stop)
+            await migrate.upgrade_async(settings.database_url, settings.default_warehouse_id)
         container = await stack.enter_async_context(build(settings))
-        http_server.attach(container.db)
+        if http_server is not None:
+            http_server.attach(container.db)
+        else:
+            stack.enter_context(_pool_gauges(container))
 
         # the exit stack unwinds in reverse: gRPC stops first, then the worker
         if settings.role in (Role.WORKER, Role.ALL):
@@ -118,13 +130,13 @@ async def _serve(settings: Settings, ready: asyncio.Event | None, stop: asyncio.
         if settings.role in (Role.API, Role.ALL):
             from service.api import server as grpc_api
 
-            grpc_server = await grpc_api.start(settings, container)
+            grpc_server = await grpc_api.start(settings, container, reuse_port=supervised)
             stack.push_async_callback(grpc_server.stop, settings.shutdown_grace_s)
 
         lifecycle.ready()
         if grpc_server is not None:
             await grpc_server.set_serving(True)
-        _announce(settings, http_server.port, grpc_server)
+        _announce(settings, http_server.port if http_server else None, grpc_server)
         if ready is not None:
             ready.set()
 
@@ -137,7 +149,23 @@ async def _serve(settings: Settings, ready: asyncio.Event | None, stop: asyncio.
     log.info("stopped")
 
 
-def _announce(settings: Settings, http_port: int, grpc_server: Any) -> None:
+@contextlib.contextmanager
+def _pool_gauges(container: Container, every_s: float = 1.0) -> Iterator[None]:
+    """Without HTTP of its own (supervised), refresh the pool gauges on a timer instead."""
+
+    async def refresh() -> None:
+        while True:
+            http.update_pool_gauges(container.db)
+            await asyncio.sleep(every_s)
+
+    task = asyncio.create_task(refresh(), name="pool-gauges")
+    try:
+        yield
+    finally:
+        task.cancel()
+
+
+def _announce(settings: Settings, http_port: int | None, grpc_server: Any) -> None:
     log.info(
         "ready",
         extra={
@@ -146,7 +174,7 @@ def _announce(settings: Settings, http_port: int, grpc_server: Any) -> None:
             "grpc_port": grpc_server.port if grpc_server else None,
         },
     )
-    if grpc_server is None:
+    if grpc_server is None or http_port is None:
         return
     lines = [f"inventory API on port {grpc_server.port}; try:"]
     lines += [

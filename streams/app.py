@@ -26,9 +26,7 @@ def broker_urls(settings: Settings) -> list[str]:
 
 def create_app(settings: Settings) -> faust.App:
     """A Faust app configured from Settings; call it inside the event loop that will run it."""
-    wait_ms = settings.kafka_fetch_max_wait_ms
-    app_type = faust.App if wait_ms is None else app_class(wait_ms)
-    return app_type(
+    return app_class(settings.kafka_fetch_max_wait_ms)(
         settings.app_id,
         broker=broker_urls(settings),
         # Nothing needs rocksdb: the order agents keep no state (PostgreSQL does). The

@@ -24,13 +24,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import struct
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
 
 import asyncpg
 from aiokafka import AIOKafkaProducer
-from aiokafka.partitioner import murmur2
 from aiokafka.producer.message_accumulator import BatchBuilder
 
 from db import outbox_sql
@@ -61,8 +61,36 @@ def create_producer(settings: Settings) -> AIOKafkaProducer:
 
 def partition_for(key: bytes, partitions: Sequence[int]) -> int:
     """The Java client's (and aiokafka's) default partitioner: murmur2 of the key."""
-    index: int = murmur2(key) & 0x7FFFFFFF
+    index = murmur2(key) & 0x7FFFFFFF
     return partitions[index % len(partitions)]
+
+
+_M = 0x5BD1E995
+_U32 = 0xFFFFFFFF
+_WORD = struct.Struct("<I")
+
+
+def murmur2(data: bytes) -> int:
+    """aiokafka's ``murmur2`` (the Java client's), reading the key four bytes at a time.
+
+    The relay hashes every row's key, and aiokafka's byte-at-a-time loop took twice as long.
+    """
+    length = len(data)
+    h = 0x9747B28C ^ length
+    body = length & ~3
+    for (k,) in _WORD.iter_unpack(data[:body]):
+        k = (k * _M) & _U32
+        k = ((k ^ (k >> 24)) * _M) & _U32
+        h = ((h * _M) & _U32) ^ k
+    tail = length & 3
+    if tail:
+        if tail == 3:
+            h ^= data[body + 2] << 16
+        if tail >= 2:
+            h ^= data[body + 1] << 8
+        h = ((h ^ data[body]) * _M) & _U32
+    h = ((h ^ (h >> 13)) * _M) & _U32
+    return h ^ (h >> 15)
 
 
 class OutboxRelay:
@@ -190,9 +218,11 @@ class OutboxRelay:
             for index in members:
                 future_of_row[index] = len(futures) - 1
 
+        known = self._partitions
         for index, row in enumerate(rows):
             key = row.key.encode()
-            slot = (row.topic, partition_for(key, await self._topic_partitions(row.topic)))
+            partitions = known.get(row.topic) or await self._topic_partitions(row.topic)
+            slot = (row.topic, partition_for(key, partitions))
             if slot in building:
                 batch, members = building[slot]
                 if batch.append(key=key, value=row.payload, timestamp=None) is not None:

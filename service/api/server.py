@@ -22,8 +22,6 @@ log = logging.getLogger("service.api")
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["InventoryService"].full_name
 HEALTH_NAMES = ("", SERVICE_NAME)
 _OPTIONS = (
-    # a second server on a taken port must fail, not share it silently (Linux default is on)
-    ("grpc.so_reuseport", 0),
     ("grpc.keepalive_permit_without_calls", 1),
     ("grpc.http2.min_ping_interval_without_data_ms", 10_000),
 )
@@ -68,10 +66,23 @@ class GrpcServer:
 
 
 async def start(
-    settings: Settings, container: Container, *, auth: AdminAuth | None = None
+    settings: Settings,
+    container: Container,
+    *,
+    auth: AdminAuth | None = None,
+    reuse_port: bool = False,
 ) -> GrpcServer:
-    """Bind ``settings.grpc_host:grpc_port`` (0 picks a free port) and start serving."""
-    options = (*_OPTIONS, ("grpc.max_receive_message_length", settings.max_message_bytes))
+    """Bind ``settings.grpc_host:grpc_port`` (0 picks a free port) and start serving.
+
+    Alone, a server on a taken port must fail, not share it silently (gRPC's Linux default is
+    SO_REUSEPORT on); ``reuse_port`` is for the processes of ``service/supervisor.py``, which
+    share the port that their supervisor reserved.
+    """
+    options = (
+        *_OPTIONS,
+        ("grpc.so_reuseport", 1 if reuse_port else 0),
+        ("grpc.max_receive_message_length", settings.max_message_bytes),
+    )
     server = grpc.aio.server(interceptors=[ErrorInterceptor()], options=options)
     servicer = InventoryServicer(container, auth or AdminAuth.from_settings(settings))
     pb_grpc.add_InventoryServiceServicer_to_server(servicer, server)  # type: ignore[no-untyped-call]

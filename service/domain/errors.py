@@ -23,6 +23,11 @@ class InvalidArgument(InventoryError):
     def __init__(self, field: str, message: str) -> None:
         super().__init__(f"{field}: {message}")
         self.field = field
+        self.reason = message
+
+    def within(self, parent: str) -> InvalidArgument:
+        """The same error, its field named as a member of ``parent`` (``items[3].quantity``)."""
+        return InvalidArgument(f"{parent}.{self.field}", self.reason)
 
 
 class NotFound(InventoryError):

@@ -38,6 +38,10 @@ from service.domain.values import (
 
 # --- the snapshot the engine loads -------------------------------------------------------
 
+# Rows and the records of a plan are plain (not frozen) slotted dataclasses: a batch makes
+# thousands of them, and a frozen dataclass's __init__ costs about twice as much. Only a
+# StockRow is ever changed in place; a reservation that changes status is a new row.
+
 
 @dataclass(slots=True)
 class StockRow:
@@ -57,7 +61,7 @@ class Warehouse:
     active: bool
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class ReservationRow:
     reservation_id: str
     order_id: str
@@ -69,7 +73,7 @@ class ReservationRow:
     expires_at: datetime
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class OrderRow:
     order_id: str
     state: OrderState
@@ -91,7 +95,7 @@ class Snapshot:
 # --- what the plan writes ----------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Movement:
     stock_id: str
     sku: Sku
@@ -104,7 +108,7 @@ class Movement:
     actor: str
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class ReservationEvent:
     """An ``inventory-reservations`` message, keyed by order id."""
 
@@ -112,7 +116,7 @@ class ReservationEvent:
     payload: dict[str, Any]
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class StockChange:
     """The last state of a stock row in this batch: one ``stock-changed`` message."""
 
@@ -182,6 +186,9 @@ class _Planner:
         self.new_id = new_id
         self.plan = Plan()
         self.at = now.isoformat()
+        # most orders of a batch share a TTL, hence an expiry time: computed and formatted once
+        self.expiry_after: dict[int, datetime] = {}
+        self.iso: dict[datetime, str] = {}
         self.by_sku: dict[Sku, list[StockRow]] = {}
         for row in snapshot.stocks.values():
             self.by_sku.setdefault(row.sku, []).append(row)
@@ -265,8 +272,7 @@ class _Planner:
         allocation, shortages = self._allocate(items, command.source)
         if not shortages:
             assert step.success is not None
-            ttl_seconds = ttl or 0
-            expires = self.now if and_commit else self.now + timedelta(seconds=ttl_seconds)
+            expires = self.now if and_commit else self._expiry(ttl or 0)
             lines = self._take(command.order_id, allocation, expires, and_commit)
             return self._transition(command, order, step.success, items, ttl, expires, lines, None)
         if command.source is Source.API:
@@ -275,6 +281,12 @@ class _Planner:
         return self._transition(
             command, order, step.failure, items, ttl, None, (), None, shortages=tuple(shortages)
         )
+
+    def _expiry(self, ttl_seconds: int) -> datetime:
+        expires = self.expiry_after.get(ttl_seconds)
+        if expires is None:
+            expires = self.expiry_after[ttl_seconds] = self.now + timedelta(seconds=ttl_seconds)
+        return expires
 
     def _transition(
         self,
@@ -387,30 +399,33 @@ class _Planner:
         expires_at: datetime,
         and_commit: bool,
     ) -> list[ReservationLine]:
+        """Reserve the allocation; the order's lines in the new reservations' status."""
         status = ReservationStatus.COMMITTED if and_commit else ReservationStatus.PENDING
+        reservations = self.snap.reservations
+        lines = [_line(r) for r in reservations.get(order_id, ()) if r.status is status]
+        stocks = self.snap.stocks
+        new_reservations = self.plan.new_reservations
         for item, takes in allocation:
             for take in takes:
-                row = self.snap.stocks[take.stock_id]
-                self._change(
-                    row, row.levels.reserve(take.quantity), "RESERVE", take.quantity, order_id, None
-                )
+                row = stocks[take.stock_id]
+                quantity = take.quantity
+                self._change(row, row.levels.reserve(quantity), "RESERVE", quantity, order_id, None)
                 if and_commit:
-                    self._change(
-                        row, row.levels.ship(take.quantity), "COMMIT", take.quantity, order_id, None
-                    )
+                    self._change(row, row.levels.ship(quantity), "COMMIT", quantity, order_id, None)
                 reservation = ReservationRow(
                     reservation_id=self.new_id(),
                     order_id=order_id,
                     stock_id=row.stock_id,
                     sku=item.sku,
                     warehouse_id=row.warehouse_id,
-                    quantity=take.quantity,
+                    quantity=quantity,
                     status=status,
                     expires_at=expires_at,
                 )
-                self.plan.new_reservations.append(reservation)
-                self.snap.reservations.setdefault(order_id, []).append(reservation)
-        return [line for line in self._lines(order_id) if line.status is status]
+                new_reservations.append(reservation)
+                reservations.setdefault(order_id, []).append(reservation)
+                lines.append(_line(reservation))
+        return lines
 
     def _settle(
         self, order_id: str, status: ReservationStatus, operation: str, reason: str | None
@@ -524,8 +539,14 @@ class _Planner:
         if shortages:
             payload["shortages"] = [_shortage_payload(s) for s in shortages]
         if expires_at is not None:
-            payload["expires_at"] = expires_at.isoformat()
+            payload["expires_at"] = self._iso(expires_at)
         self.plan.reservation_events.append(ReservationEvent(order_id, payload))
+
+    def _iso(self, at: datetime) -> str:
+        formatted = self.iso.get(at)
+        if formatted is None:
+            formatted = self.iso[at] = at.isoformat()
+        return formatted
 
 
 def _same_items(recorded: tuple[Item, ...], requested: tuple[Item, ...]) -> bool:

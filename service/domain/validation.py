@@ -75,23 +75,27 @@ def ttl(value: Any, limits: Limits) -> int:
 
 
 def parse_item(raw: Any, index: int, limits: Limits) -> Item:
-    where = f"items[{index}]"
     if not isinstance(raw, Mapping):
-        raise InvalidArgument(where, "must be an object")
-    return Item(
-        sku=Sku(
-            require_id(raw.get("product_id"), f"{where}.product_id", limits),
-            optional_id(raw.get("variant_id"), f"{where}.variant_id", limits),
-        ),
-        quantity=require_int(
-            raw.get("quantity"), f"{where}.quantity", low=1, high=limits.max_quantity_per_item
-        ),
-        warehouse_id=optional_id(raw.get("warehouse_id"), f"{where}.warehouse_id", limits),
-    )
+        raise InvalidArgument(f"items[{index}]", "must be an object")
+    # fields are checked under their own names: the item's position goes into the name only
+    # on failure, which keeps string building off the path of every valid item
+    get = raw.get
+    try:
+        return Item(
+            Sku(
+                require_id(get("product_id"), "product_id", limits),
+                optional_id(get("variant_id"), "variant_id", limits),
+            ),
+            require_int(get("quantity"), "quantity", low=1, high=limits.max_quantity_per_item),
+            optional_id(get("warehouse_id"), "warehouse_id", limits),
+        )
+    except InvalidArgument as error:
+        raise error.within(f"items[{index}]") from None
 
 
 def merge_repeated(items: Iterable[Item], limits: Limits) -> tuple[Item, ...]:
     """Sum lines that name the same SKU in the same warehouse (first occurrence keeps its place)."""
+    items = tuple(items)
     merged: dict[tuple[Sku, str | None], int] = {}
     for item in items:
         key = (item.sku, item.warehouse_id)
@@ -102,6 +106,8 @@ def merge_repeated(items: Iterable[Item], limits: Limits) -> tuple[Item, ...]:
                 "items",
                 f"{sku.key} sums to {quantity}, over the limit of {limits.max_quantity_per_item}",
             )
+    if len(merged) == len(items):
+        return items  # nothing repeated: the lines as given
     return tuple(Item(sku, quantity, warehouse) for (sku, warehouse), quantity in merged.items())
 
 
@@ -115,7 +121,7 @@ def reserve(
     event_id: str | None = None,
 ) -> Reserve:
     order = require_id(order_id, "order_id", limits)
-    if not isinstance(items, list | tuple):
+    if not isinstance(items, (list, tuple)):
         raise InvalidArgument("items", "must be a list")
     if not items:
         raise InvalidArgument("items", "must not be empty")

@@ -60,6 +60,20 @@ def test_records_are_encoded_as_fausts_json_codec_reads_them() -> None:
     assert encode("order-1", None) == (key, None)  # a tombstone
 
 
+def test_records_are_the_bytes_fausts_json_codec_writes() -> None:
+    for order_id, expires_at in [
+        ("order-1", 1714564800.5),
+        ('ordre-é-\u2603-"q"\\', 1714564800.123456),
+        ("o", 1e16),
+        ("o", 0.0),
+        ("o", 1714564800),
+    ]:
+        assert encode(order_id, expires_at) == (
+            codecs.dumps("json", order_id),
+            codecs.dumps("json", expires_at),
+        )
+
+
 async def test_each_partition_ends_with_a_batch_of_one() -> None:
     producer = FakeProducer()
     w = await writer(producer)

@@ -3,19 +3,29 @@
 from __future__ import annotations
 
 import asyncio
+import random
 from typing import Any
 
 from aiokafka.partitioner import DefaultPartitioner
+from aiokafka.partitioner import murmur2 as aiokafka_murmur2
 
 from db.outbox_sql import OutboxRow, advisory_key
 from service.config import Settings
-from streams.outbox import OutboxRelay, partition_for
+from streams.outbox import OutboxRelay, murmur2, partition_for
 
 
 def test_partition_for_matches_the_default_partitioner() -> None:
     partitions = list(range(8))
     for key in (b"order-1", b"prod-123:var-456", b"", b"x" * 300):
         assert partition_for(key, partitions) == DefaultPartitioner()(key, partitions, partitions)
+
+
+def test_murmur2_matches_aiokafkas() -> None:
+    rng = random.Random(7)
+    keys = [bytes(rng.getrandbits(8) for _ in range(rng.randrange(80))) for _ in range(2_000)]
+    keys += [b"", b"a", b"order-1", "ordre-é".encode(), b"\xff" * 37]
+    for key in keys:
+        assert murmur2(key) == aiokafka_murmur2(key), key
 
 
 def test_the_lock_key_is_stable_and_fits_a_bigint() -> None:
