@@ -6,7 +6,7 @@ checks the stream path uses, so both paths accept and refuse the same input.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -48,10 +48,19 @@ def bulk_items(request: pb.BulkCheckStockRequest, limits: Limits) -> list[Item]:
         raise InvalidArgument(
             "items", f"{len(request.items)} items, over the limit of {limits.max_items_per_order}"
         )
-    return [
-        validation.parse_item(item_fields(item), index, limits)
-        for index, item in enumerate(request.items)
-    ]
+    return [_bulk_line(item, index, limits) for index, item in enumerate(request.items)]
+
+
+def _bulk_line(item: pb.StockItem, index: int, limits: Limits) -> Item:
+    # proto fields are typed already: the checks of CheckStock, without the dict parse_item reads
+    try:
+        return Item(
+            validation.sku(item.product_id, item.variant_id, limits),
+            validation.check_quantity(item.quantity, limits),
+            validation.optional_id(item.warehouse_id, "warehouse_id", limits),
+        )
+    except InvalidArgument as error:
+        raise error.within(f"items[{index}]") from None
 
 
 def reserve(request: pb.ReserveStockRequest, limits: Limits) -> Reserve:
@@ -117,16 +126,27 @@ def get_stock(request: pb.GetStockRequest, limits: Limits) -> tuple[Sku, str | N
 
 
 def availability(result: Availability) -> pb.ItemAvailability:
-    return pb.ItemAvailability(
-        product_id=result.sku.product_id,
-        variant_id=result.sku.variant_id or "",
-        warehouse_id=result.warehouse_id or "",
-        requested_quantity=result.requested,
-        available_quantity=result.available,
-        available=result.sufficient,
-        known=result.known,
-        available_by_warehouse=result.warehouses,
-    )
+    message = pb.ItemAvailability(**_availability_scalars(result))
+    _set_counts(message.available_by_warehouse, result.warehouses)
+    return message
+
+
+def _availability_scalars(result: Availability) -> dict[str, Any]:
+    return {
+        "product_id": result.sku.product_id,
+        "variant_id": result.sku.variant_id or "",
+        "warehouse_id": result.warehouse_id or "",
+        "requested_quantity": result.requested,
+        "available_quantity": result.available,
+        "available": result.sufficient,
+        "known": result.known,
+    }
+
+
+def _set_counts(field: Any, counts: Mapping[str, int]) -> None:
+    # item by item: a map field's update() and constructor argument take a generic, slower path
+    for key, count in counts.items():
+        field[key] = count
 
 
 def check_stock_response(result: Availability) -> pb.CheckStockResponse:
@@ -138,10 +158,11 @@ def check_stock_response(result: Availability) -> pb.CheckStockResponse:
 
 
 def bulk_check_response(results: Sequence[Availability]) -> pb.BulkCheckStockResponse:
-    return pb.BulkCheckStockResponse(
-        all_available=all(r.sufficient for r in results),
-        items=[availability(r) for r in results],
-    )
+    response = pb.BulkCheckStockResponse(all_available=all(r.sufficient for r in results))
+    add = response.items.add  # built in place: half the cost of a list of messages
+    for result in results:
+        _set_counts(add(**_availability_scalars(result)).available_by_warehouse, result.warehouses)
+    return response
 
 
 def reservation(line: ReservationLine) -> pb.Reservation:

@@ -62,7 +62,21 @@ def optional_text(value: Any, field: str, limits: Limits) -> str | None:
         raise InvalidArgument(field, "must be a string")
     if len(value) > limits.max_reason_length:
         raise InvalidArgument(field, f"longer than {limits.max_reason_length} characters")
+    # free text may hold newlines and tabs, but PostgreSQL text cannot hold NUL, and a lone
+    # surrogate (possible in a JSON string) has no UTF-8 encoding
+    if "\x00" in value:
+        raise InvalidArgument(field, "contains a NUL character")
+    if not value.isascii() and _has_surrogate(value):
+        raise InvalidArgument(field, "contains a lone surrogate (not Unicode text)")
     return value
+
+
+def _has_surrogate(value: str) -> bool:
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
 
 
 def ttl(value: Any, limits: Limits) -> int:

@@ -86,3 +86,34 @@ def test_update_stock_without_warehouse_goes_to_the_default():
         default_warehouse_id="default",
     )
     assert (command.warehouse_id, command.sku) == ("default", Sku("p"))
+
+
+@pytest.mark.parametrize(
+    ("reason", "accepted"),
+    [
+        ("restock\nfrom supplier\t#4", True),
+        ("réassort ✓", True),
+        ("\x00", False),  # PostgreSQL text cannot hold NUL
+        ("before\x00after", False),
+        ("\ud800", False),  # a lone surrogate, as a JSON string may carry one
+    ],
+)
+def test_free_text_that_postgresql_cannot_store_is_refused(reason, accepted):
+    def update():
+        return v.update_stock(
+            product_id="p",
+            variant_id=None,
+            warehouse_id=None,
+            operation="ADD",
+            quantity=1,
+            reason=reason,
+            limits=LIMITS,
+            default_warehouse_id="default",
+        )
+
+    if accepted:
+        assert update().reason == reason
+    else:
+        with pytest.raises(InvalidArgument) as refused:
+            update()
+        assert refused.value.field == "reason"
