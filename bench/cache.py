@@ -10,6 +10,10 @@ process (so client and server do not share a core): 8 concurrent calls on one ch
 - ``redis_get_rps``: a raw redis-py GET loop (8 concurrent, one client): the ceiling of Redis
   as seen from Python.
 
+Each figure is measured in ``--rounds`` slices (default 5) interleaved with the others, so that
+a disturbance of the shared machine lands on every figure alike, not on one side of a ratio;
+a figure pools its slices (calls over total time, percentiles over every latency).
+
 Then the propagation delay, commit → cache updated, through the real path: UpdateStock
 commits an outbox row, the relay publishes it, the warmer agent (Faust) applies it to Redis;
 measured from just before the call to the moment the new version is readable in Redis. The
@@ -60,7 +64,12 @@ def sku_name(index: int) -> tuple[str, str]:
 
 
 async def run_client(
-    kind: str, target: str, seconds: float, concurrency: int, member: bool = False
+    kind: str,
+    target: str,
+    seconds: float,
+    concurrency: int,
+    member: bool = False,
+    raw: bool = False,
 ) -> dict[str, Any]:
     """``member``: one of several client processes (``--processes``): a channel (TCP
     connection) per concurrent caller, "warm" on stdout then wait for a line on stdin before
@@ -104,8 +113,9 @@ async def run_client(
         "p99_ms": round(latencies[int(len(latencies) * 0.99)] * 1000, 2),
         "calls": len(latencies),
         "errors": errors,
+        "seconds": elapsed,
     }
-    if member:
+    if member or raw:
         figures["latencies_ms"] = [round(latency * 1000, 3) for latency in latencies]
     return figures
 
@@ -165,6 +175,7 @@ async def measure(kind: str, target: str, seconds: float, concurrency: int) -> d
         str(seconds),
         "--concurrency",
         str(concurrency),
+        "--raw",
         stdout=asyncio.subprocess.PIPE,
     )
     out, _ = await process.communicate()
@@ -174,10 +185,26 @@ async def measure(kind: str, target: str, seconds: float, concurrency: int) -> d
     return figures
 
 
+def pooled(slices: list[dict[str, Any]]) -> dict[str, Any]:
+    """One figure from its slices: calls over time, percentiles over every latency."""
+    latencies = sorted(latency for part in slices for latency in part["latencies_ms"])
+    seconds = sum(part["seconds"] for part in slices)
+    return {
+        "rps": round(len(latencies) / seconds, 1),
+        "p50_ms": latencies[len(latencies) // 2],
+        "p99_ms": latencies[int(len(latencies) * 0.99)],
+        "calls": len(latencies),
+        "errors": sum(part["errors"] for part in slices),
+        "slices_rps": [part["rps"] for part in slices],
+    }
+
+
 # -- the server process -------------------------------------------------------------------
 
 
-async def serve_and_measure(settings: Any, seconds: float, concurrency: int) -> dict[str, Any]:
+async def serve_and_measure(
+    settings: Any, seconds: float, concurrency: int, rounds: int
+) -> dict[str, Any]:
     from service.api import server as grpc_api
     from service.bootstrap import build
     from service.cache import build_cache
@@ -200,14 +227,19 @@ async def serve_and_measure(settings: Any, seconds: float, concurrency: int) -> 
         try:
             cached = f"127.0.0.1:{servers['cached'].port}"
             uncached = f"127.0.0.1:{servers['uncached'].port}"
-            figures = {
-                "empty": await measure("empty", cached, seconds, concurrency),
-                "cached_getstock": await measure("getstock", cached, seconds, concurrency),
-                "uncached_getstock": await measure("getstock", uncached, seconds, concurrency),
-                "cached_bulk50": await measure("bulk50", cached, seconds, concurrency),
-                "uncached_bulk50": await measure("bulk50", uncached, seconds, concurrency),
-                "redis_get": await measure("redis_get", local.redis_url, seconds, concurrency),
+            runs = {
+                "empty": ("empty", cached),
+                "cached_getstock": ("getstock", cached),
+                "uncached_getstock": ("getstock", uncached),
+                "cached_bulk50": ("bulk50", cached),
+                "uncached_bulk50": ("bulk50", uncached),
+                "redis_get": ("redis_get", local.redis_url),
             }
+            slices: dict[str, list[dict[str, Any]]] = {name: [] for name in runs}
+            for _ in range(rounds):  # interleaved: a disturbance hits every figure alike
+                for name, (kind, target) in runs.items():
+                    slices[name].append(await measure(kind, target, seconds / rounds, concurrency))
+            figures = {name: pooled(parts) for name, parts in slices.items()}
             figures["propagation"] = await propagation(local, container)
         finally:
             for server in servers.values():
@@ -360,11 +392,17 @@ def main() -> None:
     )
     parser.add_argument("--client", choices=["empty", "getstock", "bulk50", "redis_get"])
     parser.add_argument("--target")
+    parser.add_argument(
+        "--rounds", type=int, default=5, help="interleaved slices per figure (--seconds in all)"
+    )
     parser.add_argument("--member", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--raw", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.client:
         figures = asyncio.run(
-            run_client(args.client, args.target, args.seconds, args.concurrency, args.member)
+            run_client(
+                args.client, args.target, args.seconds, args.concurrency, args.member, args.raw
+            )
         )
         print(json.dumps(figures))
         return
@@ -385,7 +423,9 @@ def main() -> None:
         print(json.dumps(result))
         return
     with bench_stack() as (_, settings):
-        figures = asyncio.run(serve_and_measure(settings, args.seconds, args.concurrency))
+        figures = asyncio.run(
+            serve_and_measure(settings, args.seconds, args.concurrency, args.rounds)
+        )
     print(json.dumps({"figures": figures}), file=sys.stderr)
     print(json.dumps(report(figures, args.concurrency)))
 
