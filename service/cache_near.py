@@ -43,6 +43,7 @@ V = TypeVar("V")
 INVALIDATION_CHANNEL = "__redis__:invalidate"
 PING_INTERVAL_S = 1.0
 RECONNECT_DELAY_S = 1.0
+MAX_RECONNECT_DELAY_S = 10.0
 
 
 class NearCache(Generic[V]):
@@ -146,15 +147,24 @@ class NearCache(Generic[V]):
         self._go_dark()
 
     async def _track_forever(self) -> None:
+        delay = RECONNECT_DELAY_S
         while True:
             try:
                 await self._track()
             except* (RedisError, OSError, TimeoutError) as errors:
                 cause = errors.exceptions[0]
-                log.info("cache invalidations interrupted (%r); local copies off", cause)
+                # once per outage (a Redis that refuses CLIENT TRACKING would repeat forever)
+                first = self._live or delay == RECONNECT_DELAY_S
+                level = logging.WARNING if first else logging.DEBUG
+                log.log(level, "cache invalidations interrupted (%r); local copies off", cause)
+            except* Exception:  # a bug: keep the copies off, say so, try again later
+                log.exception("cache invalidation tracking failed; local copies off")
             finally:
+                if self._live:
+                    delay = RECONNECT_DELAY_S  # it was up: the next try comes soon
                 self._go_dark()
-            await asyncio.sleep(RECONNECT_DELAY_S)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, MAX_RECONNECT_DELAY_S)
 
     def _go_dark(self) -> None:
         if self._live:
