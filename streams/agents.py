@@ -25,6 +25,7 @@ from faust.types import EventT, StreamT
 from service.config import Settings
 from service.domain.commands import OrderEventKind
 from streams.handler import Incoming, OrderEventHandler
+from streams.kafka_transport import RawSchema
 from streams.records import DeadLetter
 
 log = logging.getLogger(__name__)
@@ -34,14 +35,7 @@ MIN_TAKE_WINDOW_S = 0.05
 
 
 def raw_topic(app: faust.App, name: str, settings: Settings) -> faust.TopicT:
-    return app.topic(
-        name,
-        key_type=bytes,
-        value_type=bytes,
-        key_serializer="raw",
-        value_serializer="raw",
-        partitions=settings.topic_partitions,
-    )
+    return app.topic(name, schema=RawSchema(), partitions=settings.topic_partitions)
 
 
 class TopicDeadLetterSink:

@@ -18,6 +18,7 @@ runs the first coroutine up to its first suspension in the caller's task and fal
 
 from __future__ import annotations
 
+import functools
 import types
 from collections.abc import Coroutine, Generator
 from typing import Any
@@ -25,6 +26,7 @@ from typing import Any
 import aiokafka
 import faust
 from faust.transport.drivers import aiokafka as faust_aiokafka
+from faust.types import Message
 from mode import Service
 from mode.services import WaitArgT, WaitResults
 
@@ -89,6 +91,21 @@ class EagerWaitFirst(Service):
         return await super().wait_first(_resumed(first, awaiting), *rest, timeout=timeout)
 
 
+class RawSchema(faust.Schema[bytes, bytes]):
+    """Keys and values exactly as the bytes on the wire (None for a null key or value)."""
+
+    def __init__(self) -> None:
+        super().__init__(
+            key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw"
+        )
+
+    def loads_key(self, app: Any, message: Message, **_: Any) -> Any:
+        return message.key
+
+    def loads_value(self, app: Any, message: Message, **_: Any) -> Any:
+        return message.value
+
+
 def app_class(fetch_max_wait_ms: int | None) -> type[faust.App]:
     """A Faust App whose consumer hands messages off eagerly and, if given, waits that long."""
 
@@ -110,6 +127,13 @@ def app_class(fetch_max_wait_ms: int | None) -> type[faust.App]:
     class App(faust.App):
         def _new_transport(self) -> Any:
             return Transport(self.conf.broker_consumer, self)
+
+        @functools.cached_property
+        def _event_type(self) -> Any:
+            return self.conf.Event
+
+        def create_event(self, key: Any, value: Any, headers: Any, message: Message) -> Any:
+            return self._event_type(self, key, value, headers, message)
 
         def on_init_dependencies(self) -> Any:
             dependencies = super().on_init_dependencies()

@@ -20,6 +20,7 @@ from faust.types import StreamT
 
 from service import metrics
 from service.cache import StockCache, WriteOutcome
+from streams.kafka_transport import RawSchema
 
 log = logging.getLogger(__name__)
 
@@ -64,17 +65,7 @@ def register_warmer(
     within_s: float = BATCH_WITHIN_S,
 ) -> faust.types.AgentT[Any]:
     """The ``cache-warmer`` agent on ``topic`` (a name or a Faust topic of any serializer)."""
-    channel = (
-        app.topic(
-            topic,
-            key_type=bytes,
-            value_type=bytes,
-            key_serializer="raw",
-            value_serializer="raw",
-        )
-        if isinstance(topic, str)
-        else topic
-    )
+    channel = app.topic(topic, schema=RawSchema()) if isinstance(topic, str) else topic
 
     async def cache_warmer(stream: StreamT[Any]) -> None:
         async for values in stream.take(batch_size, within=within_s):
