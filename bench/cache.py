@@ -162,11 +162,13 @@ async def _client_call(
     return calls[kind], channel.close
 
 
-async def measure(kind: str, target: str, seconds: float, concurrency: int) -> dict[str, Any]:
-    """Run one figure in a fresh client process; its JSON is the last line it prints."""
-    process = await asyncio.create_subprocess_exec(
+def client_command(
+    kind: str, target: str, seconds: float, concurrency: int, *flags: str
+) -> list[str]:
+    """The command line of a client process of this bench."""
+    return [
         sys.executable,
-        __file__,
+        str(Path(__file__).resolve()),
         "--client",
         kind,
         "--target",
@@ -175,7 +177,14 @@ async def measure(kind: str, target: str, seconds: float, concurrency: int) -> d
         str(seconds),
         "--concurrency",
         str(concurrency),
-        "--raw",
+        *flags,
+    ]
+
+
+async def measure(kind: str, target: str, seconds: float, concurrency: int) -> dict[str, Any]:
+    """Run one figure in a fresh client process; its JSON is the last line it prints."""
+    process = await asyncio.create_subprocess_exec(
+        *client_command(kind, target, seconds, concurrency, "--raw"),
         stdout=asyncio.subprocess.PIPE,
     )
     out, _ = await process.communicate()

@@ -21,11 +21,10 @@ from typing import Any
 
 import aiohttp
 
-from bench.cache import every_item, seed
+from bench.cache import client_command, every_item, seed
 from service.config import Settings
 from service.devstack import free_port
 
-CLIENT = Path(__file__).with_name("cache.py")
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -139,17 +138,7 @@ async def measure_group(
     """``clients`` client processes, started together after their warm-up; summed calls/s."""
     members = [
         await asyncio.create_subprocess_exec(
-            sys.executable,
-            str(CLIENT),
-            "--client",
-            kind,
-            "--target",
-            target,
-            "--seconds",
-            str(seconds),
-            "--concurrency",
-            str(concurrency),
-            "--member",
+            *client_command(kind, target, seconds, concurrency, "--member"),
             stdin=asyncio.subprocess.PIPE,
             stdout=asyncio.subprocess.PIPE,
         )
