@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import signal
 import sys
@@ -32,6 +33,7 @@ from service.config import Role, Settings
 
 log = logging.getLogger("service.serve")
 
+GC_YOUNG_THRESHOLD = 10_000  # allocations between young collections (CPython's default: 700)
 DEMO_SKU = '"product_id":"prod-123","variant_id":"var-456"'
 
 
@@ -133,6 +135,7 @@ async def _serve(
             grpc_server = await grpc_api.start(settings, container, reuse_port=supervised)
             stack.push_async_callback(grpc_server.stop, settings.shutdown_grace_s)
 
+        _settle_heap()
         lifecycle.ready()
         if grpc_server is not None:
             await grpc_server.set_serving(True)
@@ -163,6 +166,20 @@ def _pool_gauges(container: Container, every_s: float = 1.0) -> Iterator[None]:
         yield
     finally:
         task.cancel()
+
+
+def _settle_heap() -> None:
+    """Take what start-up built out of the collector's sight, and collect young objects less
+    often.
+
+    A worker allocates a few hundred objects per event, almost all freed by reference counting;
+    with CPython's default threshold (700) the young generation is scanned every few events,
+    and every full collection walks the whole start-up heap (Faust, aiokafka, SQLAlchemy, gRPC)
+    again. ``bench/pipeline.py`` gained about 10 % from this; peak RSS did not move.
+    """
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(GC_YOUNG_THRESHOLD, 20, 20)
 
 
 def _announce(settings: Settings, http_port: int | None, grpc_server: Any) -> None:
