@@ -20,9 +20,6 @@ import argparse
 import asyncio
 import json
 import math
-import signal
-import socket
-import subprocess
 import sys
 import tempfile
 import time
@@ -36,10 +33,18 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from sqlalchemy import text
 
-from bench.pipeline import peak_rss_mb, profile, run_settings, start_worker, wait_ready
+from bench.pipeline import (
+    peak_rss_mb,
+    profile,
+    run_settings,
+    start_worker,
+    stop_worker,
+    wait_ready,
+)
 from bench.stack import bench_stack
 from service.bootstrap import Container, build
 from service.config import Settings
+from service.devstack import free_port
 from service.domain.commands import Reserve, Source, UpdateStock
 from service.domain.errors import InventoryError
 from service.domain.values import Item, Sku, StockOperation
@@ -50,12 +55,6 @@ SKUS = 100
 CHUNK = 2_000
 WINDOW_S = 60.0
 TARGETS = {"seconds_to_all_expired": 10.0, "lag_p99_s": 5.0}
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def sku(run: str, i: int) -> Sku:
@@ -286,11 +285,7 @@ def main() -> None:
             if spy is not None:
                 spy.wait()
         finally:
-            worker.send_signal(signal.SIGTERM)
-            try:
-                worker.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                worker.kill()
+            stop_worker(worker)
     print(f"worker log: {log_path}", file=sys.stderr)
     met = (
         figures["seconds_to_all_expired"] <= TARGETS["seconds_to_all_expired"]

@@ -57,6 +57,16 @@ def start_worker(settings: Settings, log_path: Path) -> subprocess.Popen[bytes]:
     return subprocess.Popen(command, env=worker_env(settings), stdout=log, stderr=subprocess.STDOUT)
 
 
+def stop_worker(worker: subprocess.Popen[bytes], grace_s: float = 30) -> None:
+    """SIGTERM (the worker drains), then SIGKILL if it has not exited within ``grace_s``."""
+    worker.send_signal(signal.SIGTERM)
+    try:
+        worker.wait(timeout=grace_s)
+    except subprocess.TimeoutExpired:
+        worker.kill()
+        worker.wait()
+
+
 def wait_ready(worker: subprocess.Popen[bytes], log_path: Path, timeout: float = 120) -> None:
     deadline = time.monotonic() + timeout
     while READY_LINE not in log_path.read_bytes():
@@ -176,11 +186,7 @@ def main() -> None:
             if spy is not None:
                 spy.wait()
         finally:
-            worker.send_signal(signal.SIGTERM)
-            try:
-                worker.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                worker.kill()
+            stop_worker(worker)
     print(f"worker log: {log_path}", file=sys.stderr)
     print(
         json.dumps(

@@ -63,7 +63,7 @@ def _resume(coro: Coroutine[Any, Any, Any], awaiting: Any) -> Generator[Any, Any
 def _close(coros: tuple[WaitArgT, ...]) -> None:
     """Close coroutines that will never run, so they are not reported as never awaited."""
     for coro in coros:
-        if isinstance(coro, Coroutine):
+        if isinstance(coro, types.CoroutineType):
             coro.close()
 
 
@@ -76,7 +76,8 @@ class EagerWaitFirst(Service):
         timeout: Any = None,  # noqa: ASYNC109 (mode's signature)
     ) -> WaitResults:
         first, rest = coros[0], coros[1:]
-        if not isinstance(first, Coroutine):
+        # the exact type, not the Coroutine ABC: this runs for every message
+        if not isinstance(first, types.CoroutineType):
             return await super().wait_first(*coros, timeout=timeout)
         try:
             awaiting = first.send(None)

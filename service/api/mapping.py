@@ -32,7 +32,7 @@ def item_fields(item: pb.StockItem) -> dict[str, Any]:
     }
 
 
-def check_item(request: pb.CheckStockRequest, limits: Limits) -> Item:
+def check_item(request: pb.CheckStockRequest | pb.StockItem, limits: Limits) -> Item:
     return Item(
         validation.sku(request.product_id, request.variant_id, limits),
         validation.check_quantity(request.quantity, limits),
@@ -54,11 +54,7 @@ def bulk_items(request: pb.BulkCheckStockRequest, limits: Limits) -> list[Item]:
 def _bulk_line(item: pb.StockItem, index: int, limits: Limits) -> Item:
     # proto fields are typed already: the checks of CheckStock, without the dict parse_item reads
     try:
-        return Item(
-            validation.sku(item.product_id, item.variant_id, limits),
-            validation.check_quantity(item.quantity, limits),
-            validation.optional_id(item.warehouse_id, "warehouse_id", limits),
-        )
+        return check_item(item, limits)
     except InvalidArgument as error:
         raise error.within(f"items[{index}]") from None
 

@@ -32,6 +32,7 @@ from service.api.generated import inventory_pb2 as pb
 from service.api.generated import inventory_pb2_grpc as pb_grpc
 from service.config import Settings
 from service.devstack import free_port
+from tests.http_client import get
 
 pytestmark = pytest.mark.stack
 
@@ -74,15 +75,6 @@ async def eventually(
         if time.monotonic() > deadline:
             raise AssertionError(f"no {what} within {within_s} s; log: {group.log.read_text()}")
         await asyncio.sleep(0.2)
-
-
-async def get(port: int, path: str) -> tuple[int, str]:
-    timeout = aiohttp.ClientTimeout(total=10)
-    async with (
-        aiohttp.ClientSession(timeout=timeout) as session,
-        session.get(f"http://127.0.0.1:{port}{path}") as response,
-    ):
-        return response.status, await response.text()
 
 
 @pytest.fixture

@@ -11,11 +11,8 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import re
 import signal
-import subprocess
-import sys
 import time
 import uuid
 from pathlib import Path
@@ -23,7 +20,6 @@ from typing import Any
 
 import pytest
 from aiokafka import AIOKafkaProducer
-from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from service.bootstrap import build
@@ -34,6 +30,7 @@ from service.invariants import check
 from streams.app import ensure_topics
 from streams.expiry import TABLE_NAME
 from streams.observe import TopicCollector
+from tests.e2e.worker_process import at_least, at_most, count, start_worker, stop, wait_until
 
 pytestmark = pytest.mark.stack
 
@@ -53,40 +50,6 @@ def crash_settings(overrides: dict[str, Any]) -> Settings:
         http_port=0,
         cache_enabled=False,
     )
-
-
-def worker_env(settings: Settings) -> dict[str, str]:
-    env = {**os.environ, **settings.as_env()}
-    env["INVENTORY_ROLE"] = "worker"
-    env["INVENTORY_LOG_FORMAT"] = "text"
-    return env
-
-
-def start_worker(settings: Settings, log_path: Path) -> subprocess.Popen[bytes]:
-    script = Path(sys.executable).with_name("inventory")
-    command = [str(script)] if script.exists() else [sys.executable, "-m", "service.cli"]
-    log = log_path.open("ab")
-    return subprocess.Popen(
-        [*command, "serve", "--role", "worker"],
-        env=worker_env(settings),
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-
-
-async def count(db: AsyncEngine, sql: str) -> int:
-    async with db.connect() as conn:
-        return int((await conn.execute(text(sql))).scalar_one())
-
-
-async def wait_until(predicate: Any, within_s: float, what: str, proc: Any) -> None:
-    deadline = time.monotonic() + within_s
-    while not await predicate():
-        if proc.poll() is not None:
-            raise AssertionError(f"the worker exited ({proc.returncode}) while waiting for {what}")
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.1)
 
 
 def scheduled_keys(changelog: TopicCollector, topic: str) -> set[bytes]:
@@ -143,7 +106,7 @@ async def test_kill_9_with_pending_reservations_loses_no_expiry(
     try:
         reserved = "SELECT count(*) FROM orders WHERE state = 'RESERVED'"
         await wait_until(
-            lambda: _at_least(db_engine, reserved, ORDERS), 90, "1,000 reservations", first
+            lambda: at_least(db_engine, reserved, ORDERS), 90, "1,000 reservations", first
         )
         changelog = TopicCollector(settings.kafka_bootstrap, [changelog_topic], decode=False)
         await changelog.start()
@@ -164,23 +127,16 @@ async def test_kill_9_with_pending_reservations_loses_no_expiry(
     second = start_worker(settings, log_path)
     try:
         expired = "SELECT count(*) FROM orders WHERE state = 'EXPIRED'"
-        await wait_until(lambda: _at_least(db_engine, expired, ORDERS), 150, "every expiry", second)
+        await wait_until(lambda: at_least(db_engine, expired, ORDERS), 150, "every expiry", second)
         done_at = time.time()
         await wait_until(
-            lambda: _at_most(
-                db_engine, "SELECT count(*) FROM outbox WHERE published_at IS NULL", 0
-            ),
+            lambda: at_most(db_engine, "SELECT count(*) FROM outbox WHERE published_at IS NULL", 0),
             60,
             "the outbox to drain",
             second,
         )
     finally:
-        second.send_signal(signal.SIGTERM)
-        try:
-            second.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            second.kill()
-            second.wait()
+        stop(second)
 
     second_log = log_path.read_bytes()[first_log_end:]
     restored = sum(int(n) for n in REBUILT.findall(second_log))
@@ -205,11 +161,3 @@ async def test_kill_9_with_pending_reservations_loses_no_expiry(
         f"restored {restored} schedule entries after kill -9; all {ORDERS} expired "
         f"{done_at - killed_at:.1f}s after the kill (TTL {TTL_S}s); log: {log_path}"
     )
-
-
-async def _at_least(db: AsyncEngine, sql: str, n: int) -> bool:
-    return await count(db, sql) >= n
-
-
-async def _at_most(db: AsyncEngine, sql: str, n: int) -> bool:
-    return await count(db, sql) <= n

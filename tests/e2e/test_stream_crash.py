@@ -7,12 +7,7 @@ the stock invariants must hold, and every committed change must have reached
 
 from __future__ import annotations
 
-import asyncio
-import os
 import signal
-import subprocess
-import sys
-import time
 import uuid
 from collections import defaultdict
 from pathlib import Path
@@ -28,6 +23,7 @@ from service.config import Settings
 from service.invariants import check
 from streams.app import ensure_topics
 from streams.observe import TopicCollector
+from tests.e2e.worker_process import at_least, at_most, count, start_worker, stop, wait_until
 
 pytestmark = pytest.mark.stack
 
@@ -43,42 +39,6 @@ def crash_settings(overrides: dict[str, Any]) -> Settings:
         broker_commit_interval_s=0.5,  # some offsets are committed before the kill
         http_port=0,
     )
-
-
-def worker_env(settings: Settings) -> dict[str, str]:
-    env = {**os.environ, **settings.as_env()}
-    env["INVENTORY_ROLE"] = "worker"
-    env["INVENTORY_LOG_FORMAT"] = "text"
-    return env
-
-
-def inventory_command() -> list[str]:
-    script = Path(sys.executable).with_name("inventory")
-    if script.exists():
-        return [str(script), "serve", "--role", "worker"]
-    return [sys.executable, "-m", "service.cli", "serve", "--role", "worker"]
-
-
-def start_worker(settings: Settings, log_path: Path) -> subprocess.Popen[bytes]:
-    log = log_path.open("ab")
-    return subprocess.Popen(
-        inventory_command(), env=worker_env(settings), stdout=log, stderr=subprocess.STDOUT
-    )
-
-
-async def scalar(db: AsyncEngine, sql: str) -> Any:
-    async with db.connect() as conn:
-        return (await conn.execute(text(sql))).scalar_one()
-
-
-async def wait_until(predicate: Any, within_s: float, what: str, proc: Any = None) -> None:
-    deadline = time.monotonic() + within_s
-    while not await predicate():
-        if proc is not None and proc.poll() is not None:
-            raise AssertionError(f"the worker exited ({proc.returncode}) while waiting for {what}")
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.05)
 
 
 @pytest.mark.timeout(240)
@@ -110,33 +70,26 @@ async def test_kill_9_mid_stream_loses_nothing_and_doubles_nothing(
     first = start_worker(settings, log_path)
     try:
         await wait_until(
-            lambda: _at_least(db_engine, orders, 2_000), 90, "the first 2,000 orders", first
+            lambda: at_least(db_engine, orders, 2_000), 90, "the first 2,000 orders", first
         )
     finally:
         first.send_signal(signal.SIGKILL)
         first.wait()
-    done_at_kill = await scalar(db_engine, orders)
+    done_at_kill = await count(db_engine, orders)
     assert done_at_kill < ORDERS, "the worker finished before it could be killed"
     committed_at_kill = await committed_offsets(settings)
 
     second = start_worker(settings, log_path)
     try:
-        await wait_until(lambda: _at_least(db_engine, orders, ORDERS), 120, "all orders", second)
+        await wait_until(lambda: at_least(db_engine, orders, ORDERS), 120, "all orders", second)
         await wait_until(
-            lambda: _at_most(
-                db_engine, "SELECT count(*) FROM outbox WHERE published_at IS NULL", 0
-            ),
+            lambda: at_most(db_engine, "SELECT count(*) FROM outbox WHERE published_at IS NULL", 0),
             60,
             "the outbox to drain",
             second,
         )
     finally:
-        second.send_signal(signal.SIGTERM)
-        try:
-            second.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            second.kill()
-            second.wait()
+        stop(second)
     print(
         f"killed after {done_at_kill} of {ORDERS} orders, {committed_at_kill} offsets committed: "
         f"{done_at_kill - committed_at_kill} processed events were redelivered; log: {log_path}"
@@ -174,14 +127,6 @@ async def committed_offsets(settings: Settings) -> int:
         return total
     finally:
         await consumer.stop()
-
-
-async def _at_least(db: AsyncEngine, sql: str, n: int) -> bool:
-    return int(await scalar(db, sql)) >= n
-
-
-async def _at_most(db: AsyncEngine, sql: str, n: int) -> bool:
-    return int(await scalar(db, sql)) <= n
 
 
 async def assert_one_outcome_per_order(

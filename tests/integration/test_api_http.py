@@ -10,7 +10,6 @@ import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 
-import aiohttp
 import grpc
 import pytest
 from sqlalchemy import text
@@ -24,17 +23,9 @@ from service.api.generated import inventory_pb2_grpc as pb_grpc
 from service.bootstrap import Container
 from service.config import Role, Settings
 from service.devstack import EmbeddedStack, free_port
+from tests.http_client import get
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-async def get(port: int, path: str) -> tuple[int, str]:
-    timeout = aiohttp.ClientTimeout(total=10)
-    async with (
-        aiohttp.ClientSession(timeout=timeout) as session,
-        session.get(f"http://127.0.0.1:{port}{path}") as response,
-    ):
-        return response.status, await response.text()
 
 
 async def wait_for_readiness(port: int, status: int, attempts: int = 100) -> dict[str, object]:
