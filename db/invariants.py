@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import zlib
+
 from sqlalchemy import text
 
 BROKEN_LEVELS = text(
@@ -39,3 +41,39 @@ ORPHAN_RESERVATIONS = text(
     "SELECT r.id, r.order_id FROM reservations r LEFT JOIN orders o ON o.order_id = r.order_id "
     "WHERE r.status = 'PENDING' AND o.order_id IS NULL"
 )
+
+# --- the live check (service/invariant_monitor.py) ---------------------------------------
+
+# One snapshot's horizon: every transaction below pg_snapshot_xmin had ended when it was taken,
+# and pg_snapshot_xmax is the next transaction id.
+SNAPSHOT = text(
+    "SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint AS horizon, "
+    "pg_snapshot_xmax(pg_current_snapshot())::text::bigint AS next_xid"
+)
+
+# Stock rows written by the last :within transactions, with the sum of their pending
+# reservations. A row's xmin is the transaction that wrote its current version: an UPDATE by
+# hand changes it too, where it leaves updated_at alone. age() of a frozen row is 2^31 - 1.
+CHANGED_STOCKS = text(
+    "SELECT s.id, s.product_id, s.variant_id, s.warehouse_id, s.available, s.reserved, "
+    "s.total, coalesce(p.pending, 0) AS pending FROM stocks s LEFT JOIN LATERAL ("
+    "SELECT sum(r.quantity) AS pending FROM reservations r "
+    "WHERE r.stock_id = s.id AND r.status = 'PENDING') p ON true "
+    "WHERE age(s.xmin) <= :within"
+)
+
+# The last :steps movements of each of those rows, oldest first (ix_stock_movements_stock_id_id).
+RECENT_MOVEMENTS = text(
+    "SELECT m.stock_id, m.operation, m.quantity, m.available_after, m.reserved_after, "
+    "m.total_after FROM stocks s CROSS JOIN LATERAL ("
+    "SELECT * FROM stock_movements sm WHERE sm.stock_id = s.id ORDER BY sm.id DESC LIMIT :steps"
+    ") m WHERE age(s.xmin) <= :within ORDER BY m.stock_id, m.id"
+)
+
+TRY_LOCK = text("SELECT pg_try_advisory_lock(:key)")
+UNLOCK = text("SELECT pg_advisory_unlock(:key)")
+
+
+def monitor_lock_key(app_id: str) -> int:
+    """The advisory lock of the live check, one per app id, shared by every worker."""
+    return zlib.crc32(f"inventory-invariant-monitor:{app_id}".encode()) | (0x1A7 << 32)

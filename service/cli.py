@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 from collections.abc import Sequence
 
-from service.commands import check, dev, loadgen, migrate, serve
+from service.commands import audit, check, dev, failures, loadgen, migrate, serve
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -23,12 +23,13 @@ def build_parser() -> argparse.ArgumentParser:
     serve.register(subparsers)
     loadgen.register(subparsers)
     check.register(subparsers)
+    audit.register(subparsers)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    return int(args.handler(args))
+    return failures.run(args.command, args.handler, args)
 
 
 if __name__ == "__main__":

@@ -1,13 +1,19 @@
-"""Settings: every knob of the service, read from the environment (prefix ``INVENTORY_``)."""
+"""Settings: every knob of the service, read from the environment (prefix ``INVENTORY_``).
+
+Every field is validated when ``Settings()`` is built; ``explain`` turns the failure into one
+line naming each variable, its value and what is expected (``inventory`` prints it, exit 2).
+"""
 
 from __future__ import annotations
 
 import json
+import re
 from enum import StrEnum
 from pathlib import Path
+from typing import Annotated, Any, Literal
 
-from pydantic import Field, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import AfterValidator, BeforeValidator, Field, ValidationError, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 TOPIC_FIELDS = (
     "topic_order_created",
@@ -25,25 +31,115 @@ class Role(StrEnum):
     WORKER = "worker"
 
 
+_KAFKA_NAME = re.compile(r"[A-Za-z0-9._-]{1,249}")
+_ADDRESS = re.compile(r"[^\s,:/]+:\d{1,5}")
+_SHA256_HEX = re.compile(r"[0-9a-f]{64}")
+_LOG_LEVELS = ("CRITICAL", "ERROR", "WARNING", "INFO", "DEBUG")
+# SQLAlchemy picks psycopg for a bare postgresql:// (what psql and the banner print)
+_POSTGRES_SCHEMES = ("postgresql", "postgres", "postgresql+asyncpg")
+
+
+def _kafka_name(value: str) -> str:
+    if not _KAFKA_NAME.fullmatch(value):
+        raise ValueError("expected 1 to 249 letters, digits, '.', '_' or '-' (a Kafka name)")
+    return value
+
+
+def _host(value: str) -> str:
+    if not value or any(c.isspace() or c in "/," for c in value):
+        raise ValueError("expected a host name or IP address to bind, e.g. 0.0.0.0 or 127.0.0.1")
+    return value
+
+
+def _asyncpg_url(value: str) -> str:
+    scheme, separator, rest = value.partition("://")
+    if not separator or not rest or scheme not in _POSTGRES_SCHEMES:
+        raise ValueError(
+            "expected postgresql://user[:password]@host[:port]/database "
+            "(or postgresql+asyncpg://...)"
+        )
+    return f"postgresql+asyncpg://{rest}"
+
+
+def _redis_url(value: str) -> str:
+    scheme, separator, rest = value.partition("://")
+    if not separator or not rest or scheme not in ("redis", "rediss", "unix"):
+        raise ValueError("expected redis://host[:port][/db] (or rediss://, unix://)")
+    return value
+
+
+def _bootstrap(value: str) -> str:
+    addresses = value.split(",")
+    if not all(
+        _ADDRESS.fullmatch(a.strip()) and 0 < int(a.rsplit(":")[1]) < 65536 for a in addresses
+    ):
+        raise ValueError("expected host:port[,host:port...], e.g. localhost:9092")
+    return value
+
+
+def _log_level(value: str) -> str:
+    if value.upper() not in _LOG_LEVELS:
+        raise ValueError(f"expected one of {', '.join(_LOG_LEVELS)}")
+    return value.upper()
+
+
+def _sha256_digests(value: Any) -> list[str]:
+    """A JSON list (the variable) or a list of hex digests; case and spaces do not matter."""
+    expected = (
+        "expected a JSON list of SHA-256 hex digests (64 hex characters each), e.g. "
+        "'[\"<sha256 hex of your token>\"]'"
+    )
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except ValueError:
+            raise ValueError(expected) from None
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise ValueError(expected)
+    digests = [digest.strip().lower() for digest in value if digest.strip()]
+    if not all(_SHA256_HEX.fullmatch(digest) for digest in digests):
+        raise ValueError(expected)
+    return digests
+
+
+def _existing_file(value: Path | None) -> Path | None:
+    if value is not None and not value.is_file():
+        raise ValueError("expected a readable file (PEM); there is none at that path")
+    return value
+
+
+def _folder(value: Path) -> Path:
+    if value.exists() and not value.is_dir():
+        raise ValueError("expected a folder; that path is a file")
+    return value
+
+
+KafkaName = Annotated[str, AfterValidator(_kafka_name)]
+Host = Annotated[str, AfterValidator(_host)]
+PemFile = Annotated[Path | None, AfterValidator(_existing_file)]
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="INVENTORY_", env_file=None, extra="ignore")
 
     # connections
-    database_url: str = "postgresql+asyncpg://inventory:inventory@localhost:5432/inventory"
-    redis_url: str = "redis://localhost:6379/0"
-    kafka_bootstrap: str = "localhost:9092"
+    database_url: Annotated[str, AfterValidator(_asyncpg_url)] = (
+        "postgresql+asyncpg://inventory:inventory@localhost:5432/inventory"
+    )
+    redis_url: Annotated[str, AfterValidator(_redis_url)] = "redis://localhost:6379/0"
+    kafka_bootstrap: Annotated[str, AfterValidator(_bootstrap)] = "localhost:9092"
 
     # topics
-    topic_order_created: str = "order-created"
-    topic_order_cancelled: str = "order-cancelled"
-    topic_order_paid: str = "order-paid"
-    topic_stock_changed: str = "stock-changed"
-    topic_reservations: str = "inventory-reservations"
-    topic_dlq: str = "order-events-dlq"
+    topic_order_created: KafkaName = "order-created"
+    topic_order_cancelled: KafkaName = "order-cancelled"
+    topic_order_paid: KafkaName = "order-paid"
+    topic_stock_changed: KafkaName = "stock-changed"
+    topic_reservations: KafkaName = "inventory-reservations"
+    topic_dlq: KafkaName = "order-events-dlq"
     topic_partitions: int = Field(default=8, ge=1)
 
     # Faust / Kafka consumer group; production defaults, the embedded stack shortens them
-    app_id: str = "inventory-service"
+    app_id: KafkaName = "inventory-service"
     broker_session_timeout_s: float = Field(default=60.0, gt=0)
     broker_heartbeat_interval_s: float = Field(default=3.0, gt=0)
     broker_rebalance_timeout_s: float = Field(default=60.0, gt=0)
@@ -53,9 +149,9 @@ class Settings(BaseSettings):
     kafka_fetch_max_wait_ms: int | None = Field(default=None, ge=1, le=60_000)
 
     # ports
-    grpc_host: str = "0.0.0.0"
+    grpc_host: Host = "0.0.0.0"
     grpc_port: int = Field(default=4004, ge=0, le=65535)
-    http_host: str = "0.0.0.0"
+    http_host: Host = "0.0.0.0"
     http_port: int = Field(default=4002, ge=0, le=65535)
 
     # reservations
@@ -63,7 +159,7 @@ class Settings(BaseSettings):
     min_ttl_seconds: int = Field(default=1, ge=1)
     max_ttl_seconds: int = Field(default=86_400, ge=1)
     allow_split: bool = True
-    default_warehouse_id: str = "default"
+    default_warehouse_id: str = Field(default="default", min_length=1, max_length=128)
 
     # group commit
     batch_max_size: int = Field(default=256, ge=1)
@@ -104,26 +200,37 @@ class Settings(BaseSettings):
     # the sweeper leaves orders this recently due to the timer table (not counted as catches)
     expiry_sweep_grace_s: float = Field(default=10.0, ge=0)
 
+    # the live invariant check (service/invariant_monitor.py): stock rows changed since the
+    # last round, and every row at the slower cadence
+    invariant_check_interval_s: float = Field(default=30.0, gt=0)
+    invariant_full_check_interval_s: float = Field(default=900.0, gt=0)
+
     # admin credential: sha256 hex digests of accepted bearer tokens
-    admin_token_sha256: list[str] = Field(default_factory=list)
-    tls_cert_file: Path | None = None
-    tls_key_file: Path | None = None
-    tls_client_ca_file: Path | None = None
+    admin_token_sha256: Annotated[list[str], NoDecode, BeforeValidator(_sha256_digests)] = Field(
+        default_factory=list
+    )
+    tls_cert_file: PemFile = None
+    tls_key_file: PemFile = None
+    tls_client_ca_file: PemFile = None
 
     # operations
     role: Role = Role.ALL
     # `serve --role api` only: this many processes share the gRPC port (SO_REUSEPORT) under
     # one supervisor that serves HTTP for the group (service/supervisor.py); 1: no supervisor
     api_processes: int = Field(default=1, ge=1)
-    log_level: str = "INFO"
-    log_format: str = Field(default="json", pattern="^(json|text)$")
+    log_level: Annotated[str, AfterValidator(_log_level)] = "INFO"
+    log_format: Literal["json", "text"] = "json"
     shutdown_grace_s: float = Field(default=10.0, ge=0)
-    dev_data_dir: Path = Path(".inventory-dev")
+    dev_data_dir: Annotated[Path, AfterValidator(_folder)] = Path(".inventory-dev")
 
     @model_validator(mode="after")
     def _ttl_bounds_are_ordered(self) -> Settings:
-        if not self.min_ttl_seconds <= self.default_ttl_seconds <= self.max_ttl_seconds:
-            raise ValueError("need min_ttl_seconds <= default_ttl_seconds <= max_ttl_seconds")
+        ttls = (self.min_ttl_seconds, self.default_ttl_seconds, self.max_ttl_seconds)
+        if not ttls[0] <= ttls[1] <= ttls[2]:
+            raise ValueError(
+                "expected INVENTORY_MIN_TTL_SECONDS <= INVENTORY_DEFAULT_TTL_SECONDS <= "
+                f"INVENTORY_MAX_TTL_SECONDS, got {ttls[0]}, {ttls[1]}, {ttls[2]}"
+            )
         return self
 
     def as_env(self) -> dict[str, str]:
@@ -144,3 +251,32 @@ class Settings(BaseSettings):
     @property
     def order_topics(self) -> tuple[str, str, str]:
         return (self.topic_order_created, self.topic_order_paid, self.topic_order_cancelled)
+
+
+_SECRET_IN_URL = re.compile(r"(://[^:/@]+:)[^@]+@")
+_PHRASES = (
+    ("Value error, ", ""),
+    ("Input should be ", "expected "),
+    ("String should ", "expected to "),
+)
+
+
+def explain(error: ValidationError) -> str:
+    """One line for a bad configuration: each variable, its value and what is expected."""
+    parts = []
+    for item in error.errors():
+        message = item["msg"]
+        for phrase, replacement in _PHRASES:
+            message = message.replace(phrase, replacement, 1)
+        if not item["loc"]:  # a rule across fields names its variables itself
+            parts.append(message)
+            continue
+        variable = f"INVENTORY_{str(item['loc'][0]).upper()}"
+        parts.append(f"{variable}={_shown(item['input'])}: {message}")
+    return "; ".join(parts)
+
+
+def _shown(value: Any) -> str:
+    text = value if isinstance(value, str) else json.dumps(value, default=str)
+    text = _SECRET_IN_URL.sub(r"\1***@", text)
+    return repr(text if len(text) <= 80 else text[:77] + "...")

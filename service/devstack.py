@@ -29,6 +29,8 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, TypeVar
 
+from service.dev_instance import LOCK_NAME, RECORD_NAME, InstanceLock, StackInUse, port_holder
+
 log = logging.getLogger(__name__)
 _C = TypeVar("_C")
 
@@ -38,6 +40,9 @@ POSTGRES_USER = "postgres"
 POSTGRES_SYSTEM_USER = "embedded_postgres"  # the server refuses to run as root
 STOP_TIMEOUT_S = 10.0
 STARTUP_TIMEOUT_S = 60.0
+PIDS_NAME = "stack-pids.json"
+# what a stack keeps in its data directory; `reset_data_dir` deletes nothing else
+DATA_DIR_ENTRIES = frozenset({LOCK_NAME, RECORD_NAME, PIDS_NAME, "postgres", "redis", "logs"})
 
 # The broker settings that make consumer groups usable on Tansu (a JoinGroup waits for the
 # whole rebalance timeout there, and a fetch for its whole maximum wait).
@@ -78,13 +83,17 @@ def _port_in_use(port: int) -> bool:
         return sock.connect_ex((HOST, port)) == 0
 
 
+def ensure_ports_free(ports: Mapping[str, int]) -> None:
+    """Raise ``StackInUse`` naming the holder of the first taken port (0 picks a free one)."""
+    for name, port in ports.items():
+        if port and _port_in_use(port):
+            raise StackInUse(f"port {port} ({name}) is taken by {port_holder(HOST, port)}")
+
+
 def _claim_port(name: str, port: int | None) -> int:
     if port is None:
         return free_port()
-    if _port_in_use(port):
-        raise StackError(
-            f"{name}: port {port} on {HOST} is in use (is another `inventory dev` running?)"
-        )
+    ensure_ports_free({name: port})
     return port
 
 
@@ -462,7 +471,10 @@ def _process_record(process: ManagedProcess) -> dict[str, Any] | None:
 
 
 def _stop_leftovers(pid_file: Path) -> None:
-    """Stop the processes a killed earlier stack on this data directory left running."""
+    """Stop the processes a killed earlier stack on this data directory left running.
+
+    Only call it while holding the data directory's ``InstanceLock``: then their owner is gone.
+    """
     try:
         records = json.loads(pid_file.read_text())
         import psutil
@@ -486,6 +498,33 @@ def _stop_leftovers(pid_file: Path) -> None:
         with contextlib.suppress(psutil.Error):
             proc.kill()
     pid_file.unlink(missing_ok=True)
+
+
+def reset_data_dir(data_dir: Path) -> bool:
+    """Delete a stack's data directory (PostgreSQL data, logs); False if there was none.
+
+    Raises ``StackInUse`` while a live stack owns it, and ``StackError`` when it holds anything
+    a stack does not write (a mistyped ``--data-dir`` must not delete someone's files).
+    """
+    data_dir = Path(data_dir).resolve()
+    if not data_dir.is_dir():
+        return False
+    foreign = sorted(
+        entry.name for entry in data_dir.iterdir() if entry.name not in DATA_DIR_ENTRIES
+    )
+    if foreign:
+        raise StackError(
+            f"{data_dir} holds more than an embedded stack's data ({', '.join(foreign[:3])}); "
+            "not deleting it"
+        )
+    lock = InstanceLock(data_dir)
+    lock.acquire()
+    try:
+        _stop_leftovers(data_dir / PIDS_NAME)
+        shutil.rmtree(data_dir)
+    finally:
+        lock.release()
+    return True
 
 
 # --- the stack ---------------------------------------------------------------------------
@@ -520,33 +559,47 @@ class EmbeddedStack:
         external: ExternalUrls = ExternalUrls(),
         *,
         startup_timeout_s: float = STARTUP_TIMEOUT_S,
+        service_ports: Mapping[str, int] | None = None,
     ) -> None:
         self.data_dir = Path(data_dir).resolve()
         self.ports = ports
         self.external = external
         self.startup_timeout_s = startup_timeout_s
+        # the ports of the service run on top (gRPC, HTTP): checked and recorded with the stack's
+        self.service_ports = dict(service_ports or {})
         self.log_dir = self.data_dir / "logs"
+        self._lock = InstanceLock(self.data_dir)
         self.broker: Broker | None = None
         self.postgres: Postgres | None = None
         self.redis: Redis | None = None
         self._started = False
 
     @classmethod
-    def from_env(cls, data_dir: Path, ports: StackPorts = StackPorts()) -> EmbeddedStack:
-        return cls(data_dir, ports, ExternalUrls.from_env())
+    def from_env(
+        cls,
+        data_dir: Path,
+        ports: StackPorts = StackPorts(),
+        *,
+        service_ports: Mapping[str, int] | None = None,
+    ) -> EmbeddedStack:
+        return cls(data_dir, ports, ExternalUrls.from_env(), service_ports=service_ports)
 
     # lifecycle
 
     def start(self) -> EmbeddedStack:
+        """Start the components; ``StackInUse`` (and nothing changed) while a live stack owns
+        the data directory or one of the ports."""
         if self._started:
             return self
+        self._lock.acquire()
         self._started = True
         atexit.register(self.stop)
         started = time.monotonic()
         try:
-            self.data_dir.mkdir(parents=True, exist_ok=True)
-            _stop_leftovers(self.pid_file)
+            _stop_leftovers(self.pid_file)  # the lock is ours: their owner is gone
+            ensure_ports_free(self.service_ports)
             self._create_components()
+            self._lock.record({**self._ports(), **self.service_ports}, self.urls)
             # launch the fast ones first, initdb runs while they come up
             for component in self._components():
                 component.start()
@@ -574,6 +627,7 @@ class EmbeddedStack:
         atexit.unregister(self.stop)
         if not errors:
             self.pid_file.unlink(missing_ok=True)
+            self._lock.release()  # with a server still up, the next start must stop it first
         if errors:
             raise StackError(f"stopping the embedded stack: {errors!r}")
 
@@ -678,7 +732,7 @@ class EmbeddedStack:
     @property
     def pid_file(self) -> Path:
         """The processes this stack runs, so that a start after a SIGKILL can stop them."""
-        return self.data_dir / "stack-pids.json"
+        return self.data_dir / PIDS_NAME
 
     def _record_pids(self) -> None:
         records = [
@@ -697,6 +751,10 @@ class EmbeddedStack:
         if self.external.database_url is None:
             port = _claim_port("postgres", self.ports.postgres)
             self.postgres = Postgres(port, self.data_dir / "postgres", self.log_dir)
+
+    def _ports(self) -> dict[str, int]:
+        named = {"postgres": self.postgres, "redis": self.redis, "kafka": self.broker}
+        return {name: c.port for name, c in named.items() if c is not None}
 
     def _components(self) -> list[Broker | Redis | Postgres]:
         return [c for c in (self.broker, self.redis, self.postgres) if c is not None]

@@ -4,11 +4,20 @@
 - ``reserved`` equals the sum of the stock's PENDING reservations;
 - replaying a stock's movements from zero gives every recorded step and its current figures;
 - every order's ledger state agrees with its reservations.
+
+``check`` runs all of it (the CLI, the tests); ``find_all`` and ``find_changed`` are the full
+and the bounded pass of the service's live check (``service/invariant_monitor.py``). Each
+runs on the caller's connection, whose one snapshot keeps concurrent writes from looking
+like damage (REPEATABLE READ).
 """
 
 from __future__ import annotations
 
-from sqlalchemy.ext.asyncio import AsyncEngine
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from db import invariants as sql
 from service import metrics
@@ -23,50 +32,129 @@ _REPLAY = {
     "SUBTRACT": lambda lv, q: Levels(lv.available - q, lv.reserved, lv.total - q),
     "SET": lambda lv, q: Levels(q - lv.reserved, lv.reserved, q),
 }
+NOTHING = Levels(0, 0, 0)
+
+
+@dataclass(frozen=True, slots=True)
+class Problem:
+    """One violation: ``subject`` is the stock or order a later pass re-checks."""
+
+    subject: str
+    text: str
+
+    def __str__(self) -> str:
+        return self.text
 
 
 async def check(db: AsyncEngine) -> list[str]:
     """Every violation found, as a line a person can act on; empty when all holds."""
-    problems: list[str] = []
     async with db.connect() as conn:
-        for row in await conn.execute(sql.BROKEN_LEVELS):
-            problems.append(
-                f"stock {row.id} ({row.product_id}:{row.variant_id}@{row.warehouse_id}): "
-                f"available {row.available} + reserved {row.reserved} != total {row.total}"
-            )
-        for row in await conn.execute(sql.RESERVED_MISMATCH):
-            problems.append(
-                f"stock {row.id}: reserved {row.reserved} but pending reservations sum to "
-                f"{row.pending}"
-            )
-        current = {
-            str(r.id): Levels(r.available, r.reserved, r.total)
-            for r in await conn.execute(sql.CURRENT_LEVELS)
-        }
-        replayed: dict[str, Levels] = {}
-        for m in await conn.execute(sql.MOVEMENTS):
-            stock_id = str(m.stock_id)
-            before = replayed.get(stock_id, Levels(0, 0, 0))
-            step = _REPLAY.get(m.operation)
-            after = Levels(m.available_after, m.reserved_after, m.total_after)
-            if step is None or step(before, m.quantity) != after:
-                problems.append(
-                    f"stock {stock_id}: movement {m.operation} {m.quantity} from {before} "
-                    f"records {after}"
-                )
-            replayed[stock_id] = after
-        for stock_id, levels in current.items():
-            if replayed.get(stock_id, Levels(0, 0, 0)) != levels:
-                problems.append(
-                    f"stock {stock_id}: movements replay to {replayed.get(stock_id)}, "
-                    f"stock is at {levels}"
-                )
-        for row in await conn.execute(sql.LEDGER_MISMATCH):
-            problems.append(
-                f"order {row.order_id} is {row.state} with {row.pending} pending and "
-                f"{row.committed} committed reservations"
-            )
-        for row in await conn.execute(sql.ORPHAN_RESERVATIONS):
-            problems.append(f"reservation {row.id} is pending for unknown order {row.order_id}")
+        conn = await conn.execution_options(isolation_level="REPEATABLE READ")
+        async with conn.begin():
+            problems = await find_all(conn)
     metrics.INVARIANT_VIOLATIONS.set(len(problems))
+    return [problem.text for problem in problems]
+
+
+async def find_all(conn: AsyncConnection) -> list[Problem]:
+    """The full pass: every stock, its whole movement history, every order."""
+    problems = [
+        *_levels(await conn.execute(sql.BROKEN_LEVELS)),
+        *_pending(await conn.execute(sql.RESERVED_MISMATCH)),
+    ]
+    current = {
+        str(r.id): Levels(r.available, r.reserved, r.total)
+        for r in await conn.execute(sql.CURRENT_LEVELS)
+    }
+    problems += await _replay(await conn.stream(sql.MOVEMENTS), current, from_start=True)
+    for row in await conn.execute(sql.LEDGER_MISMATCH):
+        problems.append(
+            Problem(
+                f"order {row.order_id}",
+                f"order {row.order_id} is {row.state} with {row.pending} pending and "
+                f"{row.committed} committed reservations",
+            )
+        )
+    for row in await conn.execute(sql.ORPHAN_RESERVATIONS):
+        problems.append(
+            Problem(
+                f"order {row.order_id}",
+                f"reservation {row.id} is pending for unknown order {row.order_id}",
+            )
+        )
+    return problems
+
+
+async def find_changed(
+    conn: AsyncConnection, within: int, steps: int
+) -> tuple[set[str], list[Problem]]:
+    """The bounded pass: the stock rows written by the last ``within`` transactions, each
+    against its pending reservations and its last ``steps`` movements. Returns the subjects
+    checked and what is wrong with them."""
+    changed = (await conn.execute(sql.CHANGED_STOCKS, {"within": within})).all()
+    rows = [row for row in changed if row.total != row.available + row.reserved or _negative(row)]
+    problems = _levels(rows) + _pending([row for row in changed if row.reserved != row.pending])
+    current = {str(r.id): Levels(r.available, r.reserved, r.total) for r in changed}
+    movements = await conn.stream(sql.RECENT_MOVEMENTS, {"within": within, "steps": steps})
+    problems += await _replay(movements, current, from_start=False)
+    return {f"stock {stock_id}" for stock_id in current}, problems
+
+
+def _negative(row: Any) -> bool:
+    return bool(row.available < 0 or row.reserved < 0)
+
+
+def _levels(rows: Iterable[Any]) -> list[Problem]:
+    return [
+        Problem(
+            f"stock {row.id}",
+            f"stock {row.id} ({row.product_id}:{row.variant_id}@{row.warehouse_id}): "
+            f"available {row.available} + reserved {row.reserved} != total {row.total}",
+        )
+        for row in rows
+    ]
+
+
+def _pending(rows: Iterable[Any]) -> list[Problem]:
+    return [
+        Problem(
+            f"stock {row.id}",
+            f"stock {row.id}: reserved {row.reserved} but pending reservations sum to "
+            f"{row.pending}",
+        )
+        for row in rows
+    ]
+
+
+async def _replay(movements: Any, current: dict[str, Levels], *, from_start: bool) -> list[Problem]:
+    """Each movement must step from the one before; the last must give the current figures.
+
+    ``from_start``: the movements are a stock's whole history, replayed from zero; else its
+    latest ones, the first of which is taken as given.
+    """
+    problems: list[Problem] = []
+    replayed: dict[str, Levels] = {}
+    async for m in movements:
+        stock_id = str(m.stock_id)
+        after = Levels(m.available_after, m.reserved_after, m.total_after)
+        before = replayed.get(stock_id, NOTHING if from_start else None)
+        step = _REPLAY.get(m.operation)
+        if step is None or (before is not None and step(before, m.quantity) != after):
+            problems.append(
+                Problem(
+                    f"stock {stock_id}",
+                    f"stock {stock_id}: movement {m.operation} {m.quantity} from {before} "
+                    f"records {after}",
+                )
+            )
+        replayed[stock_id] = after
+    for stock_id, levels in current.items():
+        if replayed.get(stock_id, NOTHING) != levels:
+            problems.append(
+                Problem(
+                    f"stock {stock_id}",
+                    f"stock {stock_id}: movements replay to {replayed.get(stock_id)}, "
+                    f"stock is at {levels}",
+                )
+            )
     return problems

@@ -1,7 +1,8 @@
 """``inventory serve``: migrate, build, serve gRPC + HTTP (and the stream worker), drain on signal.
 
 Start-up: HTTP first (``/health`` answers, ``/readiness`` says "starting"), then migrations,
-the container, gRPC (roles api/all) and the stream worker (roles worker/all), then ready.
+the container, gRPC (roles api/all), the stream worker and the live invariant check (roles
+worker/all), then ready.
 Shutdown on SIGTERM/SIGINT (or ``stop``): readiness goes false, the gRPC server refuses new
 RPCs and gives in-flight ones ``shutdown_grace_s``, the worker stops, the engine drains its
 queued and in-flight batches, the pool closes, HTTP stops last.
@@ -30,6 +31,7 @@ from service import http
 from service import logging as service_logging
 from service.bootstrap import Container, build
 from service.config import Role, Settings
+from service.invariant_monitor import InvariantMonitor
 
 log = logging.getLogger("service.serve")
 
@@ -46,7 +48,7 @@ def grpcurl_lines(settings: Settings, port: int, *, tls: bool) -> list[str]:
     """Ready-to-paste calls against the seeded demo stock (prod-123 / var-456)."""
     host = settings.grpc_host if settings.grpc_host not in ("0.0.0.0", "::", "") else "localhost"
     target = f"{host}:{port}"
-    flag = "-insecure" if tls else "-plaintext"
+    flag = ("-insecure" if tls else "-plaintext") + " -emit-defaults"  # show false and 0 fields
     service = "inventory.v1.InventoryService"
     return [
         f"grpcurl {flag} -d '{{{DEMO_SKU}}}' {target} {service}/GetStock",
@@ -128,6 +130,9 @@ async def _serve(
             if worker is not None:
                 await worker.start()
                 stack.push_async_callback(worker.stop)
+            monitor = InvariantMonitor(settings)
+            await monitor.start()
+            stack.push_async_callback(monitor.stop)
         grpc_server = None
         if settings.role in (Role.API, Role.ALL):
             from service.api import server as grpc_api

@@ -4,6 +4,9 @@ Starts Tansu, PostgreSQL and Redis from pip wheels (each skipped when its INVENT
 set), applies the migrations, seeds demo data, generates an admin token, prints the
 endpoints and "ready", then runs the service until Ctrl-C (SIGINT) or SIGTERM, and stops
 everything it started.
+
+Next to a live `inventory dev` on the same data folder or ports it refuses at once, changing
+nothing (exit 2). `--reset` deletes the data folder (PostgreSQL data, logs) and exits.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ import inspect
 import json
 import os
 import secrets
+import shlex
 import signal
 import sys
 import time
@@ -54,35 +58,68 @@ def register(subparsers: Any) -> None:
         action="store_true",
         help="start, migrate and seed the stack but do not run the service",
     )
+    parser.add_argument(
+        "--reset",
+        action="store_true",
+        help="delete the data folder (PostgreSQL data and logs) and exit; refused while an "
+        "`inventory dev` runs on it",
+    )
     parser.set_defaults(handler=run)
 
 
+MOVE_HINT = (
+    "stop it first (Ctrl-C in its terminal), or move this one: --data-dir, --postgres-port, "
+    "--redis-port, --kafka-port, INVENTORY_GRPC_PORT, INVENTORY_HTTP_PORT"
+)
+
+
 def run(args: argparse.Namespace) -> int:
+    from service.commands.failures import EXIT_CANNOT_RUN, EXIT_OK, explained
     from service.config import Settings
-    from service.devstack import EmbeddedStack, StackError, StackPorts
+    from service.dev_instance import StackInUse
+    from service.devstack import EmbeddedStack, StackError, StackPorts, reset_data_dir
 
     base = Settings()
     data_dir = (args.data_dir or base.dev_data_dir).resolve()
+    if args.reset:
+        try:
+            removed = reset_data_dir(data_dir)
+        except (StackError, StackInUse) as exc:
+            print(f"inventory dev: {exc}", file=sys.stderr)
+            return EXIT_CANNOT_RUN
+        print(f"inventory dev: {'removed' if removed else 'nothing to remove at'} {data_dir}")
+        return EXIT_OK
     ports = StackPorts(postgres=args.postgres_port, redis=args.redis_port, kafka=args.kafka_port)
-    stack = EmbeddedStack.from_env(data_dir, ports)
+    service_ports = {} if args.stack_only else {"grpc": base.grpc_port, "http": base.http_port}
+    stack = EmbeddedStack.from_env(data_dir, ports, service_ports=service_ports)
     # also when started in the background, where a shell may have ignored SIGINT
     signal.signal(signal.SIGINT, signal.default_int_handler)
     signal.signal(signal.SIGTERM, _interrupt)
+    started = time.monotonic()
     try:
-        started = time.monotonic()
-        stack.start()
-        token = secrets.token_urlsafe(32)
+        stack.start()  # stops itself if it fails
+    except StackInUse as exc:
+        print(f"inventory dev: {exc}; {MOVE_HINT}", file=sys.stderr)
+        return EXIT_CANNOT_RUN
+    except StackError as exc:
+        print(f"inventory dev: {exc}", file=sys.stderr)
+        return EXIT_CANNOT_RUN
+    except KeyboardInterrupt:
+        return EXIT_OK
+    try:
+        token = None if args.stack_only else secrets.token_urlsafe(32)
         settings = _settings_for(stack, base, token)
-        revision = _migrate(settings)
-        created = asyncio.run(_seed(settings))
-        _print_banner(stack, settings, token, time.monotonic() - started)
-        print(f"database migrated to {revision}; demo data seeded ({created} new stock rows)")
-        _serve(settings, stack_only=args.stack_only)
+        with explained(settings):  # an external server that does not answer: one line, exit 2
+            revision = _migrate(settings)
+            created = asyncio.run(_seed(settings))
+            _print_banner(stack, settings, token, time.monotonic() - started)
+            print(f"database migrated to {revision}; demo data seeded ({created} new stock rows)")
+            _serve(settings, stack_only=args.stack_only)
     except KeyboardInterrupt:
         pass
     except StackError as exc:
         print(f"inventory dev: {exc}", file=sys.stderr)
-        return 1
+        return EXIT_CANNOT_RUN
     finally:
         # a second Ctrl-C must not cut the shutdown short (each stop is bounded by a timeout)
         signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -90,27 +127,31 @@ def run(args: argparse.Namespace) -> int:
         print("inventory dev: stopping the stack", flush=True)
         stack.stop()
         print("inventory dev: stopped", flush=True)
-    return 0
+    return EXIT_OK
 
 
 def _interrupt(signum: int, frame: FrameType | None) -> None:
     raise KeyboardInterrupt
 
 
-def _settings_for(stack: EmbeddedStack, base: Settings, token: str) -> Settings:
+def _settings_for(stack: EmbeddedStack, base: Settings, token: str | None) -> Settings:
     """Settings for the service on this stack; also exported for any process it forks."""
     from service.config import Settings
 
-    digest = hashlib.sha256(token.encode()).hexdigest()
-    overrides: dict[str, Any] = {
-        **stack.overrides,
-        "admin_token_sha256": [*base.admin_token_sha256, digest],
-    }
-    for field, value in overrides.items():
-        os.environ[f"INVENTORY_{field.upper()}"] = (
-            json.dumps(value) if isinstance(value, list) else str(value)
-        )
+    overrides: dict[str, Any] = dict(stack.overrides)
+    if token is not None:
+        digest = hashlib.sha256(token.encode()).hexdigest()
+        overrides["admin_token_sha256"] = [*base.admin_token_sha256, digest]
+    for variable, value in _variables(overrides).items():
+        os.environ[variable] = value
     return Settings(**overrides)
+
+
+def _variables(fields: dict[str, Any]) -> dict[str, str]:
+    return {
+        f"INVENTORY_{field.upper()}": json.dumps(value) if isinstance(value, list) else str(value)
+        for field, value in fields.items()
+    }
 
 
 def _migrate(settings: Settings) -> str | None:
@@ -163,7 +204,9 @@ async def _run_service(run: Callable[..., Coroutine[Any, Any, None]], settings: 
     await service
 
 
-def _print_banner(stack: EmbeddedStack, settings: Settings, token: str, took_s: float) -> None:
+def _print_banner(
+    stack: EmbeddedStack, settings: Settings, token: str | None, took_s: float
+) -> None:
     def where(component: object) -> str:
         return "embedded" if component is not None else "external"
 
@@ -173,10 +216,25 @@ def _print_banner(stack: EmbeddedStack, settings: Settings, token: str, took_s: 
         f"  PostgreSQL  {postgres}  [{where(stack.postgres)}]",
         f"  Redis       {settings.redis_url}  [{where(stack.redis)}]",
         f"  Kafka       {settings.kafka_bootstrap}  [{where(stack.broker)}]",
-        f"  gRPC        127.0.0.1:{settings.grpc_port}",
-        f"  HTTP        http://127.0.0.1:{settings.http_port}/health  /readiness  /metrics",
-        f"  admin token {token}",
-        "              (UpdateStock sends 'authorization: Bearer <token>'; for the grpcurl lines:",
-        f"               export INVENTORY_ADMIN_TOKEN={token})",
     ]
+    if token is None:  # --stack-only: what a service started elsewhere (an IDE) needs
+        lines.append("for a service started from an IDE or another shell:")
+        lines += [f"export {line}" for line in _ide_variables(stack, settings)]
+    else:
+        lines += [
+            f"  gRPC        127.0.0.1:{settings.grpc_port}",
+            f"  HTTP        http://127.0.0.1:{settings.http_port}/health  /readiness  /metrics",
+            f"  admin token {token}",
+            "              (UpdateStock sends 'authorization: Bearer <token>'; for the grpcurl "
+            "lines:",
+            f"               export INVENTORY_ADMIN_TOKEN={token})",
+        ]
     print("\n".join(lines), flush=True)
+
+
+def _ide_variables(stack: EmbeddedStack, settings: Settings) -> list[str]:
+    """``NAME=value`` for the stack's URLs, the dev broker's timings, a pinned token digest."""
+    fields: dict[str, Any] = dict(stack.overrides)
+    if settings.admin_token_sha256:
+        fields["admin_token_sha256"] = settings.admin_token_sha256
+    return [f"{name}={shlex.quote(value)}" for name, value in _variables(fields).items()]

@@ -1,15 +1,16 @@
 """`inventory loadgen`: publish synthetic order events (for demos and benchmarks).
 
 Without INVENTORY_KAFKA_BOOTSTRAP / INVENTORY_DATABASE_URL in the environment it targets the
-stack of `make run` (its fixed dev ports). By default it first SETs the stock of its SKUs
-(LOAD-SKU-00000...) so that orders can be reserved; --seed-stock 0 skips that.
+stack of `make run`. By default it first SETs the stock of its SKUs (LOAD-SKU-00000...) so
+that orders can be reserved; --seed-stock 0 skips that. It reaches the broker and the
+database before it changes anything; exit 2 when it cannot.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import os
+import logging
 import sys
 from typing import Any
 
@@ -72,23 +73,16 @@ def register(subparsers: Any) -> None:
 
 
 def settings_for(args: argparse.Namespace) -> Any:
-    from service.config import Settings
-    from service.devstack import DATABASE_NAME, DEV_PORTS, HOST, POSTGRES_USER
+    from service.commands.target import command_settings
 
-    overrides: dict[str, Any] = {}
-    if args.bootstrap:
-        overrides["kafka_bootstrap"] = args.bootstrap
-    elif "INVENTORY_KAFKA_BOOTSTRAP" not in os.environ:
-        overrides["kafka_bootstrap"] = f"{HOST}:{DEV_PORTS.kafka}"
-    if "INVENTORY_DATABASE_URL" not in os.environ:
-        overrides["database_url"] = (
-            f"postgresql+asyncpg://{POSTGRES_USER}@{HOST}:{DEV_PORTS.postgres}/{DATABASE_NAME}"
-        )
-    return Settings(**overrides)
+    needs = ("kafka_bootstrap", "database_url") if args.seed_stock > 0 else ("kafka_bootstrap",)
+    given = {"kafka_bootstrap": args.bootstrap} if args.bootstrap else {}
+    return command_settings("loadgen", needs, **given)
 
 
 def run(args: argparse.Namespace) -> int:
     from service import loadgen
+    from service.commands.failures import EXIT_OK, explained
 
     created, paid, cancelled = args.mix
     config = loadgen.LoadConfig(
@@ -107,19 +101,26 @@ def run(args: argparse.Namespace) -> int:
         seed=args.seed,
     )
     settings = settings_for(args)
+    # aiokafka logs each failed connection attempt; the one line of `explained` says it all
+    logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
 
     async def main() -> loadgen.LoadReport:
-        if args.seed_stock > 0:
-            await loadgen.seed_stock(config, settings, args.seed_stock)
-            print(
-                f"stock of {config.skus} SKUs set to {args.seed_stock} ({config.sku(0).key} ...)",
-                file=sys.stderr,
-            )
-        return await loadgen.publish(config, settings, progress=loadgen.Progress(config.count))
+        # the broker first, then the database: nothing changes unless both answer
+        async with loadgen.connected_producer(settings) as producer:
+            if args.seed_stock > 0:
+                await loadgen.seed_stock(config, settings, args.seed_stock)
+                print(
+                    f"stock of {config.skus} SKUs set to {args.seed_stock} "
+                    f"({config.sku(0).key} ...)",
+                    file=sys.stderr,
+                )
+            progress = loadgen.Progress(config.count)
+            return await loadgen.publish(config, settings, progress=progress, producer=producer)
 
     try:
-        report = asyncio.run(main())
+        with explained(settings):
+            report = asyncio.run(main())
     except KeyboardInterrupt:
         return 130
     print(report.summary())
-    return 0
+    return EXIT_OK

@@ -64,6 +64,8 @@ def run(args: argparse.Namespace) -> int:
         return supervisor.run(settings)
 
     from service import serve
+    from service.commands.failures import EXIT_OK, explained
 
-    asyncio.run(serve.run(settings))
-    return 0
+    with explained(settings):
+        asyncio.run(serve.run(settings))
+    return EXIT_OK

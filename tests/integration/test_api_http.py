@@ -255,7 +255,7 @@ def test_api_role_serves_without_kafka_and_exits_on_sigterm(settings: Settings) 
     )
     assert done.returncode == 0, done.stderr[-3000:]
     assert "KAFKA-MODULES []" in done.stdout
-    assert 'grpcurl -plaintext -d \'{"product_id":"prod-123"' in done.stdout
+    assert 'grpcurl -plaintext -emit-defaults -d \'{"product_id":"prod-123"' in done.stdout
     assert f"127.0.0.1:{config.grpc_port} inventory.v1.InventoryService/GetStock" in done.stdout
     logged = [json.loads(line) for line in done.stderr.splitlines() if line.startswith("{")]
     assert all("level" in entry and "msg" in entry for entry in logged)

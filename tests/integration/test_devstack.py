@@ -2,17 +2,12 @@
 
 from __future__ import annotations
 
-import atexit
-import contextlib
-import os
-import queue
+import json
 import signal
 import socket
 import subprocess
 import sys
-import threading
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import psutil
@@ -23,104 +18,18 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from db.migrate import at_head, head_revision
 from db.seed import DEMO_WAREHOUSES, demo_stocks
 from service.config import Settings
-from service.devstack import EmbeddedStack, StackPorts, free_port, kafka_metadata_ok
-
-READY_TIMEOUT_S = 120.0
-STOP_TIMEOUT_S = 60.0
-
+from service.dev_instance import StackInUse, live_instance
+from service.devstack import (
+    EmbeddedStack,
+    StackError,
+    StackPorts,
+    free_port,
+    kafka_metadata_ok,
+    reset_data_dir,
+)
+from tests.dev_process import DevRun, start_dev
 
 # --- `inventory dev` as a user runs it ---------------------------------------------------
-
-
-@dataclass
-class DevRun:
-    """One `inventory dev` process, in its own process group like a terminal job."""
-
-    proc: subprocess.Popen[str]
-    ports: StackPorts
-    lines: queue.Queue[str] = field(default_factory=queue.Queue)
-    output: list[str] = field(default_factory=list)
-
-    def wait_for(self, wanted: str, timeout_s: float = READY_TIMEOUT_S) -> None:
-        while True:
-            try:
-                line = self.lines.get(timeout=timeout_s)
-            except queue.Empty:
-                pytest.fail(f"no {wanted!r} within {timeout_s} s:\n{self.transcript}")
-            if line == "":  # end of output: the process exited
-                pytest.fail(f"`inventory dev` exited before {wanted!r}:\n{self.transcript}")
-            if line.strip() == wanted:
-                return
-
-    @property
-    def transcript(self) -> str:
-        return "".join(self.output)
-
-    def descendants(self) -> list[psutil.Process]:
-        return psutil.Process(self.proc.pid).children(recursive=True)
-
-    def interrupt(self) -> int:
-        """Ctrl-C: SIGINT to the whole process group; returns the exit code."""
-        os.killpg(self.proc.pid, signal.SIGINT)
-        try:
-            return self.proc.wait(STOP_TIMEOUT_S)
-        except subprocess.TimeoutExpired:
-            pytest.fail(f"`inventory dev` did not stop on SIGINT:\n{self.transcript}")
-
-    def psql(self, sql: str) -> str:
-        return psql(self.ports, sql)
-
-
-def _read_lines(run: DevRun) -> None:
-    assert run.proc.stdout is not None
-    for line in run.proc.stdout:
-        run.output.append(line)
-        run.lines.put(line)
-    run.lines.put("")
-
-
-def _inventory_command() -> list[str]:
-    script = Path(sys.executable).with_name("inventory")
-    return [str(script)] if script.exists() else [sys.executable, "-m", "service.cli"]
-
-
-def start_dev(data_dir: Path, ports: StackPorts) -> DevRun:
-    env = dict(os.environ)
-    for name in ("INVENTORY_DATABASE_URL", "INVENTORY_REDIS_URL", "INVENTORY_KAFKA_BOOTSTRAP"):
-        env.pop(name, None)  # this test is about the embedded components
-    env.update(
-        INVENTORY_DEV_DATA_DIR=str(data_dir),
-        INVENTORY_GRPC_HOST="127.0.0.1",
-        INVENTORY_GRPC_PORT=str(free_port()),
-        INVENTORY_HTTP_HOST="127.0.0.1",
-        INVENTORY_HTTP_PORT=str(free_port()),
-        PYTHONUNBUFFERED="1",
-    )
-    argv = [*_inventory_command(), "dev"]
-    argv += ["--postgres-port", str(ports.postgres), "--redis-port", str(ports.redis)]
-    argv += ["--kafka-port", str(ports.kafka)]
-    proc = subprocess.Popen(
-        argv,
-        env=env,
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        start_new_session=True,
-    )
-    run = DevRun(proc, ports)
-    threading.Thread(target=_read_lines, args=(run,), daemon=True).start()
-    return run
-
-
-def psql(ports: StackPorts, sql: str) -> str:
-    from service.devstack import _postgres_bin
-
-    argv = [str(_postgres_bin() / "psql"), "-X", "-tA", "-v", "ON_ERROR_STOP=1", "-c", sql]
-    argv += ["-h", "127.0.0.1", "-p", str(ports.postgres), "-U", "postgres", "-d", "inventory"]
-    result = subprocess.run(argv, check=False, capture_output=True, text=True)
-    assert result.returncode == 0, f"psql {sql!r}: {result.stderr}"
-    return result.stdout.strip()
 
 
 def insert_warehouse(warehouse_id: str, name: str) -> str:
@@ -152,13 +61,7 @@ def dev_run_cleanup() -> Iterator[list[DevRun]]:
     runs: list[DevRun] = []
     yield runs
     for run in runs:
-        if run.proc.poll() is None:
-            leftovers = run.descendants()
-            os.killpg(run.proc.pid, signal.SIGKILL)
-            run.proc.wait()
-            for proc in leftovers:
-                with contextlib.suppress(psutil.Error):
-                    proc.kill()
+        run.kill()
 
 
 def test_dev_starts_migrated_seeded_stack_and_ctrl_c_leaves_nothing(
@@ -213,17 +116,74 @@ def test_dev_restart_on_same_data_dir_keeps_the_data(
     assert_all_gone(started)
 
 
+START_AND_WAIT = """
+import signal, sys
+from pathlib import Path
+from service.devstack import EmbeddedStack, StackPorts
+postgres, redis, kafka = (int(p) for p in sys.argv[2:5])
+stack = EmbeddedStack(Path(sys.argv[1]), StackPorts(postgres, redis, kafka)).start()
+print(" ".join(str(pid) for pid in stack.pids), flush=True)
+signal.pause()
+"""
+
+
 def test_a_start_after_a_killed_run_stops_what_that_run_left(tmp_path: Path) -> None:
     ports = StackPorts(postgres=free_port(), redis=free_port(), kafka=free_port())
-    first = EmbeddedStack(tmp_path, ports).start()
-    leftovers = [psutil.Process(pid) for pid in first.pids]
-    atexit.unregister(first.stop)  # as if its process had been SIGKILLed: nobody stops it
+    argv = [sys.executable, "-c", START_AND_WAIT, str(tmp_path)]
+    argv += [str(ports.postgres), str(ports.redis), str(ports.kafka)]
+    owner = subprocess.Popen(argv, stdout=subprocess.PIPE, text=True)
+    try:
+        assert owner.stdout is not None
+        leftovers = [psutil.Process(int(pid)) for pid in owner.stdout.readline().split()]
+        assert len(leftovers) == 3
+        assert live_instance(tmp_path) is not None
+    finally:
+        owner.send_signal(signal.SIGKILL)  # its servers live on, with nobody to stop them
+        owner.wait()
+    assert live_instance(tmp_path) is None  # the kernel dropped the dead owner's lock
     with EmbeddedStack(tmp_path, ports) as second:
         assert_all_gone(leftovers)
         assert set(second.pids).isdisjoint(p.pid for p in leftovers)
         assert second.postgres is not None
         assert second.postgres.psql("SELECT 1", "inventory") == "1"
-    first._started = False  # its processes are gone already
+
+
+def test_a_second_stack_on_a_live_ones_folder_or_port_refuses_and_changes_nothing(
+    tmp_path: Path,
+) -> None:
+    ports = StackPorts(postgres=free_port(), redis=free_port(), kafka=free_port())
+    with EmbeddedStack(tmp_path / "first", ports) as first:
+        record = (tmp_path / "first" / "instance.json").read_text()
+        other_ports = StackPorts(postgres=free_port(), redis=free_port(), kafka=free_port())
+        with pytest.raises(StackInUse, match=f"already running.*{tmp_path / 'first'}"):
+            EmbeddedStack(tmp_path / "first", other_ports).start()
+        same_redis = StackPorts(postgres=free_port(), redis=ports.redis, kafka=free_port())
+        with pytest.raises(StackInUse, match=f"port {ports.redis} \\(redis\\) is taken by"):
+            EmbeddedStack(tmp_path / "second", same_redis).start()
+        assert (tmp_path / "first" / "instance.json").read_text() == record
+        assert all(psutil.pid_exists(pid) for pid in first.pids)
+        instance = live_instance(tmp_path / "first")
+        assert instance is not None and instance.ports["postgres"] == ports.postgres
+        assert json.loads(record)["urls"]["database_url"] == first.urls["database_url"]
+
+
+def test_reset_refuses_a_live_stack_and_wipes_a_stopped_one(tmp_path: Path) -> None:
+    data_dir = tmp_path / "dev"
+    ports = StackPorts(postgres=free_port(), redis=free_port(), kafka=free_port())
+    with EmbeddedStack(data_dir, ports):
+        with pytest.raises(StackInUse):
+            reset_data_dir(data_dir)
+        assert (data_dir / "postgres" / "PG_VERSION").exists()
+    assert reset_data_dir(data_dir)
+    assert not data_dir.exists()
+    assert not reset_data_dir(data_dir)
+
+
+def test_reset_leaves_a_folder_that_is_not_a_stacks_alone(tmp_path: Path) -> None:
+    (tmp_path / "notes.txt").write_text("mine")
+    with pytest.raises(StackError, match="not deleting it"):
+        reset_data_dir(tmp_path)
+    assert (tmp_path / "notes.txt").exists()
 
 
 # --- the session fixture -----------------------------------------------------------------

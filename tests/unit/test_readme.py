@@ -64,3 +64,14 @@ def test_the_readme_lists_no_setting_that_does_not_exist() -> None:
     known = {env_name(name) for name in Settings.model_fields}
     stale = sorted(set(documented()) - known)
     assert not stale, f"README.md lists settings that Settings does not have: {stale}"
+
+
+def test_the_readme_tries_the_calls_the_banner_prints() -> None:
+    import shlex
+
+    from service.serve import grpcurl_lines
+
+    block = README.read_text().split("## Try it", 1)[1].split("```sh\n", 1)[1].split("```")[0]
+    calls = [shlex.split(call) for call in block.replace("\\\n", " ").splitlines() if call]
+    banner = [shlex.split(line) for line in grpcurl_lines(Settings(), 4004, tls=False)]
+    assert calls == banner

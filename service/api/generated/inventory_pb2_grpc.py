@@ -98,6 +98,9 @@ class InventoryServiceServicer:
 
     def CommitReservation(self, request, context):
         """Finalize an order's reservation: the stock leaves the warehouse (idempotent).
+        After the reservation expired (or was rejected), it reserves the order's items again and
+        commits them in one step; without enough stock for that it fails FAILED_PRECONDITION and
+        changes nothing.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

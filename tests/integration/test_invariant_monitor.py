@@ -1,0 +1,139 @@
+"""The live invariant check: a row damaged by hand counts within a round, and stops counting
+once repaired; one worker checks at a time; a problem only the full pass sees keeps counting."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+
+import pytest
+from prometheus_client import REGISTRY
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from service.config import Settings
+from service.domain import validation as v
+from service.invariant_monitor import InvariantMonitor
+
+pytestmark = pytest.mark.stack
+
+ROUNDS_WITHIN_S = 30  # a bound for a broken test, not a figure under test
+
+
+def violations() -> float | None:
+    return REGISTRY.get_sample_value("inventory_invariant_violations")
+
+
+@pytest.fixture
+def fast(settings: Settings) -> Settings:
+    # rounds back to back; a full pass only at the start, so the bounded passes are under test
+    return settings.model_copy(
+        update={"invariant_check_interval_s": 0.05, "invariant_full_check_interval_s": 3600}
+    )
+
+
+@pytest.fixture
+async def monitor(fast: Settings) -> AsyncIterator[InvariantMonitor]:
+    running = InvariantMonitor(fast)
+    await running.start()
+    try:
+        yield running
+    finally:
+        await running.stop()
+
+
+async def rounds_later(monitor: InvariantMonitor, rounds: int = 2) -> None:
+    """Until ``rounds`` more rounds ended: the second began after anything committed now."""
+    wanted = monitor.rounds + rounds
+    deadline = time.monotonic() + ROUNDS_WITHIN_S
+    while monitor.rounds < wanted:
+        assert time.monotonic() < deadline, f"{monitor.rounds} rounds, wanted {wanted}"
+        await asyncio.sleep(0.01)
+
+
+async def add_stock(container, product_id: str, quantity: int) -> None:
+    await container.engine.update_stock(
+        v.update_stock(
+            product_id=product_id,
+            variant_id=None,
+            warehouse_id=None,
+            operation="ADD",
+            quantity=quantity,
+            reason="",
+            limits=container.limits,
+            default_warehouse_id="default",
+        )
+    )
+
+
+async def execute(db: AsyncEngine, sql: str) -> None:
+    async with db.begin() as conn:
+        await conn.execute(text(sql))
+
+
+async def test_a_row_damaged_by_hand_counts_until_it_is_repaired(
+    container, db_engine: AsyncEngine, monitor: InvariantMonitor
+) -> None:
+    await add_stock(container, "p-live", 5)
+    await rounds_later(monitor)
+    assert violations() == 0
+    full_passes = monitor.rounds
+
+    # the row still adds up (a CHECK constraint sees to that), but its movements do not
+    await execute(
+        db_engine,
+        "UPDATE stocks SET available = available + 1, total = total + 1 "
+        "WHERE product_id = 'p-live'",
+    )
+    await rounds_later(monitor)
+    assert violations() is not None and violations() >= 1
+    assert any("movements replay" in str(p) for ps in monitor.problems.values() for p in ps)
+    assert full_passes >= 1  # the first round was the full pass: these were bounded ones
+
+    await execute(
+        db_engine,
+        "UPDATE stocks SET available = available - 1, total = total - 1 "
+        "WHERE product_id = 'p-live'",
+    )
+    await rounds_later(monitor)
+    assert violations() == 0
+    assert REGISTRY.get_sample_value("inventory_invariant_last_check_timestamp_seconds")
+
+
+async def test_damage_only_the_full_pass_sees_keeps_counting(
+    container, db_engine: AsyncEngine, fast: Settings
+) -> None:
+    await add_stock(container, "p-order", 5)
+    await container.engine.reserve(
+        v.reserve("o-live", [{"product_id": "p-order", "quantity": 2}], None, container.limits)
+    )
+    await execute(db_engine, "UPDATE orders SET state = 'RELEASED'")
+    monitor = InvariantMonitor(fast)
+    await monitor.start()
+    try:
+        await rounds_later(monitor, 3)  # the full pass, then bounded ones that skip orders
+        assert violations() == 1
+        assert "order o-live" in monitor.problems
+    finally:
+        await monitor.stop()
+
+
+async def test_one_worker_checks_and_another_takes_over_when_it_goes(fast: Settings) -> None:
+    first, second = InvariantMonitor(fast), InvariantMonitor(fast, standby_retry_s=0.05)
+    await first.start()
+    try:
+        await rounds_later(first, 1)
+        await second.start()
+        deadline = time.monotonic() + ROUNDS_WITHIN_S
+        while second.lock_attempts < 2:
+            assert time.monotonic() < deadline, "the second monitor never tried the lock"
+            await asyncio.sleep(0.01)
+        assert first.is_checker and not second.is_checker and second.rounds == 0
+    finally:
+        await first.stop()
+    try:
+        await rounds_later(second, 1)
+        assert second.is_checker
+    finally:
+        await second.stop()
