@@ -9,13 +9,14 @@ the DLQ). Events are generated from a seeded RNG, so a run can be repeated.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import random
 import sys
 import time
 import uuid
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from typing import Any, TextIO
 
@@ -227,14 +228,17 @@ def topic_for(settings: Settings, kind: OrderEventKind) -> str:
     }[kind]
 
 
-async def publish(
-    config: LoadConfig,
-    settings: Settings,
-    *,
-    progress: Progress | None = None,
-    keep_order_ids: bool = False,
-) -> LoadReport:
-    """Publish the run's events at ``config.rate``; returns once the broker has them all."""
+@contextlib.asynccontextmanager
+async def connected_producer(settings: Settings) -> AsyncIterator[AIOKafkaProducer]:
+    """A started producer (so the broker answered), stopped on the way out, also when its
+    start failed.
+
+    The order topics are created first with the configured partition count: the producer's
+    first send would otherwise have the broker auto-create them with its own default, and a
+    worker refuses to start on topics whose counts differ."""
+    from streams.app import ensure_topics
+
+    await ensure_topics(settings, settings.order_topics)
     producer = AIOKafkaProducer(
         bootstrap_servers=settings.kafka_bootstrap,
         client_id=f"{settings.app_id}-loadgen",
@@ -243,31 +247,50 @@ async def publish(
         linger_ms=5,
         max_batch_size=256 * 1024,
     )
-    await producer.start()
-    report = LoadReport()
-    started = time.monotonic()
     try:
-        pending: list[asyncio.Future[Any]] = []
-        for n, event in enumerate(EventSource(config), start=1):
-            if config.rate > 0:
-                due = started + n / config.rate
-                delay = due - time.monotonic()
-                if delay > 0.002:
-                    await asyncio.sleep(delay)
-            pending.append(
-                await producer.send(topic_for(settings, event.kind), event.value, key=event.key)
-            )
-            report.published[(event.malformed and "malformed") or event.kind.value] += 1
-            if keep_order_ids and event.kind is OrderEventKind.CREATED and not event.malformed:
-                report.order_ids.append(event.key.decode())
-            if len(pending) >= 5_000:
-                await asyncio.gather(*pending)
-                pending.clear()
-            if progress is not None:
-                progress.update(n)
-        await asyncio.gather(*pending)
+        await producer.start()
+        yield producer
     finally:
         await producer.stop()
+
+
+async def publish(
+    config: LoadConfig,
+    settings: Settings,
+    *,
+    progress: Progress | None = None,
+    keep_order_ids: bool = False,
+    producer: AIOKafkaProducer | None = None,
+) -> LoadReport:
+    """Publish the run's events at ``config.rate``; returns once the broker has them all.
+
+    Without ``producer`` it connects one of its own."""
+    if producer is None:
+        async with connected_producer(settings) as own:
+            return await publish(
+                config, settings, progress=progress, keep_order_ids=keep_order_ids, producer=own
+            )
+    report = LoadReport()
+    started = time.monotonic()
+    pending: list[asyncio.Future[Any]] = []
+    for n, event in enumerate(EventSource(config), start=1):
+        if config.rate > 0:
+            due = started + n / config.rate
+            delay = due - time.monotonic()
+            if delay > 0.002:
+                await asyncio.sleep(delay)
+        pending.append(
+            await producer.send(topic_for(settings, event.kind), event.value, key=event.key)
+        )
+        report.published[(event.malformed and "malformed") or event.kind.value] += 1
+        if keep_order_ids and event.kind is OrderEventKind.CREATED and not event.malformed:
+            report.order_ids.append(event.key.decode())
+        if len(pending) >= 5_000:
+            await asyncio.gather(*pending)
+            pending.clear()
+        if progress is not None:
+            progress.update(n)
+    await asyncio.gather(*pending)
     report.seconds = time.monotonic() - started
     if progress is not None:
         progress.update(report.total, final=True)
@@ -279,6 +302,8 @@ async def seed_stock(config: LoadConfig, settings: Settings, quantity: int) -> N
     from service.bootstrap import build
 
     async with build(settings) as container:
+        async with container.db.connect():  # fail before the first command if unreachable
+            pass
         results = await container.engine.execute_many(
             [
                 UpdateStock(

@@ -63,8 +63,24 @@ DLQ_EVENTS = Counter("inventory_dlq_events_total", "Events sent to the DLQ", ["t
 CONSUMER_LAG = Gauge(
     "inventory_consumer_lag", "Consumer lag in messages", ["topic"], multiprocess_mode="livemax"
 )
+CONSUMER_OFFSET_JUMPS = Counter(
+    "inventory_consumer_offset_jumps_total",
+    "Order events that arrived beyond the next expected offset of their partition "
+    "(not processed: the partition was sought back)",
+    ["topic"],
+)
+CONSUMER_OFFSET_GAPS = Counter(
+    "inventory_consumer_offset_gaps_total",
+    "Gaps in an order partition confirmed by a re-seek and skipped (no records there)",
+    ["topic"],
+)
 OUTBOX_BACKLOG = Gauge(
     "inventory_outbox_backlog", "Unpublished outbox rows", multiprocess_mode="livemax"
+)
+OUTBOX_RELAY_LEADER = Gauge(
+    "inventory_outbox_relay_leader",
+    "1 while this process holds the relay lock and publishes the outbox",
+    multiprocess_mode="livesum",
 )
 OUTBOX_PUBLISHED = Counter("inventory_outbox_published_total", "Outbox rows published", ["topic"])
 OUTBOX_PUBLISH_SECONDS = Histogram(
@@ -128,5 +144,10 @@ READY = Gauge("inventory_ready", "1 when the service is ready", multiprocess_mod
 INVARIANT_VIOLATIONS = Gauge(
     "inventory_invariant_violations",
     "Problems found by the last invariant check",
+    multiprocess_mode="livemax",
+)
+INVARIANT_LAST_CHECK = Gauge(
+    "inventory_invariant_last_check_timestamp_seconds",
+    "When the worker that runs the live invariant check last finished a round (Unix time)",
     multiprocess_mode="livemax",
 )

@@ -1,11 +1,14 @@
 """The order agents: one per order topic, each a short loop that hands batches to the handler.
 
+Every event first passes the ``OffsetGuard`` (``streams/offsets.py``): only the next offset of
+its partition is processed; a stale or repeated one is dropped, a jump is sought back.
+
 Faust acks an event when its stream moves on, when the agent body raises (robinhood/faust
 #604) and when the stream closes at shutdown; none of these means "committed in PostgreSQL".
 So every batch is *disowned* as soon as ``take_events`` yields it (Faust's own acks become
-no-ops) and *settled* (acked for real, so the offset may be committed) only after the handler
-reports its effect durable. A batch that is never settled is redelivered; the engine's event
-dedup and order ledger make that harmless.
+no-ops) and *settled* (the guard's frontier may move past it, so the offset may be committed)
+only after the handler reports its effect durable. A batch that is never settled is
+redelivered; the engine's event dedup and order ledger make that harmless.
 
 ``concurrency=1`` per agent (faust-streaming #606 commits past in-flight events otherwise);
 throughput comes from batching, partitions and two batches in flight per agent.
@@ -22,11 +25,13 @@ from typing import Any, cast
 import faust
 from faust.types import EventT, StreamT
 
+from service import metrics
 from service.config import Settings
 from service.domain.commands import OrderEventKind
 from streams.handler import Incoming, OrderEventHandler
 from streams.kafka_transport import RawSchema
-from streams.records import DeadLetter
+from streams.offsets import OffsetGuard, Verdict
+from streams.records import KIND_LABELS, DeadLetter
 
 log = logging.getLogger(__name__)
 
@@ -88,13 +93,57 @@ def disown(events: Sequence[EventT[Any]]) -> None:
         event.message.acked = True
 
 
-def settle(app: faust.App, events: Sequence[EventT[Any]]) -> None:
-    """Ack the events for real: their effect committed, the offsets may be committed."""
-    consumer = app.consumer
+def settle(guard: OffsetGuard, events: Sequence[EventT[Any]]) -> None:
+    """Their effect committed: the guard may let the committed offsets move past them."""
+    by_partition: dict[Any, list[int]] = {}
     for event in events:
         message = event.message
-        message.acked = False
-        consumer.ack(message)
+        by_partition.setdefault(message.tp, []).append(message.offset)
+    for tp, offsets in by_partition.items():
+        guard.settle(tp, offsets)
+
+
+async def admit(
+    app: faust.App, guard: OffsetGuard, kind: OrderEventKind, events: Sequence[EventT[Any]]
+) -> list[EventT[Any]]:
+    """The events that continue their partitions; jumps are sought back where they should be."""
+    admitted = []
+    seeks: dict[Any, int] = {}
+    for event in events:
+        message = event.message
+        decision = guard.admit(message.tp, message.offset)
+        verdict = decision.verdict
+        if verdict is Verdict.ADMIT:
+            admitted.append(event)
+        elif decision.seek_to is not None:  # SEEK or RESEEK
+            seeks[message.tp] = decision.seek_to
+            if verdict is Verdict.SEEK:
+                metrics.CONSUMER_OFFSET_JUMPS.labels(topic=KIND_LABELS[kind]).inc()
+                log.info(
+                    "offset jump on %s[%d]: got %d, expected %d; seeking back",
+                    message.topic,
+                    message.partition,
+                    message.offset,
+                    decision.seek_to,
+                )
+        elif verdict is Verdict.ADMIT_AFTER_GAP:
+            assert decision.gap is not None
+            metrics.CONSUMER_OFFSET_GAPS.labels(topic=KIND_LABELS[kind]).inc()
+            log.warning(
+                "%s[%d] has no records at offsets %d..%d (compaction, transaction markers or "
+                "retention): going on at %d",
+                message.topic,
+                message.partition,
+                decision.gap[0],
+                decision.gap[1] - 1,
+                message.offset,
+            )
+            seeks.pop(message.tp, None)
+            admitted.append(event)
+    for tp, offset in seeks.items():  # once per partition, after the last hand-off seen
+        if guard.expected(tp) == offset:  # not overtaken by an admitted event
+            await app.consumer.seek(tp, offset)
+    return admitted
 
 
 class BatchRunner:
@@ -106,14 +155,20 @@ class BatchRunner:
     settled: its offsets stay uncommitted and it is redelivered.
     """
 
-    def __init__(self, app: faust.App, handler: OrderEventHandler, depth: int) -> None:
+    def __init__(
+        self, app: faust.App, guard: OffsetGuard, handler: OrderEventHandler, depth: int
+    ) -> None:
         self._app = app
+        self._guard = guard
         self._handler = handler
         self._depth = max(depth, 1)
         self._tasks: set[asyncio.Task[None]] = set()
 
     async def submit(self, kind: OrderEventKind, events: Sequence[EventT[Any]]) -> None:
         disown(events)
+        events = await admit(self._app, self._guard, kind, events)
+        if not events:
+            return
         while len(self._tasks) >= self._depth:
             await asyncio.wait(self._tasks, return_when=asyncio.FIRST_COMPLETED)
         task = asyncio.create_task(self._run(kind, list(events)))
@@ -123,7 +178,7 @@ class BatchRunner:
     async def _run(self, kind: OrderEventKind, events: list[EventT[Any]]) -> None:
         try:
             if await self._handler.handle([incoming(kind, event) for event in events]):
-                settle(self._app, events)
+                settle(self._guard, events)
         except Exception:  # never lose the batch silently: it stays unacked
             log.exception("settling a batch of %d %s events failed", len(events), kind.value)
 
@@ -144,7 +199,12 @@ def order_agent(
 
 
 def register_order_agents(
-    app: faust.App, settings: Settings, handler: OrderEventHandler, *, depth: int = 2
+    app: faust.App,
+    settings: Settings,
+    guard: OffsetGuard,
+    handler: OrderEventHandler,
+    *,
+    depth: int = 2,
 ) -> list[BatchRunner]:
     """One agent per order topic, each with its own runner (``depth`` batches in flight)."""
     window_s = max(settings.batch_window_ms / 1000, MIN_TAKE_WINDOW_S)
@@ -154,7 +214,7 @@ def register_order_agents(
         (OrderEventKind.PAID, settings.topic_order_paid),
         (OrderEventKind.CANCELLED, settings.topic_order_cancelled),
     ):
-        runner = BatchRunner(app, handler, depth)
+        runner = BatchRunner(app, guard, handler, depth)
         body = order_agent(kind, runner, settings.batch_max_size, window_s)
         app.agent(raw_topic(app, name, settings), name=f"orders-{kind.value}", concurrency=1)(body)
         runners.append(runner)

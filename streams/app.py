@@ -10,8 +10,10 @@ from pathlib import Path
 import faust
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
+from service.commands.failures import CannotRun
 from service.config import Settings
 from streams.kafka_transport import app_class
+from streams.offsets import OffsetGuard
 
 log = logging.getLogger(__name__)
 
@@ -24,9 +26,13 @@ def broker_urls(settings: Settings) -> list[str]:
     ]
 
 
-def create_app(settings: Settings) -> faust.App:
-    """A Faust app configured from Settings; call it inside the event loop that will run it."""
-    return app_class(settings.kafka_fetch_max_wait_ms)(
+def create_app(settings: Settings, guard: OffsetGuard | None = None) -> faust.App:
+    """A Faust app configured from Settings; call it inside the event loop that will run it.
+
+    ``guard`` keeps the offsets of the order topics (a fresh one when not given).
+    """
+    guard = guard or OffsetGuard(settings.order_topics)
+    return app_class(settings.kafka_fetch_max_wait_ms, guard)(
         settings.app_id,
         broker=broker_urls(settings),
         # Nothing needs rocksdb: the order agents keep no state (PostgreSQL does). The
@@ -85,14 +91,26 @@ class Topics:
         )
 
 
-async def ensure_topics(settings: Settings, names: tuple[str, ...] | None = None) -> None:
-    """Create the topics that do not exist yet (Settings.topic_partitions, replication 1)."""
-    topics = names or Topics.from_settings(settings).all
-    admin = AIOKafkaAdminClient(
+class TopicLayoutError(CannotRun):
+    """The co-partitioned topics disagree on their partition count: the worker must not start."""
+
+
+def _admin(settings: Settings) -> AIOKafkaAdminClient:
+    return AIOKafkaAdminClient(
         bootstrap_servers=settings.kafka_bootstrap,
         client_id=f"{settings.app_id}-admin",
         request_timeout_ms=int(settings.broker_session_timeout_s * 1000) + 5_000,
     )
+
+
+async def ensure_topics(settings: Settings, names: tuple[str, ...] | None = None) -> None:
+    """Create the topics that do not exist yet (Settings.topic_partitions, replication 1).
+
+    Topics are only ever created here, with the configured partition count: a client that
+    merely touches a missing topic would have the broker create it with its own default.
+    """
+    topics = names or Topics.from_settings(settings).all
+    admin = _admin(settings)
     await admin.start()
     try:
         existing = set(await admin.list_topics())
@@ -108,6 +126,51 @@ async def ensure_topics(settings: Settings, names: tuple[str, ...] | None = None
         log.info("created topics %s with %d partitions", missing, settings.topic_partitions)
     finally:
         await admin.close()
+
+
+def co_partitioned(settings: Settings) -> tuple[str, ...]:
+    """The topics that must have one partition count: an order's events and its reservation
+    results land on the same partition number, which the expiry timer table relies on."""
+    return (*settings.order_topics, settings.topic_reservations)
+
+
+async def check_topic_layout(settings: Settings) -> None:
+    """Raise ``TopicLayoutError`` unless the co-partitioned topics all have
+    ``Settings.topic_partitions`` partitions (call after ``ensure_topics``)."""
+    names = co_partitioned(settings)
+    admin = _admin(settings)
+    await admin.start()
+    try:
+        described = await admin.describe_topics(list(names))
+    finally:
+        await admin.close()
+    counts = {str(t["topic"]): len(t["partitions"]) for t in described if t["topic"] in names}
+    problem = layout_problem(counts, names, settings.topic_partitions)
+    if problem is not None:
+        raise TopicLayoutError(problem)
+
+
+def layout_problem(counts: dict[str, int], names: tuple[str, ...], partitions: int) -> str | None:
+    """One line saying what is wrong with the partition counts, or None."""
+    missing = [name for name in names if name not in counts]
+    if missing:
+        return f"topics {', '.join(missing)} do not exist (the worker creates them at start)"
+    if len(set(counts.values())) > 1:
+        found = ", ".join(f"{name} {counts[name]}" for name in names)
+        return (
+            f"topics must have the same partition count, found {found}: an order's events and "
+            "its reservations must land on the same partition number; recreate the topics that "
+            "differ (a topic touched before the first worker started is auto-created with the "
+            "broker's default count)"
+        )
+    found_count = counts[names[0]]
+    if found_count != partitions:
+        return (
+            f"topics have {found_count} partitions, INVENTORY_TOPIC_PARTITIONS is {partitions}: "
+            f"set INVENTORY_TOPIC_PARTITIONS={found_count} (the expiry table's changelog is "
+            "created with it)"
+        )
+    return None
 
 
 def _topic_errors(response: object) -> list[tuple[str, int, str | None]]:

@@ -1,4 +1,4 @@
-"""Faust's aiokafka transport, with a configurable fetch wait and a cheaper hand-off per message.
+"""Faust's aiokafka transport, with a configurable fetch wait and offsets kept by ``OffsetGuard``.
 
 **Fetch wait.** Faust hard-codes ``fetch_max_wait_ms=1500`` for its consumer. Apache Kafka
 answers a fetch as soon as data arrives, so the wait costs nothing there; Tansu (the embedded
@@ -6,90 +6,72 @@ broker) holds every fetch for the full wait, which put ~750 ms on each hop of th
 stacks (order event → worker, stock-changed → cache, reservation → expiry table).
 ``Settings.kafka_fetch_max_wait_ms`` sets it; the embedded stack uses a short one.
 
-**Hand-off.** The consumer's drain loop hands every message to the conductor with
-``wait_first(callback(message), suspend_flow.wait())`` so that a hand-off blocked on a full
-stream buffer is abandoned when a rebalance suspends the flow. ``wait_first`` wraps each
-argument, plus the service's stopped and crashed events, in a task: four tasks and an
-``asyncio.wait`` per message, a sixth of the worker's CPU in ``bench/pipeline.py``. Almost
-every hand-off completes without ever suspending (the buffer has room), so ``EagerWaitFirst``
-runs the first coroutine up to its first suspension in the caller's task and falls back to
-``wait_first``'s race only when it does suspend (what Python 3.12's eager tasks do).
+**Offsets of the guarded topics** (the order topics; ``streams/offsets.py`` says why). The
+consumer tells the guard where each partition was sought to after every rebalance
+(``perform_seek``, which Faust calls before it resumes the flow) and forgets revoked
+partitions; its commits take the guard's frontier instead of Faust's acked-offset lists, and
+Faust's gap filling is off for those topics. Every other topic keeps Faust's own bookkeeping.
+What this relies on in Faust, and the tests that would catch a change: docs/pitfalls.md.
+
+An earlier version also replaced Faust's per-message ``wait_first`` race with an eager
+hand-off for speed. It bypassed the race that drops messages fetched before a rebalance
+(faust-streaming #221, PR #223) and lost events whenever workers joined or left: it is gone,
+and ``tests/chaos/test_scaling.py`` fails if it comes back.
 """
 
 from __future__ import annotations
 
 import functools
-import types
-from collections.abc import Coroutine, Generator
+from collections.abc import Iterator, Set
 from typing import Any
 
 import aiokafka
 import faust
 from faust.transport.drivers import aiokafka as faust_aiokafka
-from faust.types import Message
-from mode import Service
-from mode.services import WaitArgT, WaitResults
+from faust.types import TP, Message
+
+from streams.offsets import OffsetGuard
 
 
-async def _resumed(coro: Coroutine[Any, Any, Any], awaiting: Any) -> Any:
-    return await _resume(coro, awaiting)  # a native coroutine, which wait_first accepts
+class GuardedConsumer(faust_aiokafka.Consumer):
+    """Faust's aiokafka consumer whose guarded topics commit only what ``guard`` settled."""
 
+    guard: OffsetGuard  # set by app_class
 
-@types.coroutine
-def _resume(coro: Coroutine[Any, Any, Any], awaiting: Any) -> Generator[Any, Any, Any]:
-    """Drive ``coro`` on from its first suspension, where it yielded ``awaiting``.
+    async def perform_seek(self) -> None:
+        await super().perform_seek()
+        positions = {
+            tp: self._read_offset.get(tp) for tp in self.assignment() if self.guard.guards(tp.topic)
+        }
+        unknown = [tp for tp, position in positions.items() if position is None]
+        if unknown:  # nothing committed yet: consumption starts at the log's start
+            positions.update(await self.earliest_offsets(*unknown))
+        for tp, position in positions.items():
+            self.guard.assign(tp, position or 0)
+        # Faust resumed these partitions before its seek, and its flow may already be active
+        # (table recovery): what arrived before the guard knew the position was dropped.
+        # Seek again so that it comes back.
+        for tp, position in positions.items():
+            await self.seek(tp, position or 0)
 
-    Whatever the driving task sends or throws (a cancellation) is passed through to ``coro``,
-    exactly as if the task had run it from the start.
-    """
-    while True:
-        try:
-            sent = yield awaiting
-        except GeneratorExit:
-            coro.close()
-            raise
-        except BaseException as exc:  # cancellation included: it belongs to coro
-            try:
-                awaiting = coro.throw(exc)
-            except StopIteration as stop:
-                return stop.value
-        else:
-            try:
-                awaiting = coro.send(sent)
-            except StopIteration as stop:
-                return stop.value
+    async def on_partitions_revoked(self, revoked: Set[TP]) -> None:
+        self.guard.forget(revoked)
+        await super().on_partitions_revoked(revoked)
 
+    def _filter_tps_with_pending_acks(self, topics: Any = None) -> Iterator[TP]:
+        yield from super()._filter_tps_with_pending_acks(topics)
+        for tp in self.guard.assigned():
+            if topics is None or tp in topics or tp.topic in topics:  # type: ignore[attr-defined]
+                yield tp  # type: ignore[misc]
 
-def _close(coros: tuple[WaitArgT, ...]) -> None:
-    """Close coroutines that will never run, so they are not reported as never awaited."""
-    for coro in coros:
-        if isinstance(coro, types.CoroutineType):
-            coro.close()
+    def _new_offset(self, tp: TP) -> int | None:
+        if self.guard.guards(tp.topic):
+            return self.guard.committable(tp)
+        return super()._new_offset(tp)
 
-
-class EagerWaitFirst(Service):
-    """A service whose ``wait_first`` runs its first coroutine eagerly (mixed into the consumer)."""
-
-    async def wait_first(
-        self,
-        *coros: WaitArgT,
-        timeout: Any = None,  # noqa: ASYNC109 (mode's signature)
-    ) -> WaitResults:
-        first, rest = coros[0], coros[1:]
-        # the exact type, not the Coroutine ABC: this runs for every message
-        if not isinstance(first, types.CoroutineType):
-            return await super().wait_first(*coros, timeout=timeout)
-        try:
-            awaiting = first.send(None)
-        except StopIteration as stop:
-            _close(rest)
-            if self._stopped.is_set() or self._crashed.is_set():
-                return WaitResults([], [], True)
-            return WaitResults([first], [stop.value], False)
-        except BaseException:
-            _close(rest)
-            raise
-        return await super().wait_first(_resumed(first, awaiting), *rest, timeout=timeout)
+    async def _add_gap(self, tp: TP, offset_from: int, offset_to: int) -> None:
+        if not self.guard.guards(tp.topic):  # the guard confirms gaps itself
+            await super()._add_gap(tp, offset_from, offset_to)
 
 
 class RawSchema(faust.Schema[bytes, bytes]):
@@ -107,8 +89,8 @@ class RawSchema(faust.Schema[bytes, bytes]):
         return message.value
 
 
-def app_class(fetch_max_wait_ms: int | None) -> type[faust.App]:
-    """A Faust App whose consumer hands messages off eagerly and, if given, waits that long."""
+def app_class(fetch_max_wait_ms: int | None, guard: OffsetGuard) -> type[faust.App]:
+    """A Faust App whose consumer keeps ``guard``'s offsets and, if given, waits that long."""
 
     class ConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
         def _create_worker_consumer(self, transport: Any) -> aiokafka.AIOKafkaConsumer:
@@ -118,12 +100,14 @@ def app_class(fetch_max_wait_ms: int | None) -> type[faust.App]:
                 consumer._fetch_max_wait_ms = fetch_max_wait_ms
             return consumer
 
-    class EagerConsumer(EagerWaitFirst, faust_aiokafka.Consumer):
+    class AppConsumer(GuardedConsumer):
         def _new_consumer_thread(self) -> Any:
             return ConsumerThread(self, loop=self.loop, beacon=self.beacon)
 
+    AppConsumer.guard = guard
+
     class Transport(faust_aiokafka.Transport):
-        Consumer = EagerConsumer
+        Consumer = AppConsumer
 
     class App(faust.App):
         def _new_transport(self) -> Any:
@@ -139,8 +123,11 @@ def app_class(fetch_max_wait_ms: int | None) -> type[faust.App]:
         def on_init_dependencies(self) -> Any:
             dependencies = super().on_init_dependencies()
             # Faust's Monitor keeps per-event statistics for its web views (off here) and runs
-            # on every event; the service's Prometheus metrics are what operators read.
+            # on every event; the service's Prometheus metrics are what operators read. A bare
+            # Sensor takes its place: with no sensor at all, Faust warns "Missing sensor state"
+            # at every rebalance.
             self.sensors.remove(self.monitor)
+            self.sensors.add(faust.Sensor())
             return dependencies
 
     return App

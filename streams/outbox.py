@@ -156,10 +156,12 @@ class OutboxRelay:
                 return
             log.info("outbox relay: this worker publishes")
             self.is_leader = True
+            metrics.OUTBOX_RELAY_LEADER.set(1)
             await self._publish_until_stopped(conn)
             await outbox_sql.unlock(conn, self._lock_key)
         finally:
             self.is_leader = False
+            metrics.OUTBOX_RELAY_LEADER.set(0)
             # closing the session also releases the lock if unlock did not run
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(conn.close(), timeout=5)

@@ -21,9 +21,10 @@ from service.config import Settings
 from service.domain.commands import OrderEventKind
 from service.sweeper import ExpirySweeper
 from streams.agents import BatchRunner, TopicDeadLetterSink, register_order_agents
-from streams.app import create_app, ensure_topics
+from streams.app import check_topic_layout, create_app, ensure_topics
 from streams.expiry import ExpiryAgent, register_expiry
 from streams.handler import OrderEventHandler
+from streams.offsets import OffsetGuard
 from streams.outbox import OutboxRelay
 from streams.records import KIND_LABELS
 from streams.warmer import register_warmer
@@ -77,7 +78,9 @@ class StreamWorker:
     async def _start(self) -> None:
         settings = self._settings
         await ensure_topics(settings)
-        self.app = app = create_app(settings)
+        await check_topic_layout(settings)
+        guard = OffsetGuard(settings.order_topics)
+        self.app = app = create_app(settings, guard)
         self.relay = OutboxRelay(settings)
         self.handler = OrderEventHandler(
             self._container.engine,
@@ -86,7 +89,7 @@ class StreamWorker:
             stopping=self._stopping,
             on_committed=self.relay.notify,
         )
-        self._runners = register_order_agents(app, settings, self.handler)
+        self._runners = register_order_agents(app, settings, guard, self.handler)
         if self._container.cache is not None:
             register_warmer(app, settings.topic_stock_changed, self._container.cache)
         self.expiry = register_expiry(

@@ -1,4 +1,4 @@
-"""Disown and settle: Faust's own acks never reach the consumer; only settle does."""
+"""Disown and settle: Faust's own acks never reach the consumer; settle moves the guard."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from typing import Any
 from faust.types.tuples import ConsumerMessage
 
 from streams.agents import disown, settle
+from streams.offsets import OffsetGuard
 
 
 class FakeConsumer:
@@ -37,11 +38,15 @@ def test_faust_acks_of_a_disowned_batch_reach_nothing() -> None:
     assert consumer.acked == []
 
 
-def test_settle_acks_each_event_once() -> None:
+def test_settle_moves_the_guard_not_faust() -> None:
     consumer = FakeConsumer()
     events = [event(1), event(2)]
+    guard = OffsetGuard(["orders"])
+    tp = events[0].message.tp
+    guard.assign(tp, 1)
     disown(events)
-    settle(SimpleNamespace(consumer=consumer), events)  # type: ignore[arg-type]
+    settle(guard, events)
     for e in events:  # a late Faust ack after settle is still a no-op
         e.message.ack(consumer)
-    assert consumer.acked == [1, 2]
+    assert consumer.acked == []
+    assert guard.committable(tp) == 3

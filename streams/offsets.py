@@ -1,0 +1,142 @@
+"""Which order events may be processed, and which offsets may be committed, per partition.
+
+Faust delivers messages to a stream that were fetched before a rebalance or before the seek
+to the committed offset (stale prefetch), and its commit arithmetic treats the offsets it
+skipped over as done ("gap filling"). Either loses events silently: their offsets are
+committed, nothing processed them. ``OffsetGuard`` makes both impossible for the topics it
+guards, without trusting Faust's bookkeeping:
+
+- **Contiguity on the way in.** At every seek to the committed position (``assign``), a
+  partition's *expected* offset is that position. An event at the expected offset is
+  admitted; one below it was admitted already (a re-delivery) and is dropped; one beyond it is
+  a *jump*: it is dropped and the partition is sought back to the expected offset. Until the
+  expected offset arrives, every later event beyond the jump is dropped and sought back again:
+  Faust's fetch loop keeps handing over what it fetched before the seek, and records each
+  hand-off as its read position, which would make it discard the re-fetched records. A jump
+  that comes back at the same offset after a re-seek is a real gap in the log (compaction,
+  transaction markers, retention) and is accepted.
+- **Commits from settled offsets only.** The committable offset of a partition is its
+  *frontier*: every offset below it was settled (its effect is durable in PostgreSQL) or is a
+  confirmed gap. A settled offset beyond an unsettled one waits.
+
+Pure bookkeeping: no Kafka, no Faust. ``streams/kafka_transport.py`` wires it into the
+consumer (seeks, commits) and ``streams/agents.py`` into the order agents (admit, settle).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Hashable, Iterable, Iterator
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import NamedTuple
+
+
+class Verdict(Enum):
+    ADMIT = "admit"  # process it
+    DROP = "drop"  # admitted before, or stale: never process, never commit
+    SEEK = "seek"  # a jump: drop it and seek the partition back to ``Decision.seek_to``
+    RESEEK = "reseek"  # beyond a jump already being sought back: drop it, seek back again
+    ADMIT_AFTER_GAP = "admit_after_gap"  # the jump came back: a real gap, process it
+
+
+class Decision(NamedTuple):
+    verdict: Verdict
+    seek_to: int | None = None  # with SEEK: the offset to seek back to
+    gap: tuple[int, int] | None = None  # with ADMIT_AFTER_GAP: [start, end) accepted
+
+
+@dataclass(slots=True)
+class _Partition:
+    expected: int  # the next offset that may be admitted
+    frontier: int  # every offset below it is settled or a confirmed gap
+    settled: set[int] = field(default_factory=set)  # settled offsets at or above frontier
+    gaps: dict[int, int] = field(default_factory=dict)  # confirmed gaps: start -> end
+    jump: int | None = None  # the lowest jump seen since the last re-seek
+
+    def advance(self) -> None:
+        while True:
+            if self.frontier in self.settled:
+                self.settled.discard(self.frontier)
+                self.frontier += 1
+            elif self.frontier in self.gaps:
+                self.frontier = self.gaps.pop(self.frontier)
+            else:
+                return
+
+
+class OffsetGuard:
+    """Per assigned partition of the guarded topics: what to admit, what may be committed."""
+
+    def __init__(self, topics: Iterable[str]) -> None:
+        self.topics = frozenset(topics)
+        self._partitions: dict[Hashable, _Partition] = {}
+
+    def guards(self, topic: str) -> bool:
+        return topic in self.topics
+
+    def assign(self, tp: Hashable, position: int) -> None:
+        """The partition was sought to ``position``: only that offset may come next.
+
+        What was settled stays settled (a seek back only repeats work the event dedup
+        absorbs); offsets below ``position`` were committed by the group.
+        """
+        state = self._partitions.get(tp)
+        if state is None:
+            self._partitions[tp] = _Partition(expected=position, frontier=position)
+            return
+        state.expected = position
+        state.jump = None
+        if position > state.frontier:
+            state.frontier = position
+            state.settled = {o for o in state.settled if o >= position}
+            state.gaps = {s: e for s, e in state.gaps.items() if e > position}
+            state.advance()
+
+    def forget(self, tps: Iterable[Hashable]) -> None:
+        """Revoked: whatever is still in flight for these partitions is not ours to commit."""
+        for tp in tps:
+            self._partitions.pop(tp, None)
+
+    def admit(self, tp: Hashable, offset: int) -> Decision:
+        state = self._partitions.get(tp)
+        if state is None or offset < state.expected:
+            return Decision(Verdict.DROP)  # not assigned (stale), or admitted before
+        if offset == state.expected:
+            state.expected += 1
+            state.jump = None
+            return Decision(Verdict.ADMIT)
+        if state.jump == offset:
+            # the broker answered the re-seek with this offset again: nothing lies between
+            gap = (state.expected, offset)
+            state.gaps[gap[0]] = gap[1]
+            state.expected = offset + 1
+            state.jump = None
+            state.advance()
+            return Decision(Verdict.ADMIT_AFTER_GAP, gap=gap)
+        if state.jump is None or offset < state.jump:
+            state.jump = offset
+            return Decision(Verdict.SEEK, seek_to=state.expected)
+        # beyond the jump we are already seeking back from: fetched before that seek (its
+        # hand-off moved Faust's read position past the expected offset again)
+        return Decision(Verdict.RESEEK, seek_to=state.expected)
+
+    def settle(self, tp: Hashable, offsets: Iterable[int]) -> None:
+        """These offsets' effects are durable: the frontier may move past them."""
+        state = self._partitions.get(tp)
+        if state is None:
+            return
+        frontier = state.frontier
+        state.settled.update(o for o in offsets if o >= frontier)
+        state.advance()
+
+    def committable(self, tp: Hashable) -> int | None:
+        """The offset to commit (the next one to read after a restart), None if unknown."""
+        state = self._partitions.get(tp)
+        return None if state is None else state.frontier
+
+    def expected(self, tp: Hashable) -> int | None:
+        state = self._partitions.get(tp)
+        return None if state is None else state.expected
+
+    def assigned(self) -> Iterator[Hashable]:
+        return iter(list(self._partitions))
