@@ -267,7 +267,9 @@ class OrderEventHandler:
             metrics.EVENTS.labels(topic=label, outcome="dlq").inc()
             metrics.DLQ_EVENTS.labels(topic=label, reason=letter.error).inc()
             tally.outcomes["dlq"] += 1
-            log.warning(
+            # one line per letter would bury the summary under a flood of bad input: the
+            # summary counts them, the DLQ holds the reasons, DEBUG shows each one
+            log.debug(
                 "dead letter from %s[%d]@%d: %s",
                 letter.source_topic,
                 letter.partition,

@@ -83,14 +83,15 @@ def parse_starts(values: list[str]) -> dict[tuple[str, int], int]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from service.config import Settings
+    from service.commands.target import command_settings
 
     # the command prints its own one-line reason; aiokafka would log every failed connection
     logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
     try:
         since = parse_since(args)
         starts = parse_starts(args.start)
-        return asyncio.run(_audit(Settings(), since, starts, as_json=args.json))
+        settings = command_settings("audit", needs=("database_url", "kafka_bootstrap"))
+        return asyncio.run(_audit(settings, since, starts, as_json=args.json))
     except BadArguments as exc:
         print(f"inventory audit: {exc}", file=sys.stderr)
         return 2

@@ -19,6 +19,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from service import loadgen
+from service.audit import audit
 from service.config import Settings
 from service.invariants import check
 from streams.app import ensure_topics
@@ -106,6 +107,8 @@ async def test_kill_9_mid_stream_loses_nothing_and_doubles_nothing(
 
     await assert_one_outcome_per_order(db_engine, out, settings, report.order_ids)
     assert await check(db_engine) == []
+    stream = await audit(settings)  # every event in the topics has its effect in the ledger
+    assert stream.clean, "\n".join(stream.lines()[:40])
     await assert_every_change_published_in_order(db_engine, out, settings)
 
 

@@ -4,10 +4,13 @@ once repaired; one worker checks at a time; a problem only the full pass sees ke
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import pytest
+import yaml
 from prometheus_client import REGISTRY
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -18,11 +21,26 @@ from service.invariant_monitor import InvariantMonitor
 
 pytestmark = pytest.mark.stack
 
+ALERTS = Path(__file__).resolve().parents[2] / "deploy/prometheus/alerts.yml"
 ROUNDS_WITHIN_S = 30  # a bound for a broken test, not a figure under test
 
 
 def violations() -> float | None:
     return REGISTRY.get_sample_value("inventory_invariant_violations")
+
+
+SIMPLE_RULE = re.compile(r"^max\((?P<metric>inventory_[a-z_]+)\) > (?P<threshold>[0-9.]+)$")
+
+
+def alert_fires(name: str) -> bool:
+    """Evaluate a rule of deploy/prometheus/alerts.yml of the form ``max(metric) > n`` (the
+    ones this module's gauge feeds) against this process's metrics, as Prometheus would."""
+    groups = yaml.safe_load(ALERTS.read_text())["groups"]
+    rule = next(r for g in groups for r in g["rules"] if r.get("alert") == name)
+    match = SIMPLE_RULE.match(rule["expr"].strip())
+    assert match, f"{name}: not a max(metric) > n rule: {rule['expr']}"
+    value = REGISTRY.get_sample_value(match["metric"])
+    return value is not None and value > float(match["threshold"])
 
 
 @pytest.fixture
@@ -88,6 +106,7 @@ async def test_a_row_damaged_by_hand_counts_until_it_is_repaired(
     )
     await rounds_later(monitor)
     assert violations() is not None and violations() >= 1
+    assert alert_fires("InventoryInvariantViolation")
     assert any("movements replay" in str(p) for ps in monitor.problems.values() for p in ps)
     assert full_passes >= 1  # the first round was the full pass: these were bounded ones
 
@@ -98,6 +117,7 @@ async def test_a_row_damaged_by_hand_counts_until_it_is_repaired(
     )
     await rounds_later(monitor)
     assert violations() == 0
+    assert not alert_fires("InventoryInvariantViolation")
     assert REGISTRY.get_sample_value("inventory_invariant_last_check_timestamp_seconds")
 
 

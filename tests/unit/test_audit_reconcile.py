@@ -316,5 +316,6 @@ def test_unreachable_servers_exit_2_with_one_line(
     assert command.run(args()) == 2
     out, err = capsys.readouterr()
     assert out == ""
-    assert len(err.splitlines()) == 1, err
-    assert err.startswith("inventory audit: could not run: database: ")
+    where, failure = err.splitlines()  # where it connected, then why it could not run
+    assert where.startswith("inventory audit: connecting to PostgreSQL")
+    assert failure.startswith("inventory audit: could not run: database: ")
