@@ -21,7 +21,7 @@ class Failure(Enum):
 
 
 def classify(error: BaseException) -> Failure:
-    for cause in _chain(error):
+    for cause in chain(error):
         if isinstance(cause, sa_exc.DBAPIError) and cause.connection_invalidated:
             return Failure.UNAVAILABLE
         if isinstance(cause, sa_exc.TimeoutError):  # the pool had no connection to give
@@ -44,11 +44,16 @@ def classify(error: BaseException) -> Failure:
     return Failure.BUG
 
 
-def _chain(error: BaseException) -> list[BaseException]:
+def chain(error: BaseException, *, implicit: bool = False) -> list[BaseException]:
+    """The error, then what caused it: a driver's ``orig`` first, else ``__cause__`` (and,
+    with ``implicit``, the exception being handled when it was raised)."""
     seen: list[BaseException] = []
     current: BaseException | None = error
     while current is not None and current not in seen:
         seen.append(current)
         orig = getattr(current, "orig", None)
-        current = orig if isinstance(orig, BaseException) else current.__cause__
+        if isinstance(orig, BaseException):
+            current = orig
+        else:
+            current = current.__cause__ or (current.__context__ if implicit else None)
     return seen

@@ -75,9 +75,9 @@ def reason(error: BaseException, settings: Settings) -> str | None:
     """What to check, for a failure that is the environment's and not a bug; else None."""
     from aiokafka.errors import KafkaConnectionError
 
-    from service.db_errors import Failure, classify
+    from service.db_errors import Failure, chain, classify
 
-    for cause in _chain(error):
+    for cause in chain(error, implicit=True):
         text = _first_line(cause)
         if isinstance(cause, KafkaConnectionError):
             return (
@@ -99,7 +99,7 @@ def reason(error: BaseException, settings: Settings) -> str | None:
     if classify(error) is Failure.UNAVAILABLE:
         return (
             f"cannot reach PostgreSQL at {shown_url(settings.database_url)} "
-            f"({_first_line(_chain(error)[-1])}): is it running? "
+            f"({_first_line(chain(error, implicit=True)[-1])}): is it running? "
             "(INVENTORY_DATABASE_URL; `make run` starts one)"
         )
     return None
@@ -117,18 +117,6 @@ def _refused_by_postgres(error: BaseException) -> bool:
     """Reached, but turned away: no such database or role, a wrong password."""
     state = getattr(error, "sqlstate", None)
     return isinstance(state, str) and (state.startswith("28") or state == "3D000")
-
-
-def _chain(error: BaseException) -> list[BaseException]:
-    seen: list[BaseException] = []
-    current: BaseException | None = error
-    while current is not None and current not in seen:
-        seen.append(current)
-        orig = getattr(current, "orig", None)
-        current = (
-            orig if isinstance(orig, BaseException) else (current.__cause__ or current.__context__)
-        )
-    return seen
 
 
 def _first_line(error: BaseException) -> str:
