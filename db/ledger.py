@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Sequence
-from datetime import datetime
 from typing import Any
 
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from db.outbox_sql import OUTBOX_CHANNEL
 from service.domain.planner import (
     OrderRow,
     Plan,
@@ -23,6 +23,7 @@ from service.domain.planner import (
     StockRow,
     Warehouse,
 )
+from service.domain.timestamps import IsoFormats
 from service.domain.values import Item, Levels, OrderState, ReservationStatus, Sku
 
 # Orders that do not exist yet cannot be row-locked, so every batch takes transaction-scoped
@@ -110,7 +111,10 @@ WRITE_PLAN = text(
     "FROM plan, json_array_elements(plan.doc->'outbox') AS e RETURNING 1) "
     "SELECT (SELECT count(*) FROM stock_rows), (SELECT count(*) FROM new_reservations), "
     "(SELECT count(*) FROM settled), (SELECT count(*) FROM order_rows), "
-    "(SELECT count(*) FROM movement_rows), (SELECT count(*) FROM outbox_rows)"
+    "(SELECT count(*) FROM movement_rows), (SELECT count(*) FROM outbox_rows), "
+    # Wakes the relay, in whichever process it runs, when this transaction commits (a
+    # notification is delivered at commit, and not at all on rollback).
+    f"(SELECT pg_notify('{OUTBOX_CHANNEL}', '') WHERE EXISTS (SELECT FROM outbox_rows))"
 )
 
 
@@ -238,7 +242,7 @@ async def write_plan(
     # of one order in one batch) is inserted with its final status: the CTEs of WRITE_PLAN
     # share one snapshot, so the "settled" UPDATE cannot see a row inserted beside it.
     final = plan.reservation_status
-    iso = _IsoFormats()  # a batch's reservations mostly share one expiry time
+    iso = IsoFormats()  # a batch's reservations mostly share one expiry time
     # Statuses and states go in as the enum members themselves: they are StrEnums, which JSON
     # encodes as their values, and reading ``.value`` costs more than the encoding.
     document = {
@@ -295,16 +299,6 @@ async def write_plan(
         "outbox": outbox,
     }
     await conn.execute(WRITE_PLAN, {"plan": _json(document)})
-
-
-class _IsoFormats(dict[datetime, str]):
-    """``datetime.isoformat``, each distinct value formatted once."""
-
-    def __call__(self, at: datetime) -> str:
-        formatted = self.get(at)
-        if formatted is None:
-            formatted = self[at] = at.isoformat()
-        return formatted
 
 
 # One encoder for every statement (json.dumps builds a new one per call when given options);

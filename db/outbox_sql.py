@@ -8,13 +8,17 @@ failing statements. Each statement commits on its own (autocommit).
 from __future__ import annotations
 
 import zlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import asyncpg
 from sqlalchemy.engine import make_url
 
 from service.config import Settings
+
+# Every transaction that writes outbox rows notifies this channel (db/ledger.py WRITE_PLAN);
+# the relay listens on it, so a commit in any process reaches Kafka without waiting for a poll.
+OUTBOX_CHANNEL = "inventory_outbox"
 
 
 def advisory_key(name: str) -> int:
@@ -59,6 +63,11 @@ _PRUNE = (
     " AND published_at < now() - make_interval(secs => $1) ORDER BY id LIMIT $2)"
 )
 _BACKLOG = "SELECT count(*) FROM outbox WHERE published_at IS NULL"
+
+
+async def listen(conn: asyncpg.Connection, wake: Callable[[], None]) -> None:
+    """Call ``wake`` whenever a transaction that wrote outbox rows commits."""
+    await conn.add_listener(OUTBOX_CHANNEL, lambda *_: wake())
 
 
 async def try_lock(conn: asyncpg.Connection, key: int) -> bool:

@@ -14,6 +14,12 @@ partition succeeds can put a republished row behind a newer one (without an idem
 producer, which Tansu lacks, that cannot be ruled out); only the rows before the first
 failure are marked, so nothing is ever skipped.
 
+The relay is woken by the commits themselves: every engine transaction that writes outbox
+rows also notifies a PostgreSQL channel (``db/ledger.py``), delivered at commit to the
+relay's connection, whichever process made the commit (an API process, a worker, the
+sweeper). ``outbox_poll_interval_ms`` is only the backstop for a notification lost with a
+connection. ``bench/outbox_latency.py`` measures commit to broker.
+
 A crash between publish and mark republishes those rows: delivery is at least once, and
 consumers drop duplicates (``stock-changed`` by ``version``, ``inventory-reservations`` by
 order id and status).
@@ -155,6 +161,7 @@ class OutboxRelay:
                 await self._sleep(self._standby_retry_s)
                 return
             log.info("outbox relay: this worker publishes")
+            await outbox_sql.listen(conn, self.notify)
             self.is_leader = True
             metrics.OUTBOX_RELAY_LEADER.set(1)
             await self._publish_until_stopped(conn)

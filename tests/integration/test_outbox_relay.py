@@ -16,6 +16,7 @@ from service.config import Settings
 from streams.app import ensure_topics
 from streams.observe import TopicCollector
 from streams.outbox import OutboxRelay
+from tests.waiting import wait_for
 
 pytestmark = pytest.mark.stack
 
@@ -152,12 +153,43 @@ async def test_published_rows_past_retention_are_pruned(
     await relay.start()
     try:
         await collector.wait_for(lambda: collector.count >= 5, what="records")
-        for _ in range(100):
+
+        async def pruned() -> bool:
             async with db_engine.connect() as conn:
                 left = (await conn.execute(text("SELECT count(*) FROM outbox"))).scalar_one()
-            if left == 0:
-                break
-            await asyncio.sleep(0.1)
-        assert left == 0
+            return left == 0
+
+        await wait_for(pruned, within_s=10, what="the published rows pruned", every_s=0.1)
     finally:
         await relay.stop()
+
+
+async def test_a_commit_in_another_process_wakes_the_relay(
+    relay_settings: Settings, settings: Settings, container: Any, db_engine: AsyncEngine
+) -> None:
+    """The engine's commit notifies the relay through PostgreSQL: with a poll interval of an
+    hour, only that wake-up can publish the change (an API process has no relay)."""
+    from service.domain.commands import UpdateStock
+    from service.domain.values import Sku, StockOperation
+
+    sleepy = relay_settings.model_copy(update={"outbox_poll_interval_ms": 3_600_000.0})
+    await ensure_topics(settings, (settings.topic_stock_changed,))
+    out = TopicCollector(
+        sleepy.kafka_bootstrap, [sleepy.topic_stock_changed, settings.topic_stock_changed]
+    )
+    await out.start()
+    relay = OutboxRelay(sleepy)
+    try:
+        await insert(db_engine, changes(sleepy, 1, keys=1))
+        await relay.start()  # publishes that row in its first round, then sleeps for the hour
+        await out.wait_for(lambda: out.records.get(sleepy.topic_stock_changed), what="first")
+        await container.engine.update_stock(
+            UpdateStock(Sku("wake-1"), "default", StockOperation.SET, 3, "notify")
+        )
+        published = await out.wait_for(
+            lambda: out.records.get(settings.topic_stock_changed), what="the engine's change"
+        )
+        assert published[0].value["product_id"] == "wake-1"
+    finally:
+        await relay.stop()
+        await out.stop()
