@@ -1,7 +1,7 @@
 """Baselines measured in the same run as a benchmark, on the same database.
 
 ``pgbench_hot_tps``: one conditional UPDATE per transaction on 10 hot rows, 8 clients:
-what PostgreSQL does here without batching (DESIGN §10).
+what PostgreSQL does here without batching.
 """
 
 from __future__ import annotations

@@ -329,8 +329,7 @@ async def propagation(settings: Any, container: Any, samples: int = 100) -> dict
 
     async def one(timeout_s: float) -> float:
         started = time.perf_counter()
-        level = await container.engine.update_stock(command)
-        relay.notify()
+        level = await container.engine.update_stock(command)  # its commit wakes the relay
         while time.perf_counter() - started < timeout_s:
             version = await warmer_cache.client.hget(key, "version")
             if version is not None and int(version) >= level.version:

@@ -28,7 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.baseline import pgbench_hot_tps
 from bench.stack import bench_stack
-from service import loadgen
+from service import load_generator as loadgen
 from service.config import Settings
 from streams.app import ensure_topics
 from streams.observe import TopicCollector

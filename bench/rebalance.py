@@ -30,7 +30,7 @@ from sqlalchemy import text
 from bench.pipeline import start_worker, stop_worker, wait_ready
 from bench.stack import bench_stack
 from db.session import create_engine
-from service import loadgen
+from service import load_generator as loadgen
 from service.config import Settings
 from streams.app import ensure_topics
 

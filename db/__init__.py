@@ -1,1 +1,1 @@
-"""Persistence: schema, the ledger's SQL, session factory and Alembic migrations."""
+"""Persistence: schema, the ledger's SQL, the async engine and Alembic migrations."""

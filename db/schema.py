@@ -1,4 +1,7 @@
-"""Tables, constraints and indexes (DESIGN §3). Alembic migrations create them in production."""
+"""Tables, constraints and indexes (docs/architecture.md, Data model).
+
+Alembic migrations create them in production.
+"""
 
 from __future__ import annotations
 

@@ -1,13 +1,8 @@
-"""The async engine and session factory, built from Settings (never at import time)."""
+"""The async engine, built from Settings (never at import time)."""
 
 from __future__ import annotations
 
-from sqlalchemy.ext.asyncio import (
-    AsyncEngine,
-    AsyncSession,
-    async_sessionmaker,
-    create_async_engine,
-)
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from service.config import Settings
 
@@ -29,7 +24,3 @@ def create_engine(settings: Settings) -> AsyncEngine:
             },
         },
     )
-
-
-def create_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
-    return async_sessionmaker(engine, expire_on_commit=False)

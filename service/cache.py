@@ -1,4 +1,4 @@
-"""The Redis read cache of stock levels (DESIGN §7): keys, the versioned write script, reads.
+"""The Redis read cache of stock levels (docs/cache.md): keys, the versioned write script, reads.
 
 Keys (ids are escaped, see ``_part``; the SKU in braces is a Redis Cluster hash tag, so one
 SKU's keys share a slot and one script may touch them all):
@@ -43,7 +43,7 @@ from collections import deque
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, NamedTuple, TypeVar
+from typing import Any, TypeVar
 
 from redis.asyncio import Redis
 from redis.asyncio.retry import Retry
@@ -282,27 +282,13 @@ def _count(value: Any) -> int:
     return value
 
 
-class CachedRow(NamedTuple):
-    available: int
-    reserved: int
-    total: int
-    version: int
-    stock_id: str
-    warehouse_id: str
-
-    @classmethod
-    def parse(cls, line: str) -> CachedRow:
-        available, reserved, total, version, stock_id, warehouse_id = line.split("|", 5)
-        return cls(int(available), int(reserved), int(total), int(version), stock_id, warehouse_id)
-
-
 @dataclass(frozen=True, slots=True)
 class CachedSku:
     """A SKU's aggregate as stored. Only a complete one may answer a read.
 
     ``lines`` are the rows as ``MULTI_READ`` sent them
     (``available|reserved|total|version|stock_id|warehouse``), parsed by the reader that
-    needs them (the hot path builds its answer straight from them); ``rows`` parses them.
+    needs them (``service/cache_queries.py`` builds its answer straight from them).
     """
 
     complete: bool
@@ -315,14 +301,6 @@ class CachedSku:
             return None
         head, *lines = blob.split("\n")
         return cls(head == "1", tuple(lines))
-
-    @property
-    def rows(self) -> tuple[CachedRow, ...]:
-        return tuple(CachedRow.parse(line) for line in self.lines)
-
-    @property
-    def available(self) -> int:
-        return sum(row.available for row in self.rows)
 
 
 @dataclass

@@ -3,8 +3,9 @@
 Readiness: PostgreSQL answers ``SELECT 1`` and its migrations are at head, the process is
 neither starting nor draining, and, when this process runs only the stream worker, Kafka is
 reachable. Redis (and Kafka for the API roles) is reported, never decisive: the API keeps
-working without them (DESIGN §1, §7). Probes use their own connections (no pool, short
-timeouts), so a probe never waits behind traffic nor leaves a pool connection half used.
+working without them (docs/architecture.md, first paragraph; docs/cache.md). Probes use their
+own connections (no pool, short timeouts), so a probe never waits behind traffic nor leaves a
+pool connection half used.
 
 Under ``serve --processes N`` the supervisor serves these for its group: its ``Lifecycle``
 (``service/process_group.py``) is ready when every process is, and ``alive`` while each runs.

@@ -28,7 +28,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 from sqlalchemy.pool import NullPool
 
-from db import invariants as sql
+from db import invariant_sql as sql
 from service import metrics
 from service.config import Settings
 from service.invariants import Problem, find_all, find_changed

@@ -19,7 +19,7 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from db import invariants as sql
+from db import invariant_sql as sql
 from service import metrics
 from service.domain.values import Levels
 

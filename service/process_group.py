@@ -31,7 +31,7 @@ from prometheus_client import CollectorRegistry, Metric, multiprocess
 
 from service import http, metrics
 from service.config import Settings
-from service.serve import grpcurl_lines
+from service.lifecycle import grpcurl_lines
 from service.supervisor import READY, Child
 
 log = logging.getLogger("service.supervisor")

@@ -13,7 +13,7 @@ one, shared); then the forks, while the process has one thread (checked: nothing
 imported started one, gRPC included). Then ``service/process_group.py`` runs the group:
 HTTP, readiness, signals, exits.
 
-Each process runs ``serve.run(..., supervised=True)``; its log lines carry ``child`` (its
+Each process runs ``lifecycle.run(..., supervised=True)``; its log lines carry ``child`` (its
 index) and ``pid``. It reports "ready" over a socket pair, and stops (draining as usual)
 on SIGTERM or when the supervisor's end of that socket closes (the supervisor is gone).
 """
@@ -238,7 +238,7 @@ def _tag_logs(index: int) -> None:
 
 
 async def _child(settings: Settings, sock: socket.socket) -> int:
-    from service import serve
+    from service import lifecycle
 
     loop = asyncio.get_running_loop()
     ready, stop = asyncio.Event(), asyncio.Event()
@@ -257,7 +257,7 @@ async def _child(settings: Settings, sock: socket.socket) -> int:
     loop.add_reader(sock.fileno(), supervisor_gone)
     reporter = asyncio.create_task(report_ready())
     try:
-        await serve.run(settings, ready=ready, stop=stop, supervised=True)
+        await lifecycle.run(settings, ready=ready, stop=stop, supervised=True)
     finally:
         reporter.cancel()
         loop.remove_reader(sock.fileno())

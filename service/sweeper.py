@@ -17,7 +17,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -37,6 +37,8 @@ SWEEP_CHUNK = 1_000
 
 
 class Expirer(Protocol):
+    """What expires orders (the engine): the sweeper and the expiry timer (streams/expiry.py)."""
+
     async def expire(self, order_ids: Sequence[str]) -> list[OrderResult]: ...
 
 
@@ -71,14 +73,12 @@ class ExpirySweeper:
         interval_s: float | None = None,
         grace_s: float | None = None,
         chunk: int = SWEEP_CHUNK,
-        on_committed: Callable[[], None] | None = None,
     ) -> None:
         self._db = db
         self._engine = engine
         self._interval_s = settings.expiry_sweep_interval_s if interval_s is None else interval_s
         self._grace_s = settings.expiry_sweep_grace_s if grace_s is None else grace_s
         self._chunk = chunk
-        self._on_committed = on_committed
         self._lock_key = expiry_sql.round_lock_key(settings.app_id)
         self._stopping = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -140,8 +140,6 @@ class ExpirySweeper:
             found += len(due)
             results = await self._engine.expire([order.order_id for order in due])
             expired += record_expired(results, "sweeper", time.time())
-            if self._on_committed is not None:
-                self._on_committed()
             after = Cursor(due[-1].expires_at, due[-1].order_id)
             if len(due) < self._chunk:
                 break

@@ -33,7 +33,7 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Protocol, cast
+from typing import Any, cast
 
 import faust
 from faust.types import EventT, StreamT
@@ -43,7 +43,7 @@ from service.config import Settings
 from service.domain.errors import Unavailable
 from service.domain.results import OrderResult
 from service.domain.values import OrderState, ResultStatus
-from service.sweeper import record_expired
+from service.sweeper import Expirer, record_expired
 from streams.agents import raw_topic
 from streams.expiry_changelog import ChangelogWriter, Record
 from streams.expiry_schedule import Entry, ExpirySchedule
@@ -64,10 +64,6 @@ CHANGELOG_CONFIGS = {  # Faust adds cleanup.policy=compact
     "min.cleanable.dirty.ratio": "0.1",
 }
 SUMMARY_INTERVAL_S = 10.0
-
-
-class Expirer(Protocol):
-    async def expire(self, order_ids: Sequence[str]) -> list[OrderResult]: ...
 
 
 class BadScheduleEvent(ValueError):
@@ -131,7 +127,6 @@ class ExpiryTimer:
         on_tick: Callable[[], Awaitable[None]] | None = None,
         chunk: int = EXPIRE_CHUNK,
         clock: Callable[[], float] = time.time,
-        on_committed: Callable[[], None] | None = None,
     ) -> None:
         self._schedule = schedule
         self._engine = engine
@@ -140,7 +135,6 @@ class ExpiryTimer:
         self._tick_s = tick_s
         self._chunk = max(chunk, 1)
         self._clock = clock
-        self._on_committed = on_committed
         self._backoff_s = 0.0
         self._stopping = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -216,8 +210,6 @@ class ExpiryTimer:
             return None
         self._backoff_s = 0.0
         now = self._clock()
-        if self._on_committed is not None:
-            self._on_committed()
         expired = record_expired(results, "timer", now)
         self.expired += expired
         settled = self._settle(due, {result.order_id: result for result in results}, now)
@@ -291,7 +283,6 @@ class ExpiryAgent:
         engine: Expirer,
         *,
         chunk: int = EXPIRE_CHUNK,
-        on_committed: Callable[[], None] | None = None,
     ) -> None:
         self._app = app
         self._topic = settings.topic_reservations
@@ -324,7 +315,6 @@ class ExpiryAgent:
             on_tick=self.resync,
             tick_s=settings.expiry_tick_ms / 1000,
             chunk=chunk,
-            on_committed=on_committed,
         )
         app.agent(
             raw_topic(app, settings.topic_reservations, settings), name=AGENT_NAME, concurrency=1
@@ -531,12 +521,6 @@ class ExpiryAgent:
         )
 
 
-def register_expiry(
-    app: faust.App,
-    settings: Settings,
-    engine: Expirer,
-    *,
-    on_committed: Callable[[], None] | None = None,
-) -> ExpiryAgent:
+def register_expiry(app: faust.App, settings: Settings, engine: Expirer) -> ExpiryAgent:
     """Declare the schedule table and the expiry agent on ``app``; start it after the app."""
-    return ExpiryAgent(app, settings, engine, on_committed=on_committed)
+    return ExpiryAgent(app, settings, engine)

@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -93,10 +93,8 @@ class OrderEventHandler:
         *,
         stopping: asyncio.Event,
         backoff: Backoff | None = None,
-        on_committed: Callable[[], None] | None = None,
     ) -> None:
         self._engine = engine
-        self._on_committed = on_committed  # e.g. wake the outbox relay
         self._dlq = dlq
         self._limits = limits
         self._stopping = stopping
@@ -144,8 +142,6 @@ class OrderEventHandler:
         results = await self._execute([cmd for _, cmd in valid]) if valid else []
         if results is None:
             return False
-        if valid and self._on_committed is not None:
-            self._on_committed()
         outcomes: Counter[tuple[OrderEventKind, str]] = Counter()
         for (event, cmd), result in zip(valid, results, strict=True):
             if isinstance(result, OrderResult):

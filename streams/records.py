@@ -1,9 +1,8 @@
-"""The event records of the order topics and the DLQ, and the decoders of raw order events.
+"""The DLQ record of the order topics, and the decoders of raw order events.
 
 Order events arrive as raw bytes (the agents use the ``raw`` serializer) so that a malformed
 event can be sent to the DLQ byte for byte, and so that every rejection names the field it
-failed on. The ``faust.Record`` classes describe the same contracts for producers (the load
-generator, tests) and are mirrored by the JSON Schemas in ``docs/events/``.
+failed on. The contracts are the JSON Schemas in ``docs/events/``.
 """
 
 from __future__ import annotations
@@ -20,35 +19,6 @@ from service.domain import validation
 from service.domain.commands import Commit, OrderCommand, OrderEventKind, Release, Reserve, Source
 from service.domain.errors import InvalidArgument
 from service.domain.validation import Limits
-
-
-class OrderItem(faust.Record, serializer="json", include_metadata=False):
-    product_id: str
-    quantity: int
-    variant_id: str | None = None
-    warehouse_id: str | None = None
-
-
-class OrderCreated(faust.Record, serializer="json", include_metadata=False):
-    event_id: str
-    order_id: str
-    items: list[OrderItem]
-    occurred_at: str
-    ttl_seconds: int | None = None
-
-
-class OrderPaid(faust.Record, serializer="json", include_metadata=False):
-    event_id: str
-    order_id: str
-    occurred_at: str
-
-
-class OrderCancelled(faust.Record, serializer="json", include_metadata=False):
-    event_id: str
-    order_id: str
-    occurred_at: str
-    reason: str | None = None
-
 
 # A dead letter must fit in one Kafka message (producers and brokers refuse about 1 MB and
 # more by default): it carries at most this much of the original key and value, and says so.
@@ -230,10 +200,6 @@ __all__ = [
     "Commit",
     "DeadLetter",
     "InvalidEvent",
-    "OrderCancelled",
-    "OrderCreated",
-    "OrderItem",
-    "OrderPaid",
     "Release",
     "Reserve",
     "TopicKinds",

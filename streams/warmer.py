@@ -1,7 +1,7 @@
 """The cache warmer: ``stock-changed`` → Redis, through the cache's versioned write script.
 
-``warm`` applies one event and ``warm_many`` a batch (one pipelined round trip); both are
-plain functions, testable without Kafka. ``register_warmer`` wraps them in a Faust agent:
+``warm_many`` applies a batch of events (one pipelined round trip); it is a plain function,
+testable without Kafka. ``register_warmer`` wraps it in a Faust agent:
 ``concurrency=1``, batches from ``take``, everything caught inside the loop. The cache is
 disposable, so an event that cannot be written is never retried by Kafka: the cache keeps the
 newest state per row and replays it when Redis answers again (bounded; beyond that the TTL and
@@ -28,13 +28,9 @@ BATCH_SIZE = 500
 BATCH_WITHIN_S = 0.02
 
 
-async def warm(cache: StockCache, payload: Mapping[str, Any]) -> WriteOutcome:
-    """Apply one stock-changed event; a version not newer than the cached one changes nothing."""
-    return await cache.apply_payloads([payload])
-
-
 async def warm_many(cache: StockCache, values: Sequence[Any]) -> WriteOutcome:
-    """Apply a batch of stock-changed values (JSON bytes, str or already decoded dicts)."""
+    """Apply a batch of stock-changed values (JSON bytes, str or already decoded dicts); a
+    version not newer than the cached one changes nothing."""
     payloads: list[Mapping[str, Any]] = []
     for value in values:
         payload = _decode(value)

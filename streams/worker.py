@@ -1,6 +1,6 @@
 """The stream worker: the Faust app (order agents) and the outbox relay, in the caller's loop.
 
-``service/serve.py`` starts it for ``--role worker|all`` next to the gRPC server. Faust's own
+``service/lifecycle.py`` starts it for ``--role worker|all`` next to the gRPC server. Faust's own
 ``Worker`` is not used (it owns the loop and the signals); the app is started and stopped as a
 service: ``await app.start()`` / ``await app.stop()``.
 """
@@ -87,17 +87,12 @@ class StreamWorker:
             TopicDeadLetterSink(app, settings),
             self._container.limits,
             stopping=self._stopping,
-            on_committed=self.relay.notify,
         )
         self._runners = register_order_agents(app, settings, guard, self.handler)
         if self._container.cache is not None:
             register_warmer(app, settings.topic_stock_changed, self._container.cache)
-        self.expiry = register_expiry(
-            app, settings, self._container.engine, on_committed=self.relay.notify
-        )
-        self.sweeper = ExpirySweeper(
-            settings, self._container.db, self._container.engine, on_committed=self.relay.notify
-        )
+        self.expiry = register_expiry(app, settings, self._container.engine)
+        self.sweeper = ExpirySweeper(settings, self._container.db, self._container.engine)
         await self.relay.start()
         await self.expiry.start()
         await app.start()

@@ -34,7 +34,7 @@ if TYPE_CHECKING:
     from service.config import Settings
     from service.devstack import EmbeddedStack
 
-SERVE_MODULE = "service.serve"
+SERVE_MODULE = "service.lifecycle"
 
 
 def register(subparsers: Any) -> None:
@@ -174,8 +174,8 @@ async def _seed(settings: Settings) -> int:
 
 def _serve(settings: Settings, *, stack_only: bool) -> None:
     if not stack_only and importlib.util.find_spec(SERVE_MODULE) is not None:
-        serve = importlib.import_module(SERVE_MODULE)
-        asyncio.run(_run_service(serve.run, settings))  # returns on SIGINT / SIGTERM
+        lifecycle = importlib.import_module(SERVE_MODULE)
+        asyncio.run(_run_service(lifecycle.run, settings))  # returns on SIGINT / SIGTERM
         return
     reason = "--stack-only" if stack_only else f"{SERVE_MODULE} does not exist yet"
     print(

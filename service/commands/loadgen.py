@@ -81,11 +81,11 @@ def settings_for(args: argparse.Namespace) -> Any:
 
 
 def run(args: argparse.Namespace) -> int:
-    from service import loadgen
+    from service import load_generator
     from service.commands.failures import EXIT_OK, explained
 
     created, paid, cancelled = args.mix
-    config = loadgen.LoadConfig(
+    config = load_generator.LoadConfig(
         count=args.count,
         rate=args.rate,
         skus=args.skus,
@@ -104,18 +104,20 @@ def run(args: argparse.Namespace) -> int:
     # aiokafka logs each failed connection attempt; the one line of `explained` says it all
     logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
 
-    async def main() -> loadgen.LoadReport:
+    async def main() -> load_generator.LoadReport:
         # the broker first, then the database: nothing changes unless both answer
-        async with loadgen.connected_producer(settings) as producer:
+        async with load_generator.connected_producer(settings) as producer:
             if args.seed_stock > 0:
-                await loadgen.seed_stock(config, settings, args.seed_stock)
+                await load_generator.seed_stock(config, settings, args.seed_stock)
                 print(
                     f"stock of {config.skus} SKUs set to {args.seed_stock} "
                     f"({config.sku(0).key} ...)",
                     file=sys.stderr,
                 )
-            progress = loadgen.Progress(config.count)
-            return await loadgen.publish(config, settings, progress=progress, producer=producer)
+            progress = load_generator.Progress(config.count)
+            return await load_generator.publish(
+                config, settings, progress=progress, producer=producer
+            )
 
     try:
         with explained(settings):

@@ -63,9 +63,9 @@ def run(args: argparse.Namespace) -> int:
             return 2
         return supervisor.run(settings)
 
-    from service import serve
+    from service import lifecycle
     from service.commands.failures import EXIT_OK, explained
 
     with explained(settings):
-        asyncio.run(serve.run(settings))
+        asyncio.run(lifecycle.run(settings))
     return EXIT_OK

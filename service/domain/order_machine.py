@@ -1,4 +1,4 @@
-"""The order state machine of DESIGN §4, as data.
+"""The order state machine (docs/architecture.md, Order semantics), as data.
 
 Kafka delivers at least once and the three order topics are not ordered against each other,
 so every event is a transition on the order's ledger state. RPCs use the same machine; they
@@ -129,6 +129,3 @@ PUBLISHED: dict[OrderState, ResultStatus] = {
 def published_status(state: OrderState) -> ResultStatus | None:
     """The pipeline hears of every state it can act on; early intents stay internal."""
     return PUBLISHED.get(state)
-
-
-TERMINAL = frozenset({S.COMMITTED, S.RELEASED, S.COMMIT_FAILED, S.EXPIRED, S.REJECTED})

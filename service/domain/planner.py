@@ -26,6 +26,7 @@ from service.domain.errors import (
 from service.domain.order_machine import Action, Step, next_step, published_status
 from service.domain.results import OrderResult, ReservationLine, StockLevel
 from service.domain.stock_update import apply_update
+from service.domain.timestamps import IsoFormats
 from service.domain.values import (
     Item,
     Levels,
@@ -188,7 +189,7 @@ class _Planner:
         self.at = now.isoformat()
         # most orders of a batch share a TTL, hence an expiry time: computed and formatted once
         self.expiry_after: dict[int, datetime] = {}
-        self.iso: dict[datetime, str] = {}
+        self.iso = IsoFormats()
         self.by_sku: dict[Sku, list[StockRow]] = {}
         for row in snapshot.stocks.values():
             self.by_sku.setdefault(row.sku, []).append(row)
@@ -539,14 +540,8 @@ class _Planner:
         if shortages:
             payload["shortages"] = [_shortage_payload(s) for s in shortages]
         if expires_at is not None:
-            payload["expires_at"] = self._iso(expires_at)
+            payload["expires_at"] = self.iso(expires_at)
         self.plan.reservation_events.append(ReservationEvent(order_id, payload))
-
-    def _iso(self, at: datetime) -> str:
-        formatted = self.iso.get(at)
-        if formatted is None:
-            formatted = self.iso[at] = at.isoformat()
-        return formatted
 
 
 def _same_items(recorded: tuple[Item, ...], requested: tuple[Item, ...]) -> bool:

@@ -55,15 +55,18 @@ from service.config import Settings
 from service.devstack import free_port
 from service.invariants import check
 from streams.observe import TopicCollector
+from tests.waiting import wait_for
 
 WHEN = "2024-05-01T12:00:00Z"
 LOG_LEVEL_ENV = "CHAOS_LOG_LEVEL"  # the log level of the service subprocesses, when set
 ROOT = Path(__file__).resolve().parents[2]
 DIAGNOSTIC_METRICS = ("inventory_consumer_lag", "inventory_events_total", "inventory_ready")
 RETRYABLE = {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED}
+DATABASE_COMING_BACK = (OSError, DBAPIError)  # what a check may raise after a database fault
 ORDER_KINDS = ("created", "paid", "cancelled")
 
-# What an order's events allow as its final state (DESIGN §4, whatever order they arrive in).
+# What an order's events allow as its final state, whatever order they arrive in
+# (docs/architecture.md, Order semantics).
 STREAM_FINAL = {
     frozenset({"created"}): {"RESERVED", "REJECTED"},
     frozenset({"created", "paid"}): {"COMMITTED", "COMMIT_FAILED"},
@@ -133,14 +136,14 @@ class ServiceProcess:
 
     async def wait_ready(self, within_s: float = 90.0) -> None:
         url = f"http://127.0.0.1:{self.http_port}/readiness"
-        deadline = time.monotonic() + within_s
-        while True:
-            self.check_alive()
-            if await asyncio.to_thread(_http_ok, url):
-                return
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"{self.role} not ready after {within_s:.0f}s: {self.tail()}")
-            await asyncio.sleep(0.2)
+        await wait_for(
+            lambda: asyncio.to_thread(_http_ok, url),
+            within_s=within_s,
+            what=f"the {self.role} process ready",
+            every_s=0.2,
+            alive=[self.check_alive],
+            diagnose=self.tail,
+        )
 
     async def started(self) -> ServiceProcess:
         self.start()
@@ -629,23 +632,9 @@ async def scalar(db: AsyncEngine, sql: str, **params: Any) -> Any:
         return (await conn.execute(text(sql), params)).scalar_one()
 
 
-async def wait_until(
-    predicate: Callable[[], Any],
-    within_s: float,
-    what: str,
-    *,
-    alive: Sequence[ServiceProcess] = (),
-) -> None:
-    deadline = time.monotonic() + within_s
-    while True:
-        with contextlib.suppress(OSError, DBAPIError):  # the database may be coming back
-            if await predicate():
-                return
-        for process in alive:
-            process.check_alive()
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"timed out after {within_s:.0f}s waiting for {what}")
-        await asyncio.sleep(0.1)
+def checks_alive(processes: Sequence[ServiceProcess]) -> list[Callable[[], None]]:
+    """For ``wait_for(alive=...)``: fail at once when one of these processes exited."""
+    return [process.check_alive for process in processes]
 
 
 async def processed_events(db: AsyncEngine) -> int:
@@ -673,9 +662,24 @@ async def settle(
     async def drained() -> bool:
         return not await scalar(db, "SELECT count(*) FROM outbox WHERE published_at IS NULL")
 
+    watching = checks_alive(alive)
     try:
-        await wait_until(all_processed, within_s, f"{expected} events processed", alive=alive)
-        await wait_until(drained, within_s, "the outbox to drain", alive=alive)
+        await wait_for(
+            all_processed,
+            within_s=within_s,
+            what=f"{expected} events processed",
+            every_s=0.1,
+            alive=watching,
+            ignoring=DATABASE_COMING_BACK,
+        )
+        await wait_for(
+            drained,
+            within_s=within_s,
+            what="the outbox drained",
+            every_s=0.1,
+            alive=watching,
+            ignoring=DATABASE_COMING_BACK,
+        )
     except TimeoutError as timeout:
         done = await processed_events(db)
         report = "\n".join(f"{p.role}: {p.metrics()}\n{p.tail(15)}" for p in alive)

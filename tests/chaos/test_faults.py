@@ -36,18 +36,20 @@ from service.domain.commands import UpdateStock
 from service.domain.values import Sku, StockOperation
 from streams.app import ensure_topics
 from tests.chaos.driver import (
+    DATABASE_COMING_BACK,
     Audit,
     EventLoad,
     RpcLoad,
     ServiceProcess,
     audit,
+    checks_alive,
     hot_skus,
     processed_events,
     scalar,
     scenario_settings,
     settle,
-    wait_until,
 )
+from tests.waiting import wait_for
 
 pytestmark = [pytest.mark.stack, pytest.mark.timeout(240)]
 
@@ -141,12 +143,18 @@ async def test_worker_killed_mid_batch_and_restarted(
 ) -> None:
     async with rig(stack, tmp_path, "kill9") as r:
         await r.start_load()
-        await wait_until(lambda: events_at_least(db_engine, 300), 60, "300 events processed")
+        await wait_for(
+            lambda: events_at_least(db_engine, 300),
+            within_s=60,
+            what="300 events processed",
+            every_s=0.1,
+            ignoring=DATABASE_COMING_BACK,
+        )
         before = await processed_events(db_engine)
         r.worker.kill()  # mid-stream: batches are always in flight at this rate
         # Events pile up and the API goes on. The restart waits until the broker has dropped
         # the dead member (session timeout): Tansu can leave a member that joins while a dead
-        # one is still in the group without partitions (PITFALLS: concurrent rebalances).
+        # one is still in the group without partitions (docs/pitfalls.md, Tansu).
         down_s = max(LOAD_AROUND_S, Settings(**stack.overrides).broker_session_timeout_s + 1)
         await asyncio.sleep(down_s)
         r.worker.start()
@@ -260,7 +268,13 @@ async def assert_cache_agrees(
                 return False
         return True
 
-    await wait_until(agrees, 30, "cached reads to agree with the database")
+    await wait_for(
+        agrees,
+        within_s=30,
+        what="cached reads agree with the database",
+        every_s=0.1,
+        ignoring=DATABASE_COMING_BACK,
+    )
 
 
 async def test_api_killed_while_64_clients_reserve(
@@ -285,8 +299,13 @@ async def test_api_killed_while_64_clients_reserve(
         await asyncio.gather(api.started(), worker.started())
         await events.start()
         await rpcs.start()
-        await wait_until(
-            lambda: _told_at_least(rpcs, 200), 60, "200 reserved orders", alive=[api, worker]
+        await wait_for(
+            lambda: _told_at_least(rpcs, 200),
+            within_s=60,
+            what="200 reserved orders",
+            every_s=0.1,
+            alive=checks_alive([api, worker]),
+            ignoring=DATABASE_COMING_BACK,
         )
         interrupted = set(rpcs.in_flight_reserves)
         api.kill()

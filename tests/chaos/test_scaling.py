@@ -38,15 +38,17 @@ from service.domain.commands import UpdateStock
 from service.domain.values import Sku, StockOperation
 from streams.app import ensure_topics
 from tests.chaos.driver import (
+    DATABASE_COMING_BACK,
     EventLoad,
     ServiceProcess,
     audit,
+    checks_alive,
     hot_skus,
     processed_events,
     scalar,
     scenario_settings,
-    wait_until,
 )
+from tests.waiting import wait_for
 
 pytestmark = [pytest.mark.stack, pytest.mark.timeout(300)]
 
@@ -130,7 +132,14 @@ async def reconcile(g: Group, db: AsyncEngine, name: str) -> None:
         return await processed_events(db) >= expected and not backlog
 
     with contextlib.suppress(TimeoutError):  # lost events never arrive: the audits say which
-        await wait_until(caught_up, 90, f"{expected} events processed", alive=g.workers)
+        await wait_for(
+            caught_up,
+            within_s=90,
+            what=f"{expected} events processed",
+            every_s=0.1,
+            alive=checks_alive(g.workers),
+            ignoring=DATABASE_COMING_BACK,
+        )
     stream = await audit_stream(g.settings)
     books = await audit(db, g.settings, events=g.events)
     processed = await processed_events(db)

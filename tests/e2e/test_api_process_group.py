@@ -13,8 +13,7 @@ import os
 import signal
 import subprocess
 import sys
-import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -33,11 +32,14 @@ from service.api.generated import inventory_pb2_grpc as pb_grpc
 from service.config import Settings
 from service.devstack import free_port
 from tests.http_client import get
+from tests.waiting import wait_for
 
 pytestmark = pytest.mark.stack
 
 ROOT = Path(__file__).resolve().parents[2]
 CHANNELS = 32  # own TCP connections: all 32 landing on one of 2 processes is a 2**-31 chance
+WITHIN_S = 90.0  # a bound for a broken test, not a figure under test
+NOT_ANSWERING = (OSError, aiohttp.ClientError, StopIteration)  # the group is still starting
 
 
 @dataclass
@@ -57,24 +59,9 @@ class Group:
         """The supervisor's "processes started" line: pids, grpc_port, metrics_dir."""
         return next(line for line in self.lines() if line["msg"] == "processes started")
 
-
-async def eventually(
-    probe: Callable[[], Awaitable[Any]], what: str, group: Group, within_s: float = 90
-) -> Any:
-    """Poll until ``probe`` returns something truthy; fail early when the group exits."""
-    deadline = time.monotonic() + within_s
-    while True:
-        try:
-            found = await probe()
-        except (OSError, aiohttp.ClientError, StopIteration):
-            found = None
-        if found:
-            return found
-        if group.process.poll() is not None:
-            raise AssertionError(f"the group exited ({group.process.returncode}) before {what}")
-        if time.monotonic() > deadline:
-            raise AssertionError(f"no {what} within {within_s} s; log: {group.log.read_text()}")
-        await asyncio.sleep(0.2)
+    def check_running(self) -> None:
+        if self.process.poll() is not None:
+            raise AssertionError(f"the group exited ({self.process.returncode})")
 
 
 @pytest.fixture
@@ -127,7 +114,15 @@ async def ready_body(group: Group) -> dict[str, Any]:
         status, body = await get(group.http_port, "/readiness")
         return dict(json.loads(body)) if status == 200 else None
 
-    body: dict[str, Any] = await eventually(probe, "200 from /readiness", group)
+    body: dict[str, Any] = await wait_for(
+        probe,
+        within_s=WITHIN_S,
+        what="200 from /readiness",
+        every_s=0.2,
+        alive=[group.check_running],
+        ignoring=NOT_ANSWERING,
+        diagnose=group.log.read_text,
+    )
     return body
 
 
@@ -191,7 +186,15 @@ async def test_two_processes_share_the_port_report_ready_add_up_and_drain(group:
         pool = [s.value for f in families for s in f.samples if s.name == "inventory_db_pool_size"]
         return families if status == 200 and pool == [20.0] else None  # 2 x db_pool_size 10
 
-    families = await eventually(scraped, "both processes' pool sizes in /metrics", group)
+    families = await wait_for(
+        scraped,
+        within_s=WITHIN_S,
+        what="both processes' pool sizes in /metrics",
+        every_s=0.2,
+        alive=[group.check_running],
+        ignoring=NOT_ANSWERING,
+        diagnose=group.log.read_text,
+    )
     assert rpc_counts(families) == CHANNELS
     ready_values = [s.value for f in families for s in f.samples if s.name == "inventory_ready"]
     assert ready_values == [1.0]

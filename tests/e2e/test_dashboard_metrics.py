@@ -6,18 +6,20 @@ scrapes a real `inventory serve --role all` process, which has imported everythi
 
 from __future__ import annotations
 
+import asyncio
 import importlib.util
 import os
 import signal
 import subprocess
 import sys
-import time
 import urllib.request
 from pathlib import Path
 
 import pytest
 
 from service.devstack import free_port
+from tests.e2e.worker_process import still_running
+from tests.waiting import wait_for
 
 HERE = Path(__file__).resolve().parent
 _spec = importlib.util.spec_from_file_location(
@@ -30,15 +32,9 @@ _spec.loader.exec_module(deploy_dashboard)
 pytestmark = pytest.mark.stack
 
 
-def _scrape(port: int, deadline: float) -> str:
-    while True:
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2) as reply:
-                return reply.read().decode()
-        except OSError:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.2)
+def _scrape(port: int) -> str:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2) as reply:
+        return str(reply.read().decode())
 
 
 def test_dashboard_and_alerts_use_only_exported_metrics(settings, tmp_path):
@@ -64,7 +60,17 @@ def test_dashboard_and_alerts_use_only_exported_metrics(settings, tmp_path):
         stderr=subprocess.STDOUT,
     )
     try:
-        exposition = _scrape(http_port, time.monotonic() + 60)
+        exposition = asyncio.run(
+            wait_for(
+                lambda: asyncio.to_thread(_scrape, http_port),
+                within_s=60,
+                what="/metrics answering",
+                every_s=0.2,
+                alive=[still_running(process)],
+                ignoring=(OSError,),  # not listening yet
+                diagnose=(tmp_path / "serve.log").read_text,
+            )
+        )
     finally:
         process.send_signal(signal.SIGTERM)
         process.wait(timeout=30)

@@ -10,7 +10,6 @@ import asyncio
 import os
 import shlex
 import subprocess
-import time
 from pathlib import Path
 
 import aiohttp
@@ -18,8 +17,9 @@ import pytest
 
 from service.devstack import StackPorts, free_port
 from tests.dev_process import inventory_command, start_dev
-from tests.e2e.worker_process import stop
+from tests.e2e.worker_process import still_running, stop
 from tests.http_client import get
+from tests.waiting import wait_for
 
 READY_WITHIN_S = 60
 
@@ -34,21 +34,21 @@ def exported(transcript: str) -> dict[str, str]:
 
 
 def ready(process: subprocess.Popen[bytes], http_port: int, log: Path) -> None:
-    deadline = time.monotonic() + READY_WITHIN_S
-    while not asyncio.run(_answers_ready(http_port)):
-        assert process.poll() is None, f"the service exited:\n{log.read_text()}"
-        assert time.monotonic() < deadline, f"not ready:\n{log.read_text()}"
+    asyncio.run(
+        wait_for(
+            lambda: _answers_ready(http_port),
+            within_s=READY_WITHIN_S,
+            what="the service ready",
+            every_s=0.2,
+            alive=[still_running(process)],
+            ignoring=(OSError, aiohttp.ClientError),  # not listening yet
+            diagnose=log.read_text,
+        )
+    )
 
 
 async def _answers_ready(http_port: int) -> bool:
-    """One probe; a pause before the next when it is not ready yet."""
-    try:
-        if (await get(http_port, "/readiness"))[0] == 200:
-            return True
-    except (OSError, aiohttp.ClientError):
-        pass
-    await asyncio.sleep(0.2)
-    return False
+    return (await get(http_port, "/readiness"))[0] == 200
 
 
 def test_a_service_given_only_the_printed_exports_gets_ready(tmp_path: Path) -> None:

@@ -30,6 +30,7 @@ from service.domain.values import Item, Sku, StockOperation
 from service.invariants import check
 from streams.observe import TopicCollector
 from streams.worker import StreamWorker
+from tests.waiting import wait_for
 
 pytestmark = pytest.mark.stack
 
@@ -110,16 +111,19 @@ class Pipeline:
         """Until the worker's timer table and index hold the order."""
         expiry = self.worker.expiry
         assert expiry is not None
-        await until(
-            lambda: order in expiry.schedule and order in expiry.table, f"{order} scheduled"
+        await wait_for(
+            lambda: order in expiry.schedule and order in expiry.table,
+            within_s=WAIT_S,
+            what=f"{order} scheduled",
         )
 
     async def unscheduled(self, order: str) -> None:
         expiry = self.worker.expiry
         assert expiry is not None
-        await until(
+        await wait_for(
             lambda: order not in expiry.schedule and order not in expiry.table.data,
-            f"{order} out of the schedule",
+            within_s=WAIT_S,
+            what=f"{order} out of the schedule",
         )
 
     async def levels(self, sku: str) -> tuple[int, int, int]:
@@ -141,14 +145,6 @@ class Pipeline:
                     )
                 ).scalar_one()
             )
-
-
-async def until(condition: Any, what: str, within_s: float = WAIT_S) -> None:
-    deadline = time.monotonic() + within_s
-    while not condition():
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.05)
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="session")

@@ -4,7 +4,8 @@ The worker process (``inventory serve --role worker``) schedules 1,000 reservati
 timer table; once the table's changelog holds all of them it is killed with SIGKILL, and a
 new process takes over. The sweeper's first round is an hour away, so every expiry after the
 restart comes from the schedule the new process recovered from the changelog (Faust table
-recovery on Tansu, which PITFALLS warns can hang near the end of a changelog).
+recovery on Tansu, which docs/pitfalls.md (faust-streaming) warns can hang near the end of a
+changelog).
 """
 
 from __future__ import annotations
@@ -30,7 +31,8 @@ from service.invariants import check
 from streams.app import ensure_topics
 from streams.expiry import TABLE_NAME
 from streams.observe import TopicCollector
-from tests.e2e.worker_process import at_least, at_most, count, start_worker, stop, wait_until
+from tests.e2e.worker_process import at_least, at_most, count, start_worker, still_running, stop
+from tests.waiting import wait_for
 
 pytestmark = pytest.mark.stack
 
@@ -105,8 +107,11 @@ async def test_kill_9_with_pending_reservations_loses_no_expiry(
     changelog: TopicCollector | None = None
     try:
         reserved = "SELECT count(*) FROM orders WHERE state = 'RESERVED'"
-        await wait_until(
-            lambda: at_least(db_engine, reserved, ORDERS), 90, "1,000 reservations", first
+        await wait_for(
+            lambda: at_least(db_engine, reserved, ORDERS),
+            within_s=90,
+            what="1,000 reservations",
+            alive=[still_running(first)],
         )
         changelog = TopicCollector(settings.kafka_bootstrap, [changelog_topic], decode=False)
         await changelog.start()
@@ -127,13 +132,18 @@ async def test_kill_9_with_pending_reservations_loses_no_expiry(
     second = start_worker(settings, log_path)
     try:
         expired = "SELECT count(*) FROM orders WHERE state = 'EXPIRED'"
-        await wait_until(lambda: at_least(db_engine, expired, ORDERS), 150, "every expiry", second)
+        await wait_for(
+            lambda: at_least(db_engine, expired, ORDERS),
+            within_s=150,
+            what="every expiry",
+            alive=[still_running(second)],
+        )
         done_at = time.time()
-        await wait_until(
+        await wait_for(
             lambda: at_most(db_engine, "SELECT count(*) FROM outbox WHERE published_at IS NULL", 0),
-            60,
-            "the outbox to drain",
-            second,
+            within_s=60,
+            what="the outbox drained",
+            alive=[still_running(second)],
         )
     finally:
         stop(second)

@@ -18,13 +18,14 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from service import loadgen
+from service import load_generator
 from service.audit import audit
 from service.config import Settings
 from service.invariants import check
 from streams.app import ensure_topics
 from streams.observe import TopicCollector
-from tests.e2e.worker_process import at_least, at_most, count, start_worker, stop, wait_until
+from tests.e2e.worker_process import at_least, at_most, count, start_worker, still_running, stop
+from tests.waiting import wait_for
 
 pytestmark = pytest.mark.stack
 
@@ -48,7 +49,7 @@ async def test_kill_9_mid_stream_loses_nothing_and_doubles_nothing(
 ) -> None:
     settings = crash_settings(stack.overrides)
     await ensure_topics(settings)
-    config = loadgen.LoadConfig(
+    config = load_generator.LoadConfig(
         count=ORDERS,
         rate=0,
         skus=SKUS,
@@ -62,16 +63,19 @@ async def test_kill_9_mid_stream_loses_nothing_and_doubles_nothing(
         prefix=f"CRASH{uuid.uuid4().hex[:6]}",
         seed=7,
     )
-    await loadgen.seed_stock(config, settings, STOCK_PER_SKU)
-    report = await loadgen.publish(config, settings, keep_order_ids=True)
+    await load_generator.seed_stock(config, settings, STOCK_PER_SKU)
+    report = await load_generator.publish(config, settings, keep_order_ids=True)
     assert len(report.order_ids) == ORDERS
 
     log_path = tmp_path / "worker.log"
     orders = "SELECT count(*) FROM orders"
     first = start_worker(settings, log_path)
     try:
-        await wait_until(
-            lambda: at_least(db_engine, orders, 2_000), 90, "the first 2,000 orders", first
+        await wait_for(
+            lambda: at_least(db_engine, orders, 2_000),
+            within_s=90,
+            what="the first 2,000 orders",
+            alive=[still_running(first)],
         )
     finally:
         first.send_signal(signal.SIGKILL)
@@ -82,12 +86,17 @@ async def test_kill_9_mid_stream_loses_nothing_and_doubles_nothing(
 
     second = start_worker(settings, log_path)
     try:
-        await wait_until(lambda: at_least(db_engine, orders, ORDERS), 120, "all orders", second)
-        await wait_until(
+        await wait_for(
+            lambda: at_least(db_engine, orders, ORDERS),
+            within_s=120,
+            what="all orders",
+            alive=[still_running(second)],
+        )
+        await wait_for(
             lambda: at_most(db_engine, "SELECT count(*) FROM outbox WHERE published_at IS NULL", 0),
-            60,
-            "the outbox to drain",
-            second,
+            within_s=60,
+            what="the outbox drained",
+            alive=[still_running(second)],
         )
     finally:
         stop(second)

@@ -29,6 +29,7 @@ from service.domain.values import Sku, StockOperation
 from service.invariants import check
 from streams.observe import Record, TopicCollector
 from streams.worker import StreamWorker
+from tests.waiting import wait_for
 
 pytestmark = pytest.mark.stack
 
@@ -118,12 +119,11 @@ class Pipeline:
         await self.out.wait_for(
             lambda: events_processed() >= processed_before + events, what="events processed"
         )
-        for _ in range(600):
-            if not await self.scalar("SELECT count(*) FROM outbox WHERE published_at IS NULL"):
-                break
-            await asyncio.sleep(0.05)
-        else:
-            raise TimeoutError("the outbox relay did not drain")
+
+        async def drained() -> bool:
+            return not await self.scalar("SELECT count(*) FROM outbox WHERE published_at IS NULL")
+
+        await wait_for(drained, within_s=30, what="the outbox relay drained")
         await self.out.wait_caught_up()
 
     async def scalar(self, sql: str, **params: Any) -> Any:

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import asyncio
 import os
 import signal
 import subprocess
 import sys
-import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from pathlib import Path
 
 from sqlalchemy import text
@@ -60,19 +58,11 @@ async def at_most(db: AsyncEngine, sql: str, n: int) -> bool:
     return await count(db, sql) <= n
 
 
-async def wait_until(
-    predicate: Callable[[], Awaitable[bool]],
-    within_s: float,
-    what: str,
-    worker: subprocess.Popen[bytes],
-) -> None:
-    """Until ``predicate`` holds; fails at once if the worker exits, or after ``within_s``."""
-    deadline = time.monotonic() + within_s
-    while not await predicate():
-        if worker.poll() is not None:
-            raise AssertionError(
-                f"the worker exited ({worker.returncode}) while waiting for {what}"
-            )
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.05)
+def still_running(process: subprocess.Popen[bytes]) -> Callable[[], None]:
+    """For ``wait_for(alive=...)``: fail at once when the process exited."""
+
+    def check() -> None:
+        if process.poll() is not None:
+            raise AssertionError(f"{process.args} exited ({process.returncode})")
+
+    return check

@@ -14,10 +14,8 @@ Two levels:
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import json
-import time
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -38,6 +36,7 @@ from streams.observe import TopicCollector
 from streams.records import DLQ_MAX_VALUE_BYTES, InvalidEvent, decode_order_event
 from streams.worker import StreamWorker
 from tests.chaos.driver import scenario_settings
+from tests.waiting import wait_for
 
 WHEN = "2024-05-01T12:00:00Z"
 LIMITS = limits_from(Settings())
@@ -229,10 +228,11 @@ async def send_and_audit(rig: Rig, events: list[tuple[str, bytes]]) -> list[dict
 
     handler = rig.worker.handler
     assert handler is not None
-    deadline = time.monotonic() + 60
-    while not wanted <= await rig.processed() and not handler.halted:
-        assert time.monotonic() < deadline, "the partitions did not go on"
-        await asyncio.sleep(0.1)
+
+    async def went_on_or_halted() -> bool:
+        return wanted <= await rig.processed() or handler.halted
+
+    await wait_for(went_on_or_halted, within_s=60, what="the partitions going on", every_s=0.1)
     assert not handler.halted, "the order agents halted"
     missing = wanted - await rig.processed()
     letters: list[dict[str, Any]] = []

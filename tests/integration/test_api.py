@@ -1,7 +1,8 @@
 """The gRPC API against a real server on a free port, the real engine and PostgreSQL.
 
-Every RPC's happy path, every status code of DESIGN §8 reached by a real request (INTERNAL
-cannot be reached by design), the admin credential, deadlines, health and reflection.
+Every RPC's happy path, the status codes of docs/architecture.md ("gRPC status codes")
+reached by a real request (INTERNAL cannot be reached by design; RESOURCE_EXHAUSTED is in
+test_security.py), the admin credential, deadlines, health and reflection.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 from grpc_status import rpc_status
 from sqlalchemy import text
 
-from db import invariants
+from db import invariant_sql
 from db.seed import seed_demo
 from service.api import server as grpc_api
 from service.api.auth import AdminAuth, token_digest
@@ -327,7 +328,7 @@ async def test_expired_deadlines_never_leave_half_an_order(api: Api) -> None:
             )
         )
         counts = {order_id: count for order_id, count in rows}
-        broken = (await conn.execute(invariants.BROKEN_LEVELS)).all()
+        broken = (await conn.execute(invariant_sql.BROKEN_LEVELS)).all()
     assert all(count == len(items) for count in counts.values()), counts
     assert broken == []
 

@@ -1,4 +1,4 @@
-"""HTTP health, readiness and metrics; ``serve.run`` start-up, drain and the api role."""
+"""HTTP health, readiness and metrics; ``lifecycle.run`` start-up, drain and the api role."""
 
 from __future__ import annotations
 
@@ -17,24 +17,35 @@ from sqlalchemy.ext.asyncio import create_async_engine
 from sqlalchemy.pool import NullPool
 
 from db.seed import seed_demo
-from service import http, serve
+from service import http, lifecycle
 from service.api.generated import inventory_pb2 as pb
 from service.api.generated import inventory_pb2_grpc as pb_grpc
 from service.bootstrap import Container
 from service.config import Role, Settings
 from service.devstack import EmbeddedStack, free_port
 from tests.http_client import get
+from tests.waiting import wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
+WITHIN_S = 15.0  # a bound for a broken test, not a figure under test
 
 
-async def wait_for_readiness(port: int, status: int, attempts: int = 100) -> dict[str, object]:
-    for _ in range(attempts):
+async def wait_for_readiness(port: int, status: int) -> dict[str, object]:
+    """The body of the first /readiness answer with this status."""
+    last: dict[str, object] = {}
+
+    async def answered() -> dict[str, object] | None:
         code, body = await get(port, "/readiness")
-        if code == status:
-            return dict(json.loads(body))
-        await asyncio.sleep(0.1)
-    raise AssertionError(f"/readiness never answered {status}; last: {code} {body}")
+        last.update(code=code, body=body)
+        return dict(json.loads(body)) if code == status else None
+
+    return await wait_for(
+        answered,
+        within_s=WITHIN_S,
+        what=f"/readiness answering {status}",
+        every_s=0.1,
+        diagnose=lambda: f"last {last}",
+    )
 
 
 @pytest.fixture
@@ -137,7 +148,7 @@ async def test_api_role_reports_kafka_unused(container: Container) -> None:
         await server.stop()
 
 
-# -- serve.run: start-up, drain --
+# -- lifecycle.run: start-up, drain --
 
 
 def serve_settings(settings: Settings, **extra: object) -> Settings:
@@ -160,7 +171,7 @@ async def test_drain_lets_in_flight_rpcs_finish(settings: Settings, db_engine: o
     engine = create_async_engine(settings.database_url, poolclass=NullPool)
     await seed_demo(engine, settings.default_warehouse_id)
     ready, stop = asyncio.Event(), asyncio.Event()
-    running = asyncio.create_task(serve.run(config, ready=ready, stop=stop))
+    running = asyncio.create_task(lifecycle.run(config, ready=ready, stop=stop))
     await asyncio.wait_for(ready.wait(), 60)
     channel = grpc.aio.insecure_channel(f"127.0.0.1:{config.grpc_port}")
     stub = pb_grpc.InventoryServiceStub(channel)
@@ -200,26 +211,26 @@ async def reserve_one(stub: pb_grpc.InventoryServiceStub, order_id: str) -> pb.R
     return await stub.ReserveStock(request, timeout=60)
 
 
-async def wait_for_lock_waiters(engine: object, attempts: int = 200) -> None:
-    for _ in range(attempts):
+async def wait_for_lock_waiters(engine: object) -> None:
+    async def waiting() -> int:
         async with engine.connect() as conn:  # type: ignore[attr-defined]
-            waiting = (
-                await conn.execute(text("SELECT count(*) FROM pg_locks WHERE NOT granted"))
-            ).scalar_one()
-        if waiting:
-            return
-        await asyncio.sleep(0.05)
-    raise AssertionError("the engine never waited on the held lock")
+            return int(
+                (
+                    await conn.execute(text("SELECT count(*) FROM pg_locks WHERE NOT granted"))
+                ).scalar_one()
+            )
+
+    await wait_for(waiting, within_s=WITHIN_S, what="the engine waiting on the held lock")
 
 
 SIGTERM_SCRIPT = """
 import asyncio, os, signal, sys
-from service import serve
+from service import lifecycle
 from service.config import Settings
 
 async def main():
     ready = asyncio.Event()
-    task = asyncio.create_task(serve.run(Settings(), ready=ready))
+    task = asyncio.create_task(lifecycle.run(Settings(), ready=ready))
     await ready.wait()
     os.kill(os.getpid(), signal.SIGTERM)
     await asyncio.wait_for(task, 60)

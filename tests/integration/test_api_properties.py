@@ -11,7 +11,7 @@ import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from db import invariants
+from db import invariant_sql
 from db.seed import seed_demo
 from service.api import server as grpc_api
 from service.api.auth import AdminAuth, token_digest
@@ -147,10 +147,10 @@ async def broken_invariants(container: Container) -> list[Any]:
     async with container.db.connect() as conn:
         broken: list[Any] = []
         for query in (
-            invariants.BROKEN_LEVELS,
-            invariants.RESERVED_MISMATCH,
-            invariants.LEDGER_MISMATCH,
-            invariants.ORPHAN_RESERVATIONS,
+            invariant_sql.BROKEN_LEVELS,
+            invariant_sql.RESERVED_MISMATCH,
+            invariant_sql.LEDGER_MISMATCH,
+            invariant_sql.ORPHAN_RESERVATIONS,
         ):
             broken.extend((await conn.execute(query)).all())
         return broken

@@ -12,7 +12,6 @@ import json
 import os
 import subprocess
 import sys
-import time
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -30,6 +29,7 @@ from service.config import Settings
 from service.domain.commands import UpdateStock
 from service.domain.values import Sku, StockOperation
 from streams.worker import StreamWorker
+from tests.waiting import wait_for
 
 pytestmark = pytest.mark.stack
 
@@ -135,20 +135,30 @@ async def apply_with_a_worker(settings: Settings, processed_rows: int) -> None:
     async with build(settings) as container:
         worker = StreamWorker(settings, container)
         await worker.start()
+        progress: dict[str, Any] = {}
+
+        async def applied_and_committed() -> bool:
+            async with container.db.connect() as conn:
+                rows = (
+                    await conn.execute(text("SELECT count(*) FROM processed_events"))
+                ).scalar_one()
+            committed, ends = await committed_and_ends(settings)
+            progress.update(rows=rows, committed=committed)
+            done = all(committed.get(tp, -1) >= end for tp, end in ends.items() if end)
+            return rows >= processed_rows and done
+
+        def worker_running() -> None:
+            assert worker.running, "the worker stopped"
+
         try:
-            deadline = time.monotonic() + 90
-            while True:
-                async with container.db.connect() as conn:
-                    rows = (
-                        await conn.execute(text("SELECT count(*) FROM processed_events"))
-                    ).scalar_one()
-                committed, ends = await committed_and_ends(settings)
-                done = all(committed.get(tp, -1) >= end for tp, end in ends.items() if end)
-                if rows >= processed_rows and done:
-                    return
-                assert worker.running, "the worker stopped"
-                assert time.monotonic() < deadline, f"{rows} rows, committed {committed}"
-                await asyncio.sleep(0.1)  # polling a condition
+            await wait_for(
+                applied_and_committed,
+                within_s=90,
+                what=f"{processed_rows} events applied and their offsets committed",
+                every_s=0.1,
+                alive=[worker_running],
+                diagnose=lambda: str(progress),
+            )
         finally:
             await worker.stop()
 

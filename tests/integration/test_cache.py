@@ -29,12 +29,14 @@ from service.domain.errors import InsufficientStock, NotFound
 from service.domain.results import Availability, StockView
 from service.domain.values import Item, Sku
 from service.queries import StockQueries
-from streams.warmer import warm, warm_many
+from streams.warmer import warm_many
+from tests.waiting import wait_for
 
 pytestmark = pytest.mark.stack
 
 WAREHOUSES = (("wh-north", 10), ("wh-south", 20))  # (id, priority); "default" exists already
 OFF_THE_BOOKS = Sku("prod-only-in-redis")  # written while Redis is down, read by no one
+REDIS_WITHIN_S = 30.0  # a bound for a broken test, not a figure under test
 
 
 @dataclass
@@ -184,7 +186,7 @@ async def test_keys_of_ids_with_separators_never_collide(cached: Cached) -> None
     await cache.apply([state(one, "w", 1, 0, 1), state(other, "w", 2, 0, 1)])
     [first, second] = await cache.read([one, other])
     assert first is not None and second is not None
-    assert (first.available, second.available) == (1, 2)
+    assert (first.lines, second.lines) == (("1|0|1|1||w",), ("2|0|2|1||w",))
 
 
 # -- read-through --
@@ -221,9 +223,9 @@ async def test_a_fill_never_overwrites_a_newer_event(cached: Cached, container: 
 
     [entry] = await cached.cache.read([sku])
     assert entry is not None and entry.complete
-    [row] = entry.rows
-    assert (row.available, row.reserved, row.version) == (15, 5, level.version + 1)
-    assert row.stock_id == level.stock_id  # the fill still contributes the immutable stock id
+    # the line the reader uses: available|reserved|total|version|stock_id|warehouse; the fill
+    # still contributes the immutable stock id
+    assert entry.lines == (f"15|5|20|{level.version + 1}|{level.stock_id}|wh-north",)
 
 
 async def test_unknown_skus_are_cached_until_a_stock_is_created(
@@ -239,7 +241,7 @@ async def test_unknown_skus_are_cached_until_a_stock_is_created(
 
     await set_stock(container, "prod-new", 8, "wh-south", variant="v1")
     for payload in await stock_changed_payloads(container):
-        await warm(cached.cache, payload)
+        await warm_many(cached.cache, [payload])
     [after] = await cached.queries.check_stock([Item(sku, 5)])
     assert after.known and after.sufficient and after.warehouses == {"wh-south": 8}
     # the event has no stock id, so GetStock reads (and refills) the row from PostgreSQL once
@@ -285,7 +287,7 @@ async def test_a_hit_after_an_event_answers_the_new_levels(
     first = await cached.queries.get_stock(sku, None)  # hit
     await set_stock(container, "prod-hot", 7, "wh-north")
     for payload in await stock_changed_payloads(container):
-        await warm(cached.cache, payload)
+        await warm_many(cached.cache, [payload])
     hits = counted("hit")
     second = await cached.queries.get_stock(sku, None)
     assert counted("hit") == hits + 1
@@ -356,7 +358,7 @@ async def test_a_burst_of_1000_reservations_leaves_the_cache_equal_to_the_databa
     payloads = await stock_changed_payloads(container)
     assert len(payloads) > 10
     for payload in payloads:  # the relay's order: by outbox id
-        await warm(cached.cache, payload)
+        await warm_many(cached.cache, [payload])
 
     truth = await db_truth(container, skus)
     await assert_cache_equals_db(cached.cache, truth)
@@ -408,17 +410,21 @@ async def test_with_redis_stopped_every_read_answers_from_postgresql(
         for item, expected in zip(items, expected_checks, strict=True):
             assert await cached.queries.check_stock([item]) == [expected]
 
+    async def read_all_and_see_redis_gone() -> bool:
+        await read_all()  # copies kept in this process answer until it sees Redis gone
+        return cached.cache.breaker.state is not BreakerState.CLOSED
+
     fallbacks = counted("fallback")
     reader = asyncio.create_task(_read_until_cancelled(read_all))
     try:
         await read_all()
         stack.stop_redis()  # mid-run: the reader keeps going
-        for _ in range(500):  # copies kept in this process answer until it sees Redis gone
-            await read_all()
-            if cached.cache.breaker.state is not BreakerState.CLOSED:
-                break
-            await asyncio.sleep(0.01)
-        assert cached.cache.breaker.state is not BreakerState.CLOSED
+        await wait_for(
+            read_all_and_see_redis_gone,
+            within_s=REDIS_WITHIN_S,
+            what="the breaker tripped",
+            every_s=0.01,
+        )
         assert counted("fallback") > fallbacks
         deferred = await cached.cache.apply([state(OFF_THE_BOOKS, "wh-north", 1, 0, 10_000)])
         assert deferred.deferred == 1 and cached.cache.pending == 1
@@ -431,9 +437,19 @@ async def test_with_redis_stopped_every_read_answers_from_postgresql(
 
     # back: after the cooldown a probe closes the breaker, reads refill the cache, and the
     # write that was deferred is replayed
-    await _eventually(lambda: _refilled(cached, items))
+    await wait_for(
+        lambda: _refilled(cached, items),
+        within_s=REDIS_WITHIN_S,
+        what="the cache refilled",
+        ignoring=(RedisError,),  # Redis may still refuse for a moment
+    )
     await read_all_with(cached, skus, expected_views)
-    await _eventually(lambda: _replayed(cached.cache, OFF_THE_BOOKS))
+    await wait_for(
+        lambda: _replayed(cached.cache, OFF_THE_BOOKS),
+        within_s=REDIS_WITHIN_S,
+        what="the deferred write replayed",
+        ignoring=(RedisError,),
+    )
 
 
 async def read_all_with(cached: Cached, skus: list[Sku], views: dict[Sku, StockView]) -> None:
@@ -457,14 +473,3 @@ async def _refilled(cached: Cached, items: list[Item]) -> bool:
 async def _replayed(cache: StockCache, sku: Sku) -> bool:
     row = await cache.client.hgetall(stock_key(sku, "wh-north"))
     return cache.pending == 0 and row.get("version") == "10000"
-
-
-async def _eventually(check: Any, attempts: int = 200) -> None:
-    for _ in range(attempts):
-        try:
-            if await check():
-                return
-        except RedisError:
-            pass  # Redis may still refuse for a moment
-        await asyncio.sleep(0.05)
-    assert await check()

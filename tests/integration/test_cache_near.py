@@ -6,8 +6,7 @@ this one would be; the assertions wait (bounded) for Redis's invalidation messag
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -17,10 +16,12 @@ from service.cache import StockCache, StockState, build_cache
 from service.config import Settings
 from service.domain.results import StockLevel
 from service.domain.values import Sku
+from tests.waiting import wait_for
 
 pytestmark = pytest.mark.stack
 
 SKU = Sku("prod-near", "v1")
+WITHIN_S = 10.0  # a bound for a broken test, not a figure under test
 
 
 def state(version: int, available: int) -> StockState:
@@ -29,14 +30,6 @@ def state(version: int, available: int) -> StockState:
 
 def level(version: int, available: int) -> StockLevel:
     return StockLevel("s-1", SKU, "wh-near", available, 0, available, version)
-
-
-async def eventually(check: Callable[[], Awaitable[bool]], within_s: float = 10.0) -> None:
-    deadline = asyncio.get_running_loop().time() + within_s
-    while not await check():
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError("not within the time allowed")
-        await asyncio.sleep(0.01)
 
 
 @pytest.fixture
@@ -56,7 +49,7 @@ async def near_live(cache: StockCache) -> None:
     async def live() -> bool:
         return cache._near is not None and cache._near.live
 
-    await eventually(live)
+    await wait_for(live, within_s=WITHIN_S, what="the near cache live", every_s=0.01)
 
 
 def redis_reads(cache: StockCache, patch: pytest.MonkeyPatch) -> list[int]:
@@ -73,7 +66,7 @@ def redis_reads(cache: StockCache, patch: pytest.MonkeyPatch) -> list[int]:
 
 async def available(cache: StockCache) -> int | None:
     [entry] = await cache.read([SKU])
-    return None if entry is None else entry.rows[0].available
+    return None if entry is None else int(entry.lines[0].split("|")[0])  # available|...
 
 
 async def test_a_copy_answers_until_another_process_changes_the_sku(
@@ -92,7 +85,9 @@ async def test_a_copy_answers_until_another_process_changes_the_sku(
     async def sees_the_change() -> bool:
         return await available(here) == 7
 
-    await eventually(sees_the_change)
+    await wait_for(
+        sees_the_change, within_s=WITHIN_S, what="the other process's change seen", every_s=0.01
+    )
     assert len(reads) >= 2
 
 
@@ -121,7 +116,7 @@ async def test_a_flush_drops_every_copy(
     async def dropped() -> bool:
         return here._near is not None and len(here._near) == 0
 
-    await eventually(dropped)
+    await wait_for(dropped, within_s=WITHIN_S, what="every copy dropped", every_s=0.01)
     assert await available(here) is None  # Redis is empty: a miss, not the old copy
 
 
@@ -140,7 +135,7 @@ async def test_losing_the_invalidation_connection_turns_copies_off_until_it_is_b
     async def dark() -> bool:
         return not near.live
 
-    await eventually(dark)
+    await wait_for(dark, within_s=WITHIN_S, what="copies turned off", every_s=0.01)
     assert len(near) == 0
     reads = redis_reads(here, monkeypatch)
     assert await available(here) == 10 and reads == [1]  # from Redis while dark
@@ -148,4 +143,4 @@ async def test_losing_the_invalidation_connection_turns_copies_off_until_it_is_b
     async def back() -> bool:
         return near.live
 
-    await eventually(back)
+    await wait_for(back, within_s=WITHIN_S, what="copies back on", every_s=0.01)

@@ -3,9 +3,7 @@ once repaired; one worker checks at a time; a problem only the full pass sees ke
 
 from __future__ import annotations
 
-import asyncio
 import re
-import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -18,6 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from service.config import Settings
 from service.domain import validation as v
 from service.invariant_monitor import InvariantMonitor
+from tests.waiting import wait_for
 
 pytestmark = pytest.mark.stack
 
@@ -64,10 +63,13 @@ async def monitor(fast: Settings) -> AsyncIterator[InvariantMonitor]:
 async def rounds_later(monitor: InvariantMonitor, rounds: int = 2) -> None:
     """Until ``rounds`` more rounds ended: the second began after anything committed now."""
     wanted = monitor.rounds + rounds
-    deadline = time.monotonic() + ROUNDS_WITHIN_S
-    while monitor.rounds < wanted:
-        assert time.monotonic() < deadline, f"{monitor.rounds} rounds, wanted {wanted}"
-        await asyncio.sleep(0.01)
+    await wait_for(
+        lambda: monitor.rounds >= wanted,
+        within_s=ROUNDS_WITHIN_S,
+        what=f"{wanted} rounds",
+        every_s=0.01,
+        diagnose=lambda: f"{monitor.rounds} rounds",
+    )
 
 
 async def add_stock(container, product_id: str, quantity: int) -> None:
@@ -145,10 +147,12 @@ async def test_one_worker_checks_and_another_takes_over_when_it_goes(fast: Setti
     try:
         await rounds_later(first, 1)
         await second.start()
-        deadline = time.monotonic() + ROUNDS_WITHIN_S
-        while second.lock_attempts < 2:
-            assert time.monotonic() < deadline, "the second monitor never tried the lock"
-            await asyncio.sleep(0.01)
+        await wait_for(
+            lambda: second.lock_attempts >= 2,
+            within_s=ROUNDS_WITHIN_S,
+            what="the second monitor trying the lock twice",
+            every_s=0.01,
+        )
         assert first.is_checker and not second.is_checker and second.rounds == 0
     finally:
         await first.stop()

@@ -13,7 +13,7 @@ at these tests):
 
 from __future__ import annotations
 
-import asyncio
+import json
 import shutil
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -33,6 +33,7 @@ from service.config import Settings
 from service.invariants import check
 from tests.chaos.driver import ServiceProcess, scenario_settings
 from tests.unit.test_api_tls import credentials, pki  # noqa: F401  (pki is a fixture)
+from tests.waiting import wait_for
 
 pytestmark = pytest.mark.stack
 
@@ -271,6 +272,31 @@ def test_an_id_limit_the_schema_cannot_store_is_refused() -> None:
 # -- secrets and logs ----------------------------------------------------------------------
 
 
+# the DEBUG record of a refused call, without its time stamp
+REFUSED_WRONG_TOKEN = {
+    "level": "DEBUG",
+    "logger": "service.api",
+    "msg": "rpc refused: admin token not accepted",
+    "method": "UpdateStock",
+    "code": "UNAUTHENTICATED",
+}
+
+
+def records(log_path: Path) -> list[dict[str, Any]]:
+    """The service's JSON log records, each without its time stamp."""
+    found = []
+    for line in log_path.read_text(errors="replace").splitlines():
+        if line.startswith("{"):
+            record = json.loads(line)
+            record.pop("ts", None)
+            found.append(record)
+    return found
+
+
+def api_records(log_path: Path) -> list[dict[str, Any]]:
+    return [record for record in records(log_path) if record["logger"] == "service.api"]
+
+
 def with_password(url: str, password: str) -> str:
     return make_url(url).set(password=password).render_as_string(hide_password=False)
 
@@ -306,11 +332,16 @@ async def test_no_secret_in_the_service_log(stack: Any, settings: Settings, tmp_
             reserve = pb.ReserveStockRequest(order_id="log-1", items=items(1))
             await code_of(stub.ReserveStock(reserve, metadata=ADMIN))
             await code_of(stub.GetStock(pb.GetStockRequest(product_id="prod-456"), metadata=ADMIN))
-        await asyncio.sleep(0.5)
+        # the log captured the run (a log that missed it would hide any leak): this record
+        await wait_for(
+            lambda: REFUSED_WRONG_TOKEN in records(log_path),
+            within_s=30,
+            what="the refusal of the wrong token logged",
+            diagnose=lambda: f"the API's records: {api_records(log_path)}",
+        )
     finally:
         await service.stop()
         service.kill()
     log = log_path.read_text(errors="replace")
-    assert "UpdateStock" in log or "rpc" in log  # the log did capture the run
     leaked = [what for what, secret in secrets.items() if secret in log]
     assert not leaked, f"found in {log_path}: {leaked}"

@@ -26,6 +26,7 @@ from service.domain.errors import Unavailable
 from service.domain.results import OrderResult
 from service.invariants import check
 from service.sweeper import ExpirySweeper
+from tests.waiting import wait_for
 
 pytestmark = pytest.mark.stack
 
@@ -197,10 +198,7 @@ async def test_the_loop_sweeps_every_interval_until_stopped(
     running = sweeper(settings, container, interval_s=0.1)
     await running.start()
     try:
-        for _ in range(200):
-            if running.caught:
-                break
-            await asyncio.sleep(0.05)
+        await wait_for(lambda: running.caught, within_s=10, what="a sweep that caught the order")
     finally:
         await running.stop()
     assert running.caught == 1

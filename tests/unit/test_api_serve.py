@@ -13,7 +13,7 @@ from google.protobuf import json_format
 from service import logging as service_logging
 from service.api.generated import inventory_pb2 as pb
 from service.config import Settings
-from service.serve import grpcurl_lines
+from service.lifecycle import grpcurl_lines
 
 REQUESTS = {
     "GetStock": pb.GetStockRequest,

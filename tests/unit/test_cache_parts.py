@@ -21,7 +21,8 @@ from service.cache import (
 from service.cache_breaker import BreakerState, CircuitBreaker
 from service.domain.planner import StockChange, StockRow
 from service.domain.values import Levels, Sku
-from streams.warmer import register_warmer, warm, warm_many
+from streams.warmer import register_warmer, warm_many
+from tests.waiting import wait_for
 
 
 class FakeClock:
@@ -145,15 +146,12 @@ def test_malformed_payloads_are_refused(change: dict[str, Any]) -> None:
 def test_an_aggregate_parses() -> None:
     parsed = CachedSku.parse("1\n1|2|3|4|sid-1|wh|odd\n5|0|5|1||b")
     assert parsed is not None and parsed.complete
-    assert {(r.warehouse_id, r.available, r.version, r.stock_id) for r in parsed.rows} == {
-        ("wh|odd", 1, 4, "sid-1"),
-        ("b", 5, 1, ""),
-    }
-    assert parsed.available == 6
+    # one line per warehouse, kept as sent (the reader, service/cache_queries.py, splits them)
+    assert parsed.lines == ("1|2|3|4|sid-1|wh|odd", "5|0|5|1||b")
     incomplete = CachedSku.parse("0\n5|0|5|1||b")
     assert incomplete is not None and not incomplete.complete
     negative = CachedSku.parse("1")
-    assert negative is not None and negative.complete and negative.rows == ()
+    assert negative is not None and negative.complete and negative.lines == ()
     assert CachedSku.parse("") is None
 
 
@@ -256,19 +254,11 @@ class RecordingCache:
         self.payloads.extend(payloads)
 
 
-async def _until(condition: Any) -> None:
-    for _ in range(500):
-        if condition():
-            return
-        await asyncio.sleep(0.01)
-    raise AssertionError("condition not reached")
-
-
 async def test_warm_many_decodes_and_skips_what_is_not_json() -> None:
     cache = RecordingCache()
     await warm_many(cache, [b'{"a": 1}', "not json", b"[1]", {"b": 2}])  # type: ignore[arg-type]
     assert cache.payloads == [{"a": 1}, {"b": 2}]
-    await warm(cache, {"c": 3})  # type: ignore[arg-type]
+    await warm_many(cache, [{"c": 3}])  # type: ignore[arg-type]
     assert cache.payloads[-1] == {"c": 3}
 
 
@@ -285,9 +275,9 @@ async def test_the_warmer_agent_survives_a_failing_cache() -> None:
     app.flow_control.resume()
     async with agent.test_context() as running:
         await running.put(b'{"fail": true}')
-        await _until(lambda: cache.failures == 1)
+        await wait_for(lambda: cache.failures == 1, within_s=5, what="the failing batch tried")
         await running.put(b'{"x": 2}')
-        await _until(lambda: cache.payloads)
+        await wait_for(lambda: cache.payloads, within_s=5, what="the next payload applied")
     assert cache.payloads == [{"x": 2}]
 
 
@@ -296,11 +286,13 @@ async def test_reads_that_arrive_during_one_go_out_together() -> None:
         def __init__(self) -> None:
             super().__init__()
             self.gate = asyncio.Event()
+            self.in_flight = asyncio.Event()
             self.reads: list[list[str]] = []
 
         async def evalsha(self, sha: str, numkeys: int, *args: Any) -> Any:
             keys = list(args[:numkeys])
             self.reads.append(keys)
+            self.in_flight.set()
             await self.gate.wait()
             return ["1\n1|0|1|1|sid|w" if "q" in key else "" for key in keys]
 
@@ -312,9 +304,11 @@ async def test_reads_that_arrive_during_one_go_out_together() -> None:
         breaker=CircuitBreaker(5.0),
     )
     first = asyncio.create_task(cache.read([Sku("p")]))
-    await asyncio.sleep(0)
+    await client.in_flight.wait()
     waiting = [asyncio.create_task(cache.read([Sku("q"), Sku(f"r{i}")])) for i in range(4)]
-    await asyncio.sleep(0)
+    await wait_for(
+        lambda: len(cache._reads) == len(waiting), within_s=5, what="the reads queued behind it"
+    )
     assert len(client.reads) == 1  # the others wait for the read in flight
     client.gate.set()
     assert await first == [None]
@@ -324,4 +318,4 @@ async def test_reads_that_arrive_during_one_go_out_together() -> None:
         [sku_key(Sku("q"))] + [sku_key(Sku(f"r{i}")) for i in range(4)]
     )
     for answer in answers:
-        assert answer[0] is not None and answer[0].available == 1 and answer[1] is None
+        assert answer[0] is not None and answer[0].lines == ("1|0|1|1|sid|w",) and answer[1] is None

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 from collections.abc import Sequence
 from datetime import UTC, datetime
@@ -15,6 +14,7 @@ from service.domain.results import OrderResult
 from service.domain.values import OrderState, ResultStatus
 from streams.expiry import BadScheduleEvent, ExpiryTimer, schedule_change
 from streams.expiry_schedule import Entry, ExpirySchedule
+from tests.waiting import wait_for
 
 T0 = 1_700_000_000.0
 
@@ -194,11 +194,10 @@ async def test_start_and_stop() -> None:
     h = Harness()
     h.reserve("a", T0)
     await h.timer.start()
-    for _ in range(100):
-        if h.forgotten:
-            break
-        await asyncio.sleep(0.01)
-    await h.timer.stop()
+    try:
+        await wait_for(lambda: h.forgotten, within_s=5, what="the due order expired")
+    finally:
+        await h.timer.stop()
     assert h.forgotten == ["a"]
 
 

@@ -1,4 +1,5 @@
-"""Every cell of DESIGN §4, for order events and for RPCs."""
+"""Every cell of the order state machine (docs/architecture.md, Order semantics), for order
+events and for RPCs."""
 
 import pytest
 

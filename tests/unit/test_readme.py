@@ -69,7 +69,7 @@ def test_the_readme_lists_no_setting_that_does_not_exist() -> None:
 def test_the_readme_tries_the_calls_the_banner_prints() -> None:
     import shlex
 
-    from service.serve import grpcurl_lines
+    from service.lifecycle import grpcurl_lines
 
     block = README.read_text().split("## Try it", 1)[1].split("```sh\n", 1)[1].split("```")[0]
     calls = [shlex.split(call) for call in block.replace("\\\n", " ").splitlines() if call]

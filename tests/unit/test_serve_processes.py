@@ -97,7 +97,7 @@ def test_the_flag_overrides_the_setting_and_picks_the_supervisor(
 
 
 def test_one_process_is_the_plain_serve_path(monkeypatch: pytest.MonkeyPatch) -> None:
-    from service import serve
+    from service import lifecycle
 
     calls: list[dict[str, Any]] = []
 
@@ -105,7 +105,7 @@ def test_one_process_is_the_plain_serve_path(monkeypatch: pytest.MonkeyPatch) ->
         calls.append({"settings": settings, **kwargs})
 
     monkeypatch.setattr(supervisor, "run", pytest.fail)
-    monkeypatch.setattr(serve, "run", fake_serve)
+    monkeypatch.setattr(lifecycle, "run", fake_serve)
     assert serve_command.run(argparse.Namespace(role="api", processes=None)) == 0
     assert serve_command.run(argparse.Namespace(role="api", processes=1)) == 0
     assert [call.keys() for call in calls] == [{"settings"}, {"settings"}]  # not supervised
@@ -149,7 +149,7 @@ IMPORTS = """
 import os, sys
 import service.cli, service.supervisor
 before = sorted(m for m in ('grpc', 'prometheus_client') if m in sys.modules)
-import service.serve, service.api.server, service.http, db.migrate  # what the processes run
+import service.lifecycle, service.api.server, service.http, db.migrate  # what the processes run
 print(before, len(os.listdir('/proc/self/task')))
 """
 

@@ -41,10 +41,12 @@ class FakeEngine:
     def __init__(self, failures: Sequence[BaseException] = ()) -> None:
         self.failures = list(failures)
         self.calls: list[list[Command]] = []
+        self.called = asyncio.Event()
         self.poison: set[str] = set()
 
     async def execute_many(self, cmds: Sequence[Command]) -> list[Any]:
         self.calls.append(list(cmds))
+        self.called.set()
         if self.failures:
             raise self.failures.pop(0)
         out: list[Any] = []
@@ -126,7 +128,7 @@ async def test_database_down_while_stopping_gives_the_batch_up_unacked() -> None
     engine = FakeEngine([Unavailable("db down")] * 1000)
     h = handler(engine, FakeDlq(), stopping)
     task = asyncio.create_task(h.handle([event("a", 0)]))
-    await asyncio.sleep(0.05)
+    await engine.called.wait()  # the database is down: the handler is retrying the batch
     stopping.set()
     assert await asyncio.wait_for(task, 1) is False
     assert await h.handle([event("b", 1)]) is False  # nothing new starts once stopping

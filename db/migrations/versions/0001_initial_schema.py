@@ -214,7 +214,7 @@ def upgrade() -> None:
         "ix_stock_movements_stock_id_id", "stock_movements", ["stock_id", "id"], unique=False
     )
     # ### end Alembic commands ###
-    # UpdateStock without a warehouse lands here (DESIGN §4, "Warehouses by default").
+    # UpdateStock without a warehouse lands here (docs/architecture.md, Data model).
     default_warehouse = context.config.attributes.get("default_warehouse_id", "default")
     op.execute(
         sa.text(

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any, TextIO
 
 from aiokafka import AIOKafkaProducer
+from tqdm import tqdm
 
 from service.config import Settings
 from service.domain.commands import OrderEventKind, UpdateStock
@@ -177,30 +178,33 @@ class EventSource:
 
 
 class Progress:
-    """A plain progress bar on stderr (a line every few seconds when not a terminal)."""
+    """Progress on stderr: a tqdm bar on a terminal, else a plain line every few seconds."""
 
-    def __init__(self, total: int, stream: TextIO | None = None, width: int = 30) -> None:
+    def __init__(self, total: int, stream: TextIO | None = None) -> None:
         self.total = max(total, 1)
         self.stream = stream or sys.stderr
-        self.width = width
-        self.tty = self.stream.isatty()
         self.started = time.monotonic()
         self._shown_at = 0.0
+        self._bar: tqdm[Any] | None = None
+        if self.stream.isatty():
+            self._bar = tqdm(
+                total=self.total, file=self.stream, unit=" events", mininterval=0.2, leave=True
+            )
 
     def update(self, done: int, *, final: bool = False) -> None:
+        if self._bar is not None:
+            self._bar.update(done - self._bar.n)
+            if final:
+                self._bar.close()
+            return
         now = time.monotonic()
-        if not final and now - self._shown_at < (0.2 if self.tty else 2.0):
+        if not final and now - self._shown_at < 2.0:
             return
         self._shown_at = now
-        share = min(done / self.total, 1.0)
-        filled = int(share * self.width)
-        bar = "#" * filled + "." * (self.width - filled)
-        elapsed = max(now - self.started, 1e-9)
-        line = f"[{bar}] {done}/{self.total} {share:4.0%} {done / elapsed:8.0f} events/s"
-        if self.tty:
-            self.stream.write("\r" + line + ("\n" if final else ""))
-        else:
-            self.stream.write(line + "\n")
+        line = tqdm.format_meter(
+            done, self.total, now - self.started, ncols=80, unit=" events", ascii=True
+        )
+        self.stream.write(line + "\n")
         self.stream.flush()
 
 

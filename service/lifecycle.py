@@ -33,7 +33,7 @@ from service.bootstrap import Container, build
 from service.config import Role, Settings
 from service.invariant_monitor import InvariantMonitor
 
-log = logging.getLogger("service.serve")
+log = logging.getLogger("service.serve")  # the logger name of `inventory serve` in the logs
 
 GC_YOUNG_THRESHOLD = 10_000  # allocations between young collections (CPython's default: 700)
 DEMO_SKU = '"product_id":"prod-123","variant_id":"var-456"'
