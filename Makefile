@@ -37,6 +37,8 @@ bench: $(STAMP)
 	$(BIN)/python bench/grpc_api.py
 	$(BIN)/python bench/cache.py
 	$(BIN)/python bench/pipeline.py
+	$(BIN)/python bench/rebalance.py
+	$(BIN)/python bench/outbox_latency.py
 	$(BIN)/python bench/expiry.py
 	$(BIN)/python bench/load.py
 
