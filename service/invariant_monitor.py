@@ -19,8 +19,6 @@ stands by exports 0 problems, so the maximum over the workers is the checker's.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 import time
 
@@ -30,6 +28,7 @@ from sqlalchemy.pool import NullPool
 
 from db import invariant_sql as sql
 from service import metrics
+from service.background import BackgroundLoop
 from service.config import Settings
 from service.invariants import Problem, find_all, find_changed
 
@@ -55,7 +54,9 @@ def monitor_engine(settings: Settings) -> AsyncEngine:
     )
 
 
-class InvariantMonitor:
+class InvariantMonitor(BackgroundLoop):
+    task_name = "invariant-monitor"
+
     def __init__(
         self,
         settings: Settings,
@@ -63,29 +64,19 @@ class InvariantMonitor:
         engine: AsyncEngine | None = None,
         standby_retry_s: float = STANDBY_RETRY_S,
     ) -> None:
+        super().__init__()
         self._engine = engine or monitor_engine(settings)
         self._interval_s = settings.invariant_check_interval_s
         self._full_interval_s = settings.invariant_full_check_interval_s
         self._standby_retry_s = standby_retry_s
         self._lock_key = sql.monitor_lock_key(settings.app_id)
-        self._stopping = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
         self.problems: dict[str, list[Problem]] = {}
         self.rounds = 0
         self.lock_attempts = 0
         self.is_checker = False
 
-    async def start(self) -> None:
-        self._stopping.clear()
-        self._task = asyncio.create_task(self._run(), name="invariant-monitor")
-
     async def stop(self) -> None:
-        self._stopping.set()
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await super().stop()
         await self._engine.dispose()
 
     async def _run(self) -> None:
@@ -160,7 +151,3 @@ class InvariantMonitor:
         self.is_checker = False
         self.problems = {}
         metrics.INVARIANT_VIOLATIONS.set(0)
-
-    async def _sleep(self, seconds: float) -> None:
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._stopping.wait(), timeout=seconds)

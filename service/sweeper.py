@@ -13,8 +13,6 @@ expires an order only if it is still RESERVED and due, so a second expiry is a n
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import Sequence
@@ -26,6 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from db import expiry_sql
 from db.expiry_sql import Cursor
 from service import metrics
+from service.background import BackgroundLoop
 from service.config import Settings
 from service.domain.errors import Unavailable
 from service.domain.results import OrderResult
@@ -63,7 +62,9 @@ def record_expired(results: Sequence[OrderResult], via: str, now: float) -> int:
     return expired
 
 
-class ExpirySweeper:
+class ExpirySweeper(BackgroundLoop):
+    task_name = "expiry-sweeper"
+
     def __init__(
         self,
         settings: Settings,
@@ -74,28 +75,15 @@ class ExpirySweeper:
         grace_s: float | None = None,
         chunk: int = SWEEP_CHUNK,
     ) -> None:
+        super().__init__()
         self._db = db
         self._engine = engine
         self._interval_s = settings.expiry_sweep_interval_s if interval_s is None else interval_s
         self._grace_s = settings.expiry_sweep_grace_s if grace_s is None else grace_s
         self._chunk = chunk
         self._lock_key = expiry_sql.round_lock_key(settings.app_id)
-        self._stopping = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
         self.rounds = 0
         self.caught = 0
-
-    async def start(self) -> None:
-        self._stopping.clear()
-        self._task = asyncio.create_task(self._run(), name="expiry-sweeper")
-
-    async def stop(self) -> None:
-        self._stopping.set()
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
 
     async def _run(self) -> None:
         # the first round after one interval: at start-up the timer table is still recovering
@@ -150,11 +138,3 @@ class ExpirySweeper:
         metrics.EXPIRY_FAILURES.labels(via="sweeper", reason=reason).inc()
         log.warning("expiry sweep failed (%s: %s); the next round retries", reason, exc)
         return SweepReport(failed=True)
-
-    async def _sleep(self, seconds: float) -> bool:
-        """Sleep; True if the sweeper is stopping."""
-        try:
-            await asyncio.wait_for(self._stopping.wait(), timeout=seconds)
-        except TimeoutError:
-            return False
-        return True
