@@ -40,19 +40,19 @@ class GuardedConsumer(faust_aiokafka.Consumer):
 
     async def perform_seek(self) -> None:
         await super().perform_seek()
-        positions = {
-            tp: self._read_offset.get(tp) for tp in self.assignment() if self.guard.guards(tp.topic)
-        }
-        unknown = [tp for tp, position in positions.items() if position is None]
-        if unknown:  # nothing committed yet: consumption starts at the log's start
-            positions.update(await self.earliest_offsets(*unknown))
+        guarded = [tp for tp in self.assignment() if self.guard.guards(tp.topic)]
+        committed = {tp: self._read_offset.get(tp) for tp in guarded}
+        unknown = [tp for tp, offset in committed.items() if offset is None]
+        # nothing committed yet: consumption starts at the log's start
+        earliest = await self.earliest_offsets(*unknown) if unknown else {}
+        positions = {tp: committed[tp] or earliest.get(tp) or 0 for tp in guarded}
         for tp, position in positions.items():
-            self.guard.assign(tp, position or 0)
+            self.guard.assign(tp, position)
         # Faust resumed these partitions before its seek, and its flow may already be active
         # (table recovery): what arrived before the guard knew the position was dropped.
         # Seek again so that it comes back.
         for tp, position in positions.items():
-            await self.seek(tp, position or 0)
+            await self.seek(tp, position)
 
     async def on_partitions_revoked(self, revoked: Set[TP]) -> None:
         self.guard.forget(revoked)

@@ -13,7 +13,7 @@ import os
 import signal
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -62,6 +62,18 @@ class Group:
     def check_running(self) -> None:
         if self.process.poll() is not None:
             raise AssertionError(f"the group exited ({self.process.returncode})")
+
+    async def answer(self, probe: Callable[[], Awaitable[Any]], what: str) -> Any:
+        """Poll ``probe`` over HTTP until it answers, while the group runs; its answer."""
+        return await wait_for(
+            probe,
+            within_s=WITHIN_S,
+            what=what,
+            every_s=0.2,
+            alive=[self.check_running],
+            ignoring=NOT_ANSWERING,
+            diagnose=self.log.read_text,
+        )
 
 
 @pytest.fixture
@@ -114,15 +126,7 @@ async def ready_body(group: Group) -> dict[str, Any]:
         status, body = await get(group.http_port, "/readiness")
         return dict(json.loads(body)) if status == 200 else None
 
-    body: dict[str, Any] = await wait_for(
-        probe,
-        within_s=WITHIN_S,
-        what="200 from /readiness",
-        every_s=0.2,
-        alive=[group.check_running],
-        ignoring=NOT_ANSWERING,
-        diagnose=group.log.read_text,
-    )
+    body: dict[str, Any] = await group.answer(probe, "200 from /readiness")
     return body
 
 
@@ -186,15 +190,7 @@ async def test_two_processes_share_the_port_report_ready_add_up_and_drain(group:
         pool = [s.value for f in families for s in f.samples if s.name == "inventory_db_pool_size"]
         return families if status == 200 and pool == [20.0] else None  # 2 x db_pool_size 10
 
-    families = await wait_for(
-        scraped,
-        within_s=WITHIN_S,
-        what="both processes' pool sizes in /metrics",
-        every_s=0.2,
-        alive=[group.check_running],
-        ignoring=NOT_ANSWERING,
-        diagnose=group.log.read_text,
-    )
+    families = await group.answer(scraped, "both processes' pool sizes in /metrics")
     assert rpc_counts(families) == CHANNELS
     ready_values = [s.value for f in families for s in f.samples if s.name == "inventory_ready"]
     assert ready_values == [1.0]
