@@ -216,8 +216,7 @@ async def serve_and_measure(
 ) -> dict[str, Any]:
     from service.api import server as grpc_api
     from service.bootstrap import build
-    from service.cache import build_cache
-    from service.cache_queries import CachedStockQueries
+    from service.cache import CachedStockQueries, build_cache
     from service.queries import StockQueries
 
     local = settings.model_copy(update={"grpc_host": "127.0.0.1", "grpc_port": 0})

@@ -23,7 +23,7 @@ import aiohttp
 
 from bench.cache import client_command, every_item, seed
 from service.config import Settings
-from service.devstack import free_port
+from service.devtools.ports import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -80,8 +80,7 @@ async def measure_processes(
 async def seed_and_warm(settings: Settings) -> None:
     """The bench data, and every SKU's entry in Redis (what the servers' cache reads)."""
     from service.bootstrap import build
-    from service.cache import build_cache
-    from service.cache_queries import CachedStockQueries
+    from service.cache import CachedStockQueries, build_cache
 
     async with build(settings) as container:
         await seed(container)

@@ -44,12 +44,12 @@ from bench.pipeline import (
 from bench.stack import bench_stack
 from service.bootstrap import Container, build
 from service.config import Settings
-from service.devstack import free_port
+from service.devtools.ports import free_port
 from service.domain.commands import Reserve, Source, UpdateStock
 from service.domain.errors import InventoryError
 from service.domain.values import Item, Sku, StockOperation
 from streams.app import ensure_topics
-from streams.expiry import TABLE_NAME
+from streams.expiry.agent import TABLE_NAME
 
 SKUS = 100
 CHUNK = 2_000

@@ -40,7 +40,7 @@ from service.api.auth import token_digest  # noqa: E402
 from service.api.generated import inventory_pb2 as pb  # noqa: E402
 from service.api.generated import inventory_pb2_grpc as pb_grpc  # noqa: E402
 from service.config import Settings  # noqa: E402
-from service.devstack import free_port  # noqa: E402
+from service.devtools.ports import free_port  # noqa: E402
 
 SKUS = [f"hot-{i}" for i in range(10)]
 SERVER_FIELDS = ("database_url", "redis_url", "kafka_bootstrap")

@@ -90,7 +90,8 @@ def measure(batch: int, repeat: int) -> dict[str, float]:
 
     from db import ledger, outbox_sql
     from service.domain.commands import Command, OrderEventKind
-    from service.domain.planner import Snapshot, StockRow, Warehouse, plan_batch
+    from service.domain.planner import plan_batch
+    from service.domain.snapshot import Snapshot, StockRow, Warehouse
     from service.domain.validation import Limits
     from service.domain.values import Levels, Sku
     from service.engine import EngineConfig, IdSource, ReservationEngine
@@ -197,8 +198,8 @@ class Producer:
 def measure_expiry(outbox: list[tuple[str, str, dict[str, Any]]], batch: int, repeat: int) -> float:
     from service.config import Settings
     from streams.app import create_app
-    from streams.expiry import ExpiryAgent
-    from streams.expiry_changelog import ChangelogWriter
+    from streams.expiry.agent import ExpiryAgent
+    from streams.expiry.changelog import ChangelogWriter
 
     settings = Settings(app_id="bench-hotpath", topic_partitions=12)
     reserved = [p for topic, _, p in outbox if topic == settings.topic_reservations]

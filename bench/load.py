@@ -28,7 +28,7 @@ from tests.chaos.driver import LoadRun, run_hot_load
 
 
 async def measure(overrides: dict[str, object], seconds: float, clients: int) -> LoadRun:
-    db = create_engine(Settings(**overrides))  # type: ignore[arg-type]
+    db = create_engine(Settings(**overrides).database())  # type: ignore[arg-type]
     log_dir = Path(tempfile.mkdtemp(prefix="inventory-bench-load-"))
     try:
         return await run_hot_load(overrides, db, log_dir, seconds=seconds, clients=clients)

@@ -28,10 +28,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.baseline import pgbench_hot_tps
 from bench.stack import bench_stack
-from service import load_generator as loadgen
 from service.config import Settings
+from service.devtools import load_generator as loadgen
+from service.devtools.observe import TopicCollector
 from streams.app import ensure_topics
-from streams.observe import TopicCollector
 
 READY_LINE = b"stream worker started"
 

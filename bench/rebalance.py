@@ -30,8 +30,8 @@ from sqlalchemy import text
 from bench.pipeline import start_worker, stop_worker, wait_ready
 from bench.stack import bench_stack
 from db.session import create_engine
-from service import load_generator as loadgen
 from service.config import Settings
+from service.devtools import load_generator as loadgen
 from streams.app import ensure_topics
 
 SAMPLE_S = 0.05
@@ -42,7 +42,7 @@ class Progress:
     """Samples of (monotonic time, processed events) while a load runs."""
 
     def __init__(self, settings: Settings) -> None:
-        self._db = create_engine(settings)
+        self._db = create_engine(settings.database())
         self.samples: list[tuple[float, int]] = []
         self._task: asyncio.Task[None] | None = None
 

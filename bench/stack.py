@@ -10,7 +10,7 @@ from pathlib import Path
 
 from db.migrate import upgrade
 from service.config import Settings
-from service.devstack import EmbeddedStack
+from service.devtools.stack import EmbeddedStack
 
 
 @contextmanager

@@ -16,13 +16,8 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from db.outbox_sql import OUTBOX_CHANNEL
-from service.domain.planner import (
-    OrderRow,
-    Plan,
-    ReservationRow,
-    StockRow,
-    Warehouse,
-)
+from service.domain.plan import Plan
+from service.domain.snapshot import OrderRow, ReservationRow, StockRow, Warehouse
 from service.domain.timestamps import IsoFormats
 from service.domain.values import Item, Levels, OrderState, ReservationStatus, Sku
 

@@ -12,9 +12,6 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import asyncpg
-from sqlalchemy.engine import make_url
-
-from service.config import Settings
 
 # Every transaction that writes outbox rows notifies this channel (db/ledger.py WRITE_PLAN);
 # the relay listens on it, so a commit in any process reaches Kafka without waiting for a poll.
@@ -24,20 +21,6 @@ OUTBOX_CHANNEL = "inventory_outbox"
 def advisory_key(name: str) -> int:
     """A stable 63-bit lock key for a name (e.g. the app id), shared by every worker."""
     return zlib.crc32(f"inventory-outbox-relay:{name}".encode()) | (0x5EED << 32)
-
-
-async def connect(settings: Settings) -> asyncpg.Connection:
-    """A connection of its own for the relay (the SQLAlchemy URL, minus the driver name)."""
-    url = make_url(settings.database_url).set(drivername="postgresql")
-    return await asyncpg.connect(
-        url.render_as_string(hide_password=False),
-        timeout=settings.db_connect_timeout_s,
-        server_settings={
-            "statement_timeout": str(settings.db_statement_timeout_ms),
-            "lock_timeout": str(settings.db_lock_timeout_ms),
-            "application_name": f"{settings.app_id}-outbox-relay",
-        },
-    )
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,26 +1,60 @@
-"""The async engine, built from Settings (never at import time)."""
+"""Connections to PostgreSQL, built from plain values (never at import time).
+
+``db`` knows nothing of the service's settings: the composition root turns ``Settings`` into a
+``Database`` (``Settings.database()``) and passes it in.
+"""
 
 from __future__ import annotations
 
+from dataclasses import dataclass, replace
+
+import asyncpg
+from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
-from service.config import Settings
+
+@dataclass(frozen=True, slots=True)
+class Database:
+    url: str  # a SQLAlchemy URL with the asyncpg driver: postgresql+asyncpg://...
+    application_name: str
+    pool_size: int = 10
+    max_overflow: int = 5
+    connect_timeout_s: float = 3.0
+    statement_timeout_ms: int = 5_000
+    lock_timeout_ms: int = 2_000
+
+    def named(self, application_name: str) -> Database:
+        return replace(self, application_name=application_name)
+
+    @property
+    def server_settings(self) -> dict[str, str]:
+        return {
+            "statement_timeout": str(self.statement_timeout_ms),
+            "lock_timeout": str(self.lock_timeout_ms),
+            "application_name": self.application_name,
+        }
 
 
-def create_engine(settings: Settings) -> AsyncEngine:
+def create_engine(database: Database) -> AsyncEngine:
     return create_async_engine(
-        settings.database_url,
-        pool_size=settings.db_pool_size,
-        max_overflow=settings.db_max_overflow,
+        database.url,
+        pool_size=database.pool_size,
+        max_overflow=database.max_overflow,
         # No pre-ping: it costs a round trip per checkout. A connection that died with the
         # server fails its first use; the engine and the reads retry once on a fresh one.
         pool_pre_ping=False,
         connect_args={
-            "timeout": settings.db_connect_timeout_s,
-            "server_settings": {
-                "statement_timeout": str(settings.db_statement_timeout_ms),
-                "lock_timeout": str(settings.db_lock_timeout_ms),
-                "application_name": settings.app_id,
-            },
+            "timeout": database.connect_timeout_s,
+            "server_settings": database.server_settings,
         },
+    )
+
+
+async def connect(database: Database) -> asyncpg.Connection:
+    """A connection outside the pool (the SQLAlchemy URL, minus the driver name)."""
+    url = make_url(database.url).set(drivername="postgresql")
+    return await asyncpg.connect(
+        url.render_as_string(hide_password=False),
+        timeout=database.connect_timeout_s,
+        server_settings=database.server_settings,
     )

@@ -10,6 +10,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 
+from service.retry import pause
+
 
 class BackgroundLoop:
     task_name = "background-loop"
@@ -35,8 +37,4 @@ class BackgroundLoop:
 
     async def _sleep(self, seconds: float) -> bool:
         """Wait ``seconds``, or less if ``stop()`` comes first; True when stopping."""
-        try:
-            await asyncio.wait_for(self._stopping.wait(), timeout=seconds)
-        except TimeoutError:
-            return False
-        return True
+        return await pause(self._stopping, seconds)

@@ -12,8 +12,7 @@ from dataclasses import dataclass
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from db.session import create_engine
-from service.cache import StockCache, build_cache
-from service.cache_queries import build_queries
+from service.cache import StockCache, build_cache, build_queries
 from service.config import Settings
 from service.domain.validation import Limits
 from service.engine import EngineConfig, ReservationEngine
@@ -46,7 +45,7 @@ class Container:
 @asynccontextmanager
 async def build(settings: Settings) -> AsyncIterator[Container]:
     """Build the service's parts; on exit drain the engine, close Redis and the pool."""
-    db = create_engine(settings)
+    db = create_engine(settings.database())
     cache = build_cache(settings) if settings.cache_enabled else None
     engine = ReservationEngine(
         db,

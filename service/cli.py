@@ -9,7 +9,8 @@ from __future__ import annotations
 import argparse
 from collections.abc import Sequence
 
-from service.commands import audit, check, dev, failures, loadgen, migrate, serve
+from service import failures
+from service.commands import audit, check, dev, loadgen, migrate, serve
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -15,6 +15,8 @@ from typing import Annotated, Any, Literal
 from pydantic import AfterValidator, BeforeValidator, Field, ValidationError, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from db.session import Database
+
 TOPIC_FIELDS = (
     "topic_order_created",
     "topic_order_paid",
@@ -251,6 +253,19 @@ class Settings(BaseSettings):
     @property
     def order_topics(self) -> tuple[str, str, str]:
         return (self.topic_order_created, self.topic_order_paid, self.topic_order_cancelled)
+
+    def database(self, role: str | None = None) -> Database:
+        """The plain connection values ``db`` takes; ``role`` names the connection in
+        ``pg_stat_activity`` (``<app id>-<role>``)."""
+        return Database(
+            url=self.database_url,
+            application_name=self.app_id if role is None else f"{self.app_id}-{role}",
+            pool_size=self.db_pool_size,
+            max_overflow=self.db_max_overflow,
+            connect_timeout_s=self.db_connect_timeout_s,
+            statement_timeout_ms=self.db_statement_timeout_ms,
+            lock_timeout_ms=self.db_lock_timeout_ms,
+        )
 
 
 _SECRET_IN_URL = re.compile(r"(://[^:/@]+:)[^@]+@")

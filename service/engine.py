@@ -39,8 +39,10 @@ from service.domain.commands import (
     UpdateStock,
 )
 from service.domain.errors import InventoryError, Unavailable
-from service.domain.planner import Plan, Result, Snapshot, plan_batch
+from service.domain.plan import Result
+from service.domain.planner import plan_batch
 from service.domain.results import OrderResult, StockLevel
+from service.domain.snapshot import Snapshot
 from service.domain.values import Sku, StockOperation
 
 log = logging.getLogger(__name__)
@@ -282,7 +284,11 @@ class ReservationEngine:
                 new_id=self._ids.next,
             )
             await ledger.delete_stocks(conn, created - plan.changed_stock_ids)
-            outbox = self._outbox(plan, now)
+            outbox = plan.outbox(
+                now,
+                stock_changed_topic=self._config.topic_stock_changed,
+                reservations_topic=self._config.topic_reservations,
+            )
             await ledger.write_plan(conn, plan, outbox)
         if self._on_stock_changed is not None and plan.stock_changes:
             await self._notify([p for t, _, p in outbox if t == self._config.topic_stock_changed])
@@ -326,17 +332,6 @@ class ReservationEngine:
             and c.warehouse_id in snapshot.warehouses
         ]
         return await ledger.ensure_stocks(conn, wanted)
-
-    def _outbox(self, plan: Plan, now: datetime) -> list[tuple[str, str, dict[str, Any]]]:
-        rows: list[tuple[str, str, dict[str, Any]]] = [
-            (self._config.topic_stock_changed, change.row.sku.key, change.payload(now))
-            for change in sorted(plan.stock_changes.values(), key=lambda c: c.row.stock_id)
-        ]
-        rows.extend(
-            (self._config.topic_reservations, event.order_id, event.payload)
-            for event in plan.reservation_events
-        )
-        return rows
 
 
 def _event_key(command: Command) -> tuple[str, str] | None:

@@ -1,6 +1,6 @@
 """The database backstop of expiry: every ``expiry_sweep_interval_s``, expire what is overdue.
 
-The timer table (``streams/expiry.py``) expires reservations on time. The sweeper finds any
+The timer table (``streams/expiry/``) expires reservations on time. The sweeper finds any
 RESERVED order whose ``expires_at`` passed more than ``expiry_sweep_grace_s`` ago (a schedule
 event that never reached the table, a changelog write lost in a crash) and expires it through
 the engine. Everything it expires is counted in ``inventory_expiry_sweeper_catches_total``: in
@@ -15,9 +15,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Protocol
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -27,18 +25,11 @@ from service import metrics
 from service.background import BackgroundLoop
 from service.config import Settings
 from service.domain.errors import Unavailable
-from service.domain.results import OrderResult
-from service.domain.values import ResultStatus
+from service.expiry_port import Expirer, record_expired
 
 log = logging.getLogger(__name__)
 
 SWEEP_CHUNK = 1_000
-
-
-class Expirer(Protocol):
-    """What expires orders (the engine): the sweeper and the expiry timer (streams/expiry.py)."""
-
-    async def expire(self, order_ids: Sequence[str]) -> list[OrderResult]: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,19 +38,6 @@ class SweepReport:
     expired: int = 0  # of which the sweeper expired (the rest were settled meanwhile)
     skipped: bool = False  # another worker held the round lock
     failed: bool = False  # the database or the engine failed; the next round retries
-
-
-def record_expired(results: Sequence[OrderResult], via: str, now: float) -> int:
-    """Count the orders these results expired, and their lag; returns how many."""
-    expired = 0
-    for result in results:
-        if result.published is ResultStatus.EXPIRED and not result.duplicate:
-            expired += 1
-            if result.expires_at is not None:
-                metrics.EXPIRY_LAG.observe(max(now - result.expires_at.timestamp(), 0.0))
-    if expired:
-        metrics.EXPIRED.labels(via=via).inc(expired)
-    return expired
 
 
 class ExpirySweeper(BackgroundLoop):

@@ -10,8 +10,8 @@ from pathlib import Path
 import faust
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
-from service.commands.failures import CannotRun
 from service.config import Settings
+from service.failures import CannotRun
 from streams.kafka_transport import app_class
 from streams.offsets import OffsetGuard
 

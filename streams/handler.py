@@ -24,6 +24,7 @@ from service.domain.commands import Command, OrderCommand, OrderEventKind
 from service.domain.errors import InventoryError, Unavailable
 from service.domain.results import OrderResult, StockLevel
 from service.domain.validation import Limits
+from service.retry import Backoff, Stopping, retrying
 from streams.records import KIND_LABELS, DeadLetter, InvalidEvent, dead_letter, decode_order_event
 
 log = logging.getLogger(__name__)
@@ -63,17 +64,6 @@ class Tally:
         taken = self.events, self.outcomes
         self.events, self.outcomes = 0, Counter()
         return taken
-
-
-@dataclass(frozen=True, slots=True)
-class Backoff:
-    first_s: float = 0.05
-    max_s: float = 5.0
-    attempts_before_split: int = 3  # unexpected errors: then run the batch one by one
-
-
-class _InternalError(Exception):
-    """The engine failed on one command with something it did not type (a bug)."""
 
 
 def outcome_of(result: OrderResult) -> str:
@@ -146,92 +136,47 @@ class OrderEventHandler:
         for (event, cmd), result in zip(valid, results, strict=True):
             if isinstance(result, OrderResult):
                 outcomes[event.kind, outcome_of(result)] += 1
-            else:
-                reason = str(result)
-                error = "internal" if isinstance(result, _InternalError) else "rejected"
-                if isinstance(result, InventoryError):
-                    reason = f"{result.status}: {result.message}"
-                    error = "internal" if result.status == "INTERNAL" else "rejected"
+            elif isinstance(result, InventoryError):
+                reason = f"{result.status}: {result.message}"
+                error = "internal" if result.status == "INTERNAL" else "rejected"
                 letters.append(self._letter(event, error, reason, cmd.event_id))
+            else:
+                raise TypeError(f"an order event came back as {result!r}")
         if letters and not await self._send_letters(letters):
             return False
         self._count(batch, outcomes, letters)
         return True
 
-    async def _execute(self, cmds: list[OrderCommand]) -> list[EngineResult | Exception] | None:
-        """The engine's results, retrying the whole batch while the database is down."""
-        delay = self._backoff.first_s
-        failures = 0
-        while True:
-            try:
-                results: list[EngineResult | Exception] = list(
-                    await self._engine.execute_many(cmds)
-                )
-            except Unavailable as exc:
-                log.warning(
-                    "database unavailable, retrying %d events in %.2fs: %s", len(cmds), delay, exc
-                )
-            except Exception:
-                failures += 1
-                log.exception("engine failed on a batch of %d (attempt %d)", len(cmds), failures)
-                if failures >= self._backoff.attempts_before_split:
-                    return await self._execute_one_by_one(cmds)
-            else:
-                retry = [i for i, r in enumerate(results) if isinstance(r, Unavailable)]
-                if not retry:
-                    return results
-                # the contract says the engine raises; be safe if one command reports it
-                again = await self._execute([cmds[i] for i in retry])
-                if again is None:
-                    return None
-                for i, result in zip(retry, again, strict=True):
-                    results[i] = result
-                return results
-            if not await self._pause(delay):
-                return None
-            delay = min(delay * 2, self._backoff.max_s)
+    async def _execute(self, cmds: list[OrderCommand]) -> list[EngineResult] | None:
+        """The engine's results, retrying the whole batch while the database is down.
 
-    async def _execute_one_by_one(
-        self, cmds: list[OrderCommand]
-    ) -> list[EngineResult | Exception] | None:
-        """Isolate the command the engine keeps failing on; it alone goes to the DLQ."""
-        results: list[EngineResult | Exception] = []
-        for cmd in cmds:
-            delay = self._backoff.first_s
-            while True:
-                try:
-                    results.append((await self._engine.execute_many([cmd]))[0])
-                    break
-                except Unavailable as exc:
-                    log.warning("database unavailable, retrying in %.2fs: %s", delay, exc)
-                except Exception as exc:
-                    log.exception("engine failed on %r; sending it to the DLQ", cmd)
-                    results.append(_InternalError(f"{type(exc).__name__}: {exc}"))
-                    break
-                if not await self._pause(delay):
-                    return None
-                delay = min(delay * 2, self._backoff.max_s)
-        return results
+        The engine isolates a command it fails on unexpectedly (it runs that batch again one
+        by one and types the error), so anything but ``Unavailable`` here breaks its contract
+        and propagates: ``handle`` halts rather than acks.
+        """
+        what = f"a batch of {len(cmds)} order events"
+        try:
+            async for attempt in retrying(
+                self._stopping, retry_on=Unavailable, what=what, log=log, backoff=self._backoff
+            ):
+                with attempt:
+                    return list(await self._engine.execute_many(cmds))
+        except Stopping:
+            return None
+        raise AssertionError("unreachable: tenacity re-raises the last error")
 
     async def _send_letters(self, letters: list[DeadLetter]) -> bool:
-        delay = self._backoff.first_s
-        while True:
-            try:
-                await self._dlq.send(letters)
-                return True
-            except Exception:
-                log.exception("could not publish %d dead letters, retrying", len(letters))
-            if not await self._pause(delay):
-                return False
-            delay = min(delay * 2, self._backoff.max_s)
-
-    async def _pause(self, seconds: float) -> bool:
-        """Sleep, unless the worker is stopping (then False: give the batch up, unacked)."""
+        what = f"publishing {len(letters)} dead letters"
         try:
-            await asyncio.wait_for(self._stopping.wait(), timeout=seconds)
-        except TimeoutError:
-            return True
-        return False
+            async for attempt in retrying(
+                self._stopping, retry_on=Exception, what=what, log=log, backoff=self._backoff
+            ):
+                with attempt:
+                    await self._dlq.send(letters)
+                    return True
+        except Stopping:
+            return False
+        raise AssertionError("unreachable: tenacity re-raises the last error")
 
     @staticmethod
     def _letter(event: Incoming, error: str, reason: str, event_id: str | None) -> DeadLetter:

@@ -30,19 +30,19 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import struct
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
 
 import asyncpg
 from aiokafka import AIOKafkaProducer
-from aiokafka.producer.message_accumulator import BatchBuilder
 
-from db import outbox_sql
+from db import outbox_sql, session
 from db.outbox_sql import OutboxRow
+from db.session import Database
 from service import metrics
 from service.config import Settings
+from streams.kafka_batches import PartitionBatches, RecordTooLarge, create_producer, partition_for
 
 log = logging.getLogger(__name__)
 
@@ -50,53 +50,11 @@ STANDBY_RETRY_S = 1.0
 HOUSEKEEPING_INTERVAL_S = 5.0
 PRUNE_INTERVAL_S = 60.0
 
-Connect = Callable[[Settings], Awaitable[asyncpg.Connection]]
+Connect = Callable[[Database], Awaitable[asyncpg.Connection]]
 
 
-def create_producer(settings: Settings) -> AIOKafkaProducer:
-    return AIOKafkaProducer(
-        bootstrap_servers=settings.kafka_bootstrap,
-        client_id=f"{settings.app_id}-outbox",
-        acks="all",
-        enable_idempotence=False,  # Tansu rejects InitProducerId; order comes from muting
-        linger_ms=2,
-        max_batch_size=256 * 1024,
-        request_timeout_ms=30_000,
-    )
-
-
-def partition_for(key: bytes, partitions: Sequence[int]) -> int:
-    """The Java client's (and aiokafka's) default partitioner: murmur2 of the key."""
-    index = murmur2(key) & 0x7FFFFFFF
-    return partitions[index % len(partitions)]
-
-
-_M = 0x5BD1E995
-_U32 = 0xFFFFFFFF
-_WORD = struct.Struct("<I")
-
-
-def murmur2(data: bytes) -> int:
-    """aiokafka's ``murmur2`` (the Java client's), reading the key four bytes at a time.
-
-    The relay hashes every row's key, and aiokafka's byte-at-a-time loop took twice as long.
-    """
-    length = len(data)
-    h = 0x9747B28C ^ length
-    body = length & ~3
-    for (k,) in _WORD.iter_unpack(data[:body]):
-        k = (k * _M) & _U32
-        k = ((k ^ (k >> 24)) * _M) & _U32
-        h = ((h * _M) & _U32) ^ k
-    tail = length & 3
-    if tail:
-        if tail == 3:
-            h ^= data[body + 2] << 16
-        if tail >= 2:
-            h ^= data[body + 1] << 8
-        h = ((h ^ data[body]) * _M) & _U32
-    h = ((h ^ (h >> 13)) * _M) & _U32
-    return h ^ (h >> 15)
+def outbox_producer(settings: Settings) -> AIOKafkaProducer:
+    return create_producer(settings.kafka_bootstrap, f"{settings.app_id}-outbox")
 
 
 class OutboxRelay:
@@ -104,8 +62,8 @@ class OutboxRelay:
         self,
         settings: Settings,
         *,
-        producer_factory: Callable[[Settings], AIOKafkaProducer] = create_producer,
-        connect: Connect = outbox_sql.connect,
+        producer_factory: Callable[[Settings], AIOKafkaProducer] = outbox_producer,
+        connect: Connect = session.connect,
         standby_retry_s: float = STANDBY_RETRY_S,
         prune_interval_s: float = PRUNE_INTERVAL_S,
     ) -> None:
@@ -155,7 +113,7 @@ class OutboxRelay:
                 await self._sleep(self._standby_retry_s)
 
     async def _lead_or_stand_by(self) -> None:
-        conn = await self._connect(self._settings)
+        conn = await self._connect(self._settings.database("outbox-relay"))
         try:
             if not await outbox_sql.try_lock(conn, self._lock_key):
                 await self._sleep(self._standby_retry_s)
@@ -215,41 +173,22 @@ class OutboxRelay:
         Only that prefix is marked: a failed row and every row after it are sent again
         (duplicates, never a gap), which keeps the first copies of each key in order.
         """
-        producer = self._producer
-        assert producer is not None
-        building: dict[tuple[str, int], tuple[BatchBuilder, list[int]]] = {}
-        future_of_row = [0] * len(rows)
-        futures: list[asyncio.Future[object]] = []
-
-        async def flush(slot: tuple[str, int]) -> None:
-            batch, members = building.pop(slot)
-            futures.append(await producer.send_batch(batch, slot[0], partition=slot[1]))
-            for index in members:
-                future_of_row[index] = len(futures) - 1
-
+        assert self._producer is not None
+        batches = PartitionBatches(self._producer)
         known = self._partitions
-        for index, row in enumerate(rows):
+        for row in rows:
             key = row.key.encode()
             partitions = known.get(row.topic) or await self._topic_partitions(row.topic)
-            slot = (row.topic, partition_for(key, partitions))
-            if slot in building:
-                batch, members = building[slot]
-                if batch.append(key=key, value=row.payload, timestamp=None) is not None:
-                    members.append(index)
-                    continue
-                await flush(slot)  # full: the next batch of this partition follows it
-            batch = producer.create_batch()
-            if batch.append(key=key, value=row.payload, timestamp=None) is None:
-                raise ValueError(f"outbox row {row.id} does not fit in a producer batch")
-            building[slot] = (batch, [index])
-        for slot in list(building):
-            await flush(slot)
-        outcomes = await asyncio.gather(*futures, return_exceptions=True)
-        for index, future in enumerate(future_of_row):
-            if isinstance(outcomes[future], BaseException):
-                log.warning("outbox publish failed at row %d: %r", rows[index].id, outcomes[future])
-                return index
-        return len(rows)
+            try:
+                await batches.add(row.topic, partition_for(key, partitions), key, row.payload)
+            except RecordTooLarge:
+                raise ValueError(f"outbox row {row.id} does not fit in a producer batch") from None
+        failed = await batches.finish()
+        if not failed:
+            return len(rows)
+        first = min(failed)
+        log.warning("outbox publish failed at row %d: %r", rows[first].id, failed[first])
+        return first
 
     async def _topic_partitions(self, topic: str) -> list[int]:
         partitions = self._partitions.get(topic)

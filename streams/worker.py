@@ -22,7 +22,7 @@ from service.domain.commands import OrderEventKind
 from service.sweeper import ExpirySweeper
 from streams.agents import BatchRunner, TopicDeadLetterSink, register_order_agents
 from streams.app import check_topic_layout, create_app, ensure_topics
-from streams.expiry import ExpiryAgent, register_expiry
+from streams.expiry.agent import ExpiryAgent, register_expiry
 from streams.handler import OrderEventHandler
 from streams.offsets import OffsetGuard
 from streams.outbox import OutboxRelay

@@ -30,7 +30,7 @@ if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncEngine
 
     from service.bootstrap import Container
-    from service.devstack import EmbeddedStack
+    from service.devtools.stack import EmbeddedStack
 
 TESTS = Path(__file__).parent
 ISOLATED_DIRS = (TESTS / "integration", TESTS / "e2e")
@@ -45,7 +45,7 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 @pytest.fixture(scope="session")
 def stack() -> Iterator[EmbeddedStack]:
-    from service.devstack import EmbeddedStack
+    from service.devtools.stack import EmbeddedStack
 
     data_dir = Path(tempfile.mkdtemp(prefix="inventory-test-stack-"))
     with EmbeddedStack.from_env(data_dir) as running:
@@ -100,7 +100,7 @@ def settings(stack: EmbeddedStack, migrated: MigratedDatabase) -> Settings:
 async def db_engine(settings: Settings) -> AsyncIterator[AsyncEngine]:
     from db.session import create_engine
 
-    engine = create_engine(settings)
+    engine = create_engine(settings.database())
     try:
         yield engine
     finally:

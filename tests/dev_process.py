@@ -14,7 +14,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from service.devstack import StackPorts, free_port
+from service.devtools.ports import StackPorts, free_port
 
 READY_TIMEOUT_S = 120.0
 STOP_TIMEOUT_S = 60.0
@@ -130,9 +130,9 @@ def start_dev(data_dir: Path, ports: StackPorts, *args: str) -> DevRun:
 
 
 def psql(ports: StackPorts, sql: str) -> str:
-    from service.devstack import _postgres_bin
+    from service.devtools.postgres import postgres_bin
 
-    argv = [str(_postgres_bin() / "psql"), "-X", "-tA", "-v", "ON_ERROR_STOP=1", "-c", sql]
+    argv = [str(postgres_bin() / "psql"), "-X", "-tA", "-v", "ON_ERROR_STOP=1", "-c", sql]
     argv += ["-h", "127.0.0.1", "-p", str(ports.postgres), "-U", "postgres", "-d", "inventory"]
     result = subprocess.run(argv, check=False, capture_output=True, text=True)
     assert result.returncode == 0, f"psql {sql!r}: {result.stderr}"

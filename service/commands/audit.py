@@ -100,7 +100,7 @@ def run(args: argparse.Namespace) -> int:
 async def _audit(
     settings: Any, since: datetime | None, starts: dict[tuple[str, int], int], *, as_json: bool
 ) -> int:
-    from service.audit import CannotAudit, audit
+    from streams.audit import CannotAudit, audit
 
     try:
         report = await audit(settings, since=since, start_offsets=starts)

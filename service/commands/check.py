@@ -22,8 +22,8 @@ def register(subparsers: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from service.commands.failures import explained
     from service.commands.target import command_settings
+    from service.failures import explained
 
     settings = command_settings("check")
     with explained(settings):
@@ -32,10 +32,10 @@ def run(args: argparse.Namespace) -> int:
 
 async def _check(settings: Any) -> int:
     from db.session import create_engine
-    from service.commands.failures import EXIT_OK, EXIT_PROBLEMS
+    from service.failures import EXIT_OK, EXIT_PROBLEMS
     from service.invariants import check
 
-    db = create_engine(settings)
+    db = create_engine(settings.database())
     try:
         problems = await check(db)
     finally:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import hashlib
 import importlib.util
 import inspect
@@ -28,11 +29,10 @@ from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING, Any
 
-from service.devstack import DEV_PORTS
-
 if TYPE_CHECKING:
     from service.config import Settings
-    from service.devstack import EmbeddedStack
+    from service.devtools.ports import StackPorts
+    from service.devtools.stack import EmbeddedStack
 
 SERVE_MODULE = "service.lifecycle"
 
@@ -50,9 +50,11 @@ def register(subparsers: Any) -> None:
         help="where PostgreSQL data and logs live (default: INVENTORY_DEV_DATA_DIR, "
         "./.inventory-dev)",
     )
-    parser.add_argument("--postgres-port", type=int, default=DEV_PORTS.postgres)
-    parser.add_argument("--redis-port", type=int, default=DEV_PORTS.redis)
-    parser.add_argument("--kafka-port", type=int, default=DEV_PORTS.kafka)
+    # no default here: the fixed ports live in service.devtools, which `inventory serve` (the
+    # same parser) must not import; `_stack_ports` fills them in
+    parser.add_argument("--postgres-port", type=int)
+    parser.add_argument("--redis-port", type=int)
+    parser.add_argument("--kafka-port", type=int)
     parser.add_argument(
         "--stack-only",
         action="store_true",
@@ -74,10 +76,11 @@ MOVE_HINT = (
 
 
 def run(args: argparse.Namespace) -> int:
-    from service.commands.failures import EXIT_CANNOT_RUN, EXIT_OK, explained
     from service.config import Settings
-    from service.dev_instance import StackInUse
-    from service.devstack import EmbeddedStack, StackError, StackPorts, reset_data_dir
+    from service.devtools.instance import StackInUse
+    from service.devtools.process import StackError
+    from service.devtools.stack import EmbeddedStack, reset_data_dir
+    from service.failures import EXIT_CANNOT_RUN, EXIT_OK, explained
 
     base = Settings()
     data_dir = (args.data_dir or base.dev_data_dir).resolve()
@@ -89,7 +92,7 @@ def run(args: argparse.Namespace) -> int:
             return EXIT_CANNOT_RUN
         print(f"inventory dev: {'removed' if removed else 'nothing to remove at'} {data_dir}")
         return EXIT_OK
-    ports = StackPorts(postgres=args.postgres_port, redis=args.redis_port, kafka=args.kafka_port)
+    ports = _stack_ports(args)
     service_ports = {} if args.stack_only else {"grpc": base.grpc_port, "http": base.http_port}
     stack = EmbeddedStack.from_env(data_dir, ports, service_ports=service_ports)
     # also when started in the background, where a shell may have ignored SIGINT
@@ -130,6 +133,14 @@ def run(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _stack_ports(args: argparse.Namespace) -> StackPorts:
+    """The ports given on the command line, the fixed ones of `make run` for the rest."""
+    from service.devtools.ports import DEV_PORTS
+
+    given = {"postgres": args.postgres_port, "redis": args.redis_port, "kafka": args.kafka_port}
+    return dataclasses.replace(DEV_PORTS, **{k: v for k, v in given.items() if v is not None})
+
+
 def _interrupt(signum: int, frame: FrameType | None) -> None:
     raise KeyboardInterrupt
 
@@ -165,7 +176,7 @@ async def _seed(settings: Settings) -> int:
     from db.seed import seed_demo
     from db.session import create_engine
 
-    engine = create_engine(settings)
+    engine = create_engine(settings.database())
     try:
         return await seed_demo(engine, settings.default_warehouse_id)
     finally:

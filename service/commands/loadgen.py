@@ -81,8 +81,8 @@ def settings_for(args: argparse.Namespace) -> Any:
 
 
 def run(args: argparse.Namespace) -> int:
-    from service import load_generator
-    from service.commands.failures import EXIT_OK, explained
+    from service.devtools import load_generator
+    from service.failures import EXIT_OK, explained
 
     created, paid, cancelled = args.mix
     config = load_generator.LoadConfig(

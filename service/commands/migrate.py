@@ -22,8 +22,8 @@ def register(subparsers: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from db.migrate import head_revision, upgrade
-    from service.commands.failures import EXIT_OK, explained
     from service.commands.target import command_settings
+    from service.failures import EXIT_OK, explained
 
     settings = command_settings("migrate")
     with explained(settings):

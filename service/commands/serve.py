@@ -64,7 +64,7 @@ def run(args: argparse.Namespace) -> int:
         return supervisor.run(settings)
 
     from service import lifecycle
-    from service.commands.failures import EXIT_OK, explained
+    from service.failures import EXIT_OK, explained
 
     with explained(settings):
         asyncio.run(lifecycle.run(settings))

@@ -4,7 +4,7 @@
 
 - a URL set in the environment (or passed as an override, e.g. loadgen's ``--bootstrap``) wins;
 - otherwise the live `inventory dev` on ``INVENTORY_DEV_DATA_DIR`` (default ``.inventory-dev``)
-  says where its servers are (``service/dev_instance.py``), wherever its ports were moved;
+  says where its servers are (``service/devtools/instance.py``), wherever its ports were moved;
 - with none running, the fixed dev ports (``DEV_PORTS``): the connection then fails with a line
   that says so.
 
@@ -25,8 +25,9 @@ LABELS = {"database_url": "PostgreSQL", "kafka_bootstrap": "Kafka", "redis_url":
 
 def dev_stack_urls(settings: Settings) -> tuple[dict[str, str], str]:
     """The URLs of the `make run` stack, and how they were found."""
-    from service.dev_instance import live_instance
-    from service.devstack import DATABASE_NAME, DEV_PORTS, HOST, POSTGRES_USER
+    from service.devtools.instance import live_instance
+    from service.devtools.ports import DEV_PORTS, HOST
+    from service.devtools.postgres import DATABASE_NAME, POSTGRES_USER
 
     fixed = {
         "database_url": (
@@ -63,7 +64,7 @@ def command_settings(
 
 def describe(settings: Settings, origins: dict[str, str]) -> str:
     """``connecting to Kafka a:1, PostgreSQL postgresql://... (where they came from)``."""
-    from service.commands.failures import shown_url
+    from service.failures import shown_url
 
     by_origin: dict[str, list[str]] = {}
     for field, origin in origins.items():

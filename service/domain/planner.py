@@ -9,11 +9,10 @@ The engine then writes the plan in a handful of bulk statements and commits once
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from datetime import datetime, timedelta
-from typing import Any
 
-from service.domain.allocation import Slot, Take, allocate
+from service.domain.allocation import Take, allocate_order
 from service.domain.commands import Command, Expire, OrderCommand, Reserve, Source, UpdateStock
 from service.domain.errors import (
     AlreadyExists,
@@ -23,8 +22,11 @@ from service.domain.errors import (
     VersionMismatch,
     WrongState,
 )
+from service.domain.events import reservation_payload
 from service.domain.order_machine import Action, Step, next_step, published_status
+from service.domain.plan import Movement, Plan, ReservationEvent, Result, StockChange
 from service.domain.results import OrderResult, ReservationLine, StockLevel
+from service.domain.snapshot import OrderRow, ReservationRow, Snapshot, StockRow
 from service.domain.stock_update import apply_update
 from service.domain.timestamps import IsoFormats
 from service.domain.values import (
@@ -36,129 +38,6 @@ from service.domain.values import (
     Shortage,
     Sku,
 )
-
-# --- the snapshot the engine loads -------------------------------------------------------
-
-# Rows and the records of a plan are plain (not frozen) slotted dataclasses: a batch makes
-# thousands of them, and a frozen dataclass's __init__ costs about twice as much. Only a
-# StockRow is ever changed in place; a reservation that changes status is a new row.
-
-
-@dataclass(slots=True)
-class StockRow:
-    stock_id: str
-    sku: Sku
-    warehouse_id: str
-    levels: Levels
-    version: int
-    priority: int = 100
-    active: bool = True
-
-
-@dataclass(frozen=True, slots=True)
-class Warehouse:
-    warehouse_id: str
-    priority: int
-    active: bool
-
-
-@dataclass(slots=True)
-class ReservationRow:
-    reservation_id: str
-    order_id: str
-    stock_id: str
-    sku: Sku
-    warehouse_id: str
-    quantity: int
-    status: ReservationStatus
-    expires_at: datetime
-
-
-@dataclass(slots=True)
-class OrderRow:
-    order_id: str
-    state: OrderState
-    items: tuple[Item, ...]
-    ttl_seconds: int | None
-    expires_at: datetime | None
-    version: int
-    last_event_id: str | None = None
-
-
-@dataclass
-class Snapshot:
-    orders: dict[str, OrderRow] = field(default_factory=dict)
-    reservations: dict[str, list[ReservationRow]] = field(default_factory=dict)
-    stocks: dict[str, StockRow] = field(default_factory=dict)
-    warehouses: dict[str, Warehouse] = field(default_factory=dict)
-
-
-# --- what the plan writes ----------------------------------------------------------------
-
-
-@dataclass(slots=True)
-class Movement:
-    stock_id: str
-    sku: Sku
-    warehouse_id: str
-    operation: str
-    quantity: int
-    after: Levels
-    reason: str | None
-    order_id: str | None
-    actor: str
-
-
-@dataclass(slots=True)
-class ReservationEvent:
-    """An ``inventory-reservations`` message, keyed by order id."""
-
-    order_id: str
-    payload: dict[str, Any]
-
-
-@dataclass(slots=True)
-class StockChange:
-    """The last state of a stock row in this batch: one ``stock-changed`` message."""
-
-    row: StockRow
-    cause: str
-    order_id: str | None
-
-    def payload(self, at: datetime) -> dict[str, Any]:
-        return {
-            "product_id": self.row.sku.product_id,
-            "variant_id": self.row.sku.variant_id,
-            "warehouse_id": self.row.warehouse_id,
-            "available": self.row.levels.available,
-            "reserved": self.row.levels.reserved,
-            "total": self.row.levels.total,
-            "version": self.row.version,
-            "cause": self.cause,
-            "order_id": self.order_id,
-            "at": at.isoformat(),
-        }
-
-
-Result = OrderResult | StockLevel | InventoryError
-
-
-@dataclass
-class Plan:
-    results: list[Result] = field(default_factory=list)
-    new_reservations: list[ReservationRow] = field(default_factory=list)
-    reservation_status: dict[str, ReservationStatus] = field(default_factory=dict)
-    orders: dict[str, OrderRow] = field(default_factory=dict)
-    movements: list[Movement] = field(default_factory=list)
-    stock_changes: dict[str, StockChange] = field(default_factory=dict)
-    reservation_events: list[ReservationEvent] = field(default_factory=list)
-
-    @property
-    def changed_stock_ids(self) -> set[str]:
-        return set(self.stock_changes)
-
-
-# --- planning ------------------------------------------------------------------------------
 
 
 def plan_batch(
@@ -186,7 +65,6 @@ class _Planner:
         self.allow_split = allow_split
         self.new_id = new_id
         self.plan = Plan()
-        self.at = now.isoformat()
         # most orders of a batch share a TTL, hence an expiry time: computed and formatted once
         self.expiry_after: dict[int, datetime] = {}
         self.iso = IsoFormats()
@@ -270,7 +148,13 @@ class _Planner:
         ttl: int | None,
     ) -> OrderResult:
         and_commit = step.action is Action.RESERVE_AND_COMMIT
-        allocation, shortages = self._allocate(items, command.source)
+        allocation, shortages = allocate_order(
+            items,
+            self.by_sku,
+            self.snap.warehouses,
+            allow_split=self.allow_split,
+            raise_unknown=command.source is Source.API,
+        )
         if not shortages:
             assert step.success is not None
             expires = self.now if and_commit else self._expiry(ttl or 0)
@@ -346,53 +230,6 @@ class _Planner:
 
     # -- stock effects --
 
-    def _allocate(
-        self, items: tuple[Item, ...], source: Source
-    ) -> tuple[list[tuple[Item, list[Take]]], list[Shortage]]:
-        planned: list[tuple[Item, list[Take]]] = []
-        shortages: list[Shortage] = []
-        held: dict[str, int] = {}  # taken by earlier items of this order, not yet applied
-        for item in items:
-            rows = self.by_sku.get(item.sku, [])
-            if item.warehouse_id is not None and item.warehouse_id not in self.snap.warehouses:
-                if source is Source.API:
-                    raise NotFound(f"unknown warehouse {item.warehouse_id}")
-                shortages.append(Shortage(item.sku, item.quantity, 0, item.warehouse_id))
-                continue
-            if not rows:
-                if source is Source.API:
-                    raise NotFound(f"unknown product {item.sku.key}")
-                shortages.append(Shortage(item.sku, item.quantity, 0, item.warehouse_id))
-                continue
-            if item.warehouse_id is None and len(rows) == 1 and rows[0].active:
-                # the common case: one warehouse holds the SKU, nothing to choose
-                only = rows[0]
-                free = only.levels.available - held.get(only.stock_id, 0)
-                if free >= item.quantity:
-                    held[only.stock_id] = held.get(only.stock_id, 0) + item.quantity
-                    planned.append((item, [Take(only.stock_id, only.warehouse_id, item.quantity)]))
-                else:
-                    shortages.append(Shortage(item.sku, item.quantity, max(free, 0)))
-                continue
-            slots = [
-                Slot(
-                    r.stock_id,
-                    r.warehouse_id,
-                    r.priority,
-                    r.active,
-                    r.levels.available - held.get(r.stock_id, 0),
-                )
-                for r in rows
-            ]
-            outcome = allocate(item, slots, allow_split=self.allow_split)
-            if isinstance(outcome, Shortage):
-                shortages.append(outcome)
-                continue
-            for take in outcome:
-                held[take.stock_id] = held.get(take.stock_id, 0) + take.quantity
-            planned.append((item, outcome))
-        return planned, shortages
-
     def _take(
         self,
         order_id: str,
@@ -403,7 +240,7 @@ class _Planner:
         """Reserve the allocation; the order's lines in the new reservations' status."""
         status = ReservationStatus.COMMITTED if and_commit else ReservationStatus.PENDING
         reservations = self.snap.reservations
-        lines = [_line(r) for r in reservations.get(order_id, ()) if r.status is status]
+        lines = [r.line() for r in reservations.get(order_id, ()) if r.status is status]
         stocks = self.snap.stocks
         new_reservations = self.plan.new_reservations
         for item, takes in allocation:
@@ -425,7 +262,7 @@ class _Planner:
                 )
                 new_reservations.append(reservation)
                 reservations.setdefault(order_id, []).append(reservation)
-                lines.append(_line(reservation))
+                lines.append(reservation.line())
         return lines
 
     def _settle(
@@ -447,7 +284,7 @@ class _Planner:
             self._change(stock, after, operation, quantity, order_id, reason)
             rows[position] = replace(reservation, status=status)
             self.plan.reservation_status[reservation.reservation_id] = status
-            settled.append(_line(rows[position]))
+            settled.append(rows[position].line())
         return settled
 
     def _change(
@@ -491,7 +328,7 @@ class _Planner:
         if row is None:
             raise NotFound(f"no stock of {command.sku.key} in {command.warehouse_id}")
         if duplicate:
-            return _level(row)
+            return row.level()
         if command.expected_version is not None and command.expected_version != row.version:
             raise VersionMismatch(command.expected_version, row.version)
         after = apply_update(row.levels, command.operation, command.quantity)
@@ -504,12 +341,12 @@ class _Planner:
             command.reason,
             command.actor,
         )
-        return _level(row)
+        return row.level()
 
     # -- reading the working state --
 
     def _lines(self, order_id: str) -> list[ReservationLine]:
-        return [_line(r) for r in self.snap.reservations.get(order_id, [])]
+        return [r.line() for r in self.snap.reservations.get(order_id, [])]
 
     def _requested(self, items: tuple[Item, ...]) -> list[ReservationLine]:
         return [
@@ -529,18 +366,16 @@ class _Planner:
         shortages: tuple[Shortage, ...] = (),
         expires_at: datetime | None = None,
     ) -> None:
-        payload: dict[str, Any] = {
-            "order_id": order_id,
-            "status": status.value,
-            "items": [_item_payload(line) for line in lines],
-            "at": self.at,
-        }
-        if reason:
-            payload["reason"] = reason
-        if shortages:
-            payload["shortages"] = [_shortage_payload(s) for s in shortages]
-        if expires_at is not None:
-            payload["expires_at"] = self.iso(expires_at)
+        payload = reservation_payload(
+            order_id,
+            status,
+            lines,
+            at=self.now,
+            reason=reason,
+            shortages=shortages,
+            expires_at=expires_at,
+            iso=self.iso,
+        )
         self.plan.reservation_events.append(ReservationEvent(order_id, payload))
 
 
@@ -550,41 +385,3 @@ def _same_items(recorded: tuple[Item, ...], requested: tuple[Item, ...]) -> bool
 
 def _item_key(item: Item) -> tuple[str, str, str, int]:
     return (item.sku.product_id, item.sku.variant_id or "", item.warehouse_id or "", item.quantity)
-
-
-def _line(row: ReservationRow) -> ReservationLine:
-    return ReservationLine(row.reservation_id, row.sku, row.warehouse_id, row.quantity, row.status)
-
-
-def _level(row: StockRow) -> StockLevel:
-    return StockLevel(
-        row.stock_id,
-        row.sku,
-        row.warehouse_id,
-        row.levels.available,
-        row.levels.reserved,
-        row.levels.total,
-        row.version,
-    )
-
-
-def _item_payload(line: ReservationLine) -> dict[str, Any]:
-    payload: dict[str, Any] = {
-        "product_id": line.sku.product_id,
-        "variant_id": line.sku.variant_id,
-        "warehouse_id": line.warehouse_id or None,
-        "quantity": line.quantity,
-    }
-    if line.reservation_id:
-        payload["reservation_id"] = line.reservation_id
-    return payload
-
-
-def _shortage_payload(shortage: Shortage) -> dict[str, Any]:
-    return {
-        "product_id": shortage.sku.product_id,
-        "variant_id": shortage.sku.variant_id,
-        "warehouse_id": shortage.warehouse_id,
-        "requested": shortage.requested,
-        "available": shortage.available,
-    }

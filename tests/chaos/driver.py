@@ -52,9 +52,9 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from service.api.generated import inventory_pb2 as pb
 from service.api.generated import inventory_pb2_grpc as pb_grpc
 from service.config import Settings
-from service.devstack import free_port
+from service.devtools.observe import TopicCollector
+from service.devtools.ports import free_port
 from service.invariants import check
-from streams.observe import TopicCollector
 from tests.waiting import wait_for
 
 WHEN = "2024-05-01T12:00:00Z"

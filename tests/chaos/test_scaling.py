@@ -8,7 +8,7 @@ fetched, in flight and committed on both sides of it.
 
 At the end the books are reconciled three ways:
 
-- ``inventory audit`` (``service.audit``): every event in the order topics has a
+- ``inventory audit`` (``streams.audit``): every event in the order topics has a
   ``processed_events`` row or a dead letter; every order's ledger state is one its events
   allow. This is what catches a lost event whose offset was committed anyway.
 - ``driver.audit``: the invariant check (``inventory check``), one final outcome per order that
@@ -31,12 +31,12 @@ from typing import Any
 import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from service.audit import audit as audit_stream
 from service.bootstrap import build
 from service.config import Settings
 from service.domain.commands import UpdateStock
 from service.domain.values import Sku, StockOperation
 from streams.app import ensure_topics
+from streams.audit import audit as audit_stream
 from tests.chaos.driver import (
     DATABASE_COMING_BACK,
     EventLoad,

@@ -30,7 +30,7 @@ from db.seed import seed_demo
 from service.api.generated import inventory_pb2 as pb
 from service.api.generated import inventory_pb2_grpc as pb_grpc
 from service.config import Settings
-from service.devstack import free_port
+from service.devtools.ports import free_port
 from tests.http_client import get
 from tests.waiting import wait_for
 

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from service.devstack import free_port
+from service.devtools.ports import free_port
 from tests.e2e.worker_process import still_running
 from tests.waiting import wait_for
 

@@ -17,7 +17,7 @@ import pytest
 
 from service.api.generated import inventory_pb2 as pb
 from service.api.generated import inventory_pb2_grpc as pb_grpc
-from service.devstack import StackPorts, free_port
+from service.devtools.ports import StackPorts, free_port
 from tests.dev_process import DevRun, dev_env, inventory_command, port_args, start_dev
 from tests.http_client import get
 

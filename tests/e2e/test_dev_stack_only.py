@@ -15,7 +15,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from service.devstack import StackPorts, free_port
+from service.devtools.ports import StackPorts, free_port
 from tests.dev_process import inventory_command, start_dev
 from tests.e2e.worker_process import still_running, stop
 from tests.http_client import get

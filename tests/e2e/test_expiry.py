@@ -25,10 +25,10 @@ from sqlalchemy import text
 
 from service.bootstrap import Container, build
 from service.config import Settings
+from service.devtools.observe import TopicCollector
 from service.domain.commands import Reserve, Source, UpdateStock
 from service.domain.values import Item, Sku, StockOperation
 from service.invariants import check
-from streams.observe import TopicCollector
 from streams.worker import StreamWorker
 from tests.waiting import wait_for
 

@@ -25,12 +25,12 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from service.bootstrap import build
 from service.config import Settings
+from service.devtools.observe import TopicCollector
 from service.domain.commands import UpdateStock
 from service.domain.values import Sku, StockOperation
 from service.invariants import check
 from streams.app import ensure_topics
-from streams.expiry import TABLE_NAME
-from streams.observe import TopicCollector
+from streams.expiry.agent import TABLE_NAME
 from tests.e2e.worker_process import at_least, at_most, count, start_worker, still_running, stop
 from tests.waiting import wait_for
 

@@ -18,12 +18,12 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from service import load_generator
-from service.audit import audit
 from service.config import Settings
+from service.devtools import load_generator
+from service.devtools.observe import TopicCollector
 from service.invariants import check
 from streams.app import ensure_topics
-from streams.observe import TopicCollector
+from streams.audit import audit
 from tests.e2e.worker_process import at_least, at_most, count, start_worker, still_running, stop
 from tests.waiting import wait_for
 

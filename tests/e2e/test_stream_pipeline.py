@@ -24,10 +24,10 @@ from sqlalchemy import text
 
 from service.bootstrap import Container, build
 from service.config import Settings
+from service.devtools.observe import Record, TopicCollector
 from service.domain.commands import UpdateStock
 from service.domain.values import Sku, StockOperation
 from service.invariants import check
-from streams.observe import Record, TopicCollector
 from streams.worker import StreamWorker
 from tests.waiting import wait_for
 

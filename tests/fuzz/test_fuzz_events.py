@@ -30,9 +30,9 @@ from sqlalchemy import text
 
 from service.bootstrap import Container, build, limits_from
 from service.config import Settings
+from service.devtools.observe import TopicCollector
 from service.domain.commands import Commit, OrderEventKind, Release, Reserve
 from service.invariants import check
-from streams.observe import TopicCollector
 from streams.records import DLQ_MAX_VALUE_BYTES, InvalidEvent, decode_order_event
 from streams.worker import StreamWorker
 from tests.chaos.driver import scenario_settings

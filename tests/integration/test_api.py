@@ -28,7 +28,7 @@ from service.api.generated import inventory_pb2 as pb
 from service.api.generated import inventory_pb2_grpc as pb_grpc
 from service.bootstrap import Container, build
 from service.config import Settings
-from service.devstack import free_port
+from service.devtools.ports import free_port
 
 TOKEN = "integration-admin-token"
 ADMIN = (("authorization", f"Bearer {TOKEN}"),)

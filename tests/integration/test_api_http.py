@@ -22,7 +22,8 @@ from service.api.generated import inventory_pb2 as pb
 from service.api.generated import inventory_pb2_grpc as pb_grpc
 from service.bootstrap import Container
 from service.config import Role, Settings
-from service.devstack import EmbeddedStack, free_port
+from service.devtools.ports import free_port
+from service.devtools.stack import EmbeddedStack
 from tests.http_client import get
 from tests.waiting import wait_for
 

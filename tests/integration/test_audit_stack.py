@@ -23,11 +23,11 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from sqlalchemy import text
 
-from service.audit import AuditReport, CannotAudit, audit
 from service.bootstrap import build
 from service.config import Settings
 from service.domain.commands import UpdateStock
 from service.domain.values import Sku, StockOperation
+from streams.audit import AuditReport, CannotAudit, audit
 from streams.worker import StreamWorker
 from tests.waiting import wait_for
 

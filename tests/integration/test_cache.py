@@ -20,16 +20,22 @@ from redis.exceptions import RedisError
 from sqlalchemy import text
 
 from service.bootstrap import Container
-from service.cache import StockCache, StockState, build_cache, sku_key, stock_key
-from service.cache_breaker import BreakerState
-from service.cache_queries import CachedStockQueries
+from service.cache import (
+    CachedStockQueries,
+    StockCache,
+    StockState,
+    build_cache,
+    sku_key,
+    stock_key,
+    warm_many,
+)
+from service.cache.breaker import BreakerState
 from service.domain import validation as v
 from service.domain.commands import Commit, Release
 from service.domain.errors import InsufficientStock, NotFound
 from service.domain.results import Availability, StockView
 from service.domain.values import Item, Sku
 from service.queries import StockQueries
-from streams.warmer import warm_many
 from tests.waiting import wait_for
 
 pytestmark = pytest.mark.stack

@@ -17,7 +17,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from service.config import Role, Settings
-from service.devstack import free_port
+from service.devtools.ports import free_port
 from tests.dev_process import inventory_command
 
 pytestmark = pytest.mark.stack

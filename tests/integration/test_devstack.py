@@ -18,15 +18,11 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from db.migrate import at_head, head_revision
 from db.seed import DEMO_WAREHOUSES, demo_stocks
 from service.config import Settings
-from service.dev_instance import StackInUse, live_instance
-from service.devstack import (
-    EmbeddedStack,
-    StackError,
-    StackPorts,
-    free_port,
-    kafka_metadata_ok,
-    reset_data_dir,
-)
+from service.devtools.broker import kafka_metadata_ok
+from service.devtools.instance import StackInUse, live_instance
+from service.devtools.ports import StackPorts, free_port
+from service.devtools.process import StackError
+from service.devtools.stack import EmbeddedStack, reset_data_dir
 from tests.dev_process import DevRun, start_dev
 
 # --- `inventory dev` as a user runs it ---------------------------------------------------
@@ -119,7 +115,8 @@ def test_dev_restart_on_same_data_dir_keeps_the_data(
 START_AND_WAIT = """
 import signal, sys
 from pathlib import Path
-from service.devstack import EmbeddedStack, StackPorts
+from service.devtools.ports import StackPorts
+from service.devtools.stack import EmbeddedStack
 postgres, redis, kafka = (int(p) for p in sys.argv[2:5])
 stack = EmbeddedStack(Path(sys.argv[1]), StackPorts(postgres, redis, kafka)).start()
 print(" ".join(str(pid) for pid in stack.pids), flush=True)
@@ -244,7 +241,7 @@ def _connect(port: int) -> None:
 
 
 def _redis_answers(port: int) -> bool:
-    from service.devstack import redis_ping_ok
+    from service.devtools.redis import redis_ping_ok
 
     return redis_ping_ok("127.0.0.1", port)
 

@@ -338,3 +338,29 @@ async def test_database_down_fails_the_batch_with_a_retryable_error(settings, un
             await container.engine.execute_many(
                 [reserve(container, "o", ("p", 1), source=Source.STREAM, event="e")]
             )
+
+
+async def test_a_command_the_engine_fails_on_unexpectedly_fails_alone(container, monkeypatch):
+    # The one place a failing batch is split: the engine runs it again one command at a
+    # time, so only the command that trips the bug comes back INTERNAL.
+    import service.engine
+
+    real_plan = service.engine.plan_batch
+
+    batch_sizes = []
+
+    def plan_with_a_bug(snapshot, commands, **kwargs):
+        batch_sizes.append(len(commands))
+        if any(getattr(c, "order_id", None) == "poison" for c in commands):
+            raise RuntimeError("a bug in planning")
+        return real_plan(snapshot, commands, **kwargs)
+
+    monkeypatch.setattr(service.engine, "plan_batch", plan_with_a_bug)
+    await put_stock(container, "iso", 10)
+    commands = [reserve(container, order, ("iso", 1)) for order in ("a", "poison", "c")]
+    batch_sizes.clear()
+    results = await container.engine.execute_many(commands)
+    assert batch_sizes == [3, 1, 1, 1]  # together first, then each alone
+    assert [getattr(r, "status", None) for r in results] == [None, "INTERNAL", None]
+    assert [r.state for r in (results[0], results[2])] == [OrderState.RESERVED] * 2
+    assert await scalar(container.db, "SELECT reserved FROM stocks WHERE product_id = 'iso'") == 2

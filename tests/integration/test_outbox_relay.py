@@ -13,8 +13,8 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from service.config import Settings
+from service.devtools.observe import TopicCollector
 from streams.app import ensure_topics
-from streams.observe import TopicCollector
 from streams.outbox import OutboxRelay
 from tests.waiting import wait_for
 

@@ -13,7 +13,7 @@ import pytest
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from service.config import Settings
-from service.load_generator import LoadConfig, publish
+from service.devtools.load_generator import LoadConfig, publish
 from streams.app import check_topic_layout, co_partitioned, ensure_topics, layout_problem
 from tests.e2e.worker_process import start_worker
 

@@ -1,7 +1,9 @@
 import pytest
 
-from service.domain.allocation import Slot, Take, allocate
-from service.domain.values import Item, Shortage, Sku
+from service.domain.allocation import Slot, Take, allocate, allocate_order
+from service.domain.errors import NotFound
+from service.domain.snapshot import StockRow
+from service.domain.values import Item, Levels, Shortage, Sku
 
 SKU = Sku("p")
 EAST = Slot("s-east", "east", 10, True, 5)
@@ -33,3 +35,93 @@ def test_equal_priority_is_broken_by_warehouse_id():
     a = Slot("s-a", "a", 5, True, 10)
     b = Slot("s-b", "b", 5, True, 10)
     assert allocate(Item(SKU, 1), [b, a], allow_split=True) == [Take("s-a", "a", 1)]
+
+
+# -- an order's items against the SKU's stock rows --
+
+ROW_EAST = StockRow("s-east", SKU, "east", Levels(5, 0, 5), 1, priority=10)
+ROW_WEST = StockRow("s-west", SKU, "west", Levels(8, 0, 8), 1, priority=20)
+ROW_CLOSED = StockRow("s-closed", SKU, "closed", Levels(100, 0, 100), 1, priority=1, active=False)
+WAREHOUSES = {"east", "west", "closed"}
+
+
+def order(rows, items, split=True, raise_unknown=False):
+    return allocate_order(
+        items, {SKU: rows}, WAREHOUSES, allow_split=split, raise_unknown=raise_unknown
+    )
+
+
+@pytest.mark.parametrize(
+    ("rows", "quantities", "split", "expected"),
+    [
+        # one warehouse holds the SKU
+        ([ROW_EAST], [3], True, ([[Take("s-east", "east", 3)]], [])),
+        ([ROW_EAST], [6], True, ([], [Shortage(SKU, 6, 5)])),
+        # later items see what earlier ones took
+        ([ROW_EAST], [3, 3], True, ([[Take("s-east", "east", 3)]], [Shortage(SKU, 3, 2)])),
+        (
+            [ROW_EAST],
+            [3, 2],
+            False,
+            ([[Take("s-east", "east", 3)], [Take("s-east", "east", 2)]], []),
+        ),
+        ([ROW_CLOSED], [1], True, ([], [Shortage(SKU, 1, 0)])),
+        # several warehouses: by priority, split if allowed
+        (
+            [ROW_WEST, ROW_EAST],
+            [4, 4],
+            True,
+            (
+                [
+                    [Take("s-east", "east", 4)],
+                    [Take("s-east", "east", 1), Take("s-west", "west", 3)],
+                ],
+                [],
+            ),
+        ),
+        (
+            [ROW_WEST, ROW_EAST],
+            [4, 4],
+            False,
+            ([[Take("s-east", "east", 4)], [Take("s-west", "west", 4)]], []),
+        ),
+        (
+            [ROW_WEST, ROW_EAST],
+            [10, 4],
+            False,
+            ([[Take("s-east", "east", 4)]], [Shortage(SKU, 10, 8)]),
+        ),
+    ],
+)
+def test_allocate_order(rows, quantities, split, expected):
+    items = [Item(SKU, quantity) for quantity in quantities]
+    planned, shortages = order(rows, items, split)
+    assert ([takes for _, takes in planned], shortages) == expected
+
+
+@pytest.mark.parametrize("split", [True, False])
+@pytest.mark.parametrize("available", [-1, 0, 2, 5])
+@pytest.mark.parametrize("quantity", [1, 2, 5, 6])
+def test_the_single_warehouse_path_decides_as_allocate_does(split, available, quantity):
+    row = StockRow("s-east", SKU, "east", Levels(available, 0, available), 1, priority=10)
+    item = Item(SKU, quantity)
+    planned, shortages = order([row], [item], split)
+    general = allocate(item, [Slot("s-east", "east", 10, True, available)], allow_split=split)
+    assert (planned[0][1] if planned else shortages[0]) == general
+
+
+@pytest.mark.parametrize(
+    ("item", "shortage", "error"),
+    [
+        (Item(Sku("zz"), 2), Shortage(Sku("zz"), 2, 0), "unknown product zz"),
+        (Item(SKU, 2, "nowhere"), Shortage(SKU, 2, 0, "nowhere"), "unknown warehouse nowhere"),
+    ],
+)
+def test_an_unknown_product_or_warehouse_is_short_or_not_found(item, shortage, error):
+    assert order([ROW_EAST], [item]) == ([], [shortage])
+    with pytest.raises(NotFound, match=error):
+        order([ROW_EAST], [item], raise_unknown=True)
+
+
+def test_an_item_pinned_to_a_warehouse_without_the_sku_is_short():
+    assert order([ROW_EAST], [Item(SKU, 1, "west")]) == ([], [Shortage(SKU, 1, 0, "west")])

@@ -8,8 +8,12 @@ from datetime import UTC, datetime
 
 import pytest
 
-from service.audit import reachable_states
-from service.audit.report import (
+from service.commands import audit as command
+from service.domain.commands import OrderEventKind
+from service.domain.order_machine import STREAM_TABLE
+from service.domain.values import OrderState
+from streams.audit import reachable_states
+from streams.audit.report import (
     LostRange,
     Position,
     SeenEvent,
@@ -17,10 +21,6 @@ from service.audit.report import (
     Window,
     reconcile,
 )
-from service.commands import audit as command
-from service.domain.commands import OrderEventKind
-from service.domain.order_machine import STREAM_TABLE
-from service.domain.values import OrderState
 
 C, P, X = OrderEventKind.CREATED, OrderEventKind.PAID, OrderEventKind.CANCELLED
 S = OrderState

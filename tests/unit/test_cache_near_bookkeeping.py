@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from service.cache_near import NearCache
+from service.cache.near import NearCache
 
 
 class Clock:

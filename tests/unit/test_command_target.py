@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from service.commands.target import command_settings
-from service.dev_instance import InstanceLock
-from service.devstack import DEV_PORTS
+from service.devtools.instance import InstanceLock
+from service.devtools.ports import DEV_PORTS
 
 URL_VARIABLES = ("INVENTORY_DATABASE_URL", "INVENTORY_KAFKA_BOOTSTRAP", "INVENTORY_REDIS_URL")
 

@@ -15,10 +15,10 @@ import pytest
 from service.config import Settings
 from service.domain.results import OrderResult
 from streams.app import create_app
-from streams.expiry import ExpiryAgent
-from streams.expiry_changelog import Record
-from streams.expiry_schedule import Entry
-from streams.outbox import partition_for
+from streams.expiry.agent import ExpiryAgent
+from streams.expiry.changelog import Record
+from streams.expiry.schedule import Entry
+from streams.kafka_batches import partition_for
 
 SETTINGS = Settings(app_id="expiry-unit", topic_partitions=4)
 EXPIRES = "2030-01-01T00:00:00+00:00"

@@ -8,23 +8,33 @@ from typing import Any
 from faust.serializers import codecs
 
 from service.config import Settings
-from streams import expiry_changelog
-from streams.expiry_changelog import ChangelogWriter, Record, encode
+from streams.expiry.changelog import ChangelogWriter, Record, encode
 
 
 class FakeBatch:
-    def __init__(self) -> None:
+    def __init__(self, capacity: int) -> None:
+        self.capacity = capacity
         self.records: list[tuple[bytes, bytes | None]] = []
 
-    def append(self, *, key: bytes, value: bytes | None, timestamp: None) -> object:
+    def append(self, *, key: bytes, value: bytes | None, timestamp: None) -> object | None:
+        if len(self.records) >= self.capacity:
+            return None  # full
         self.records.append((key, value))
         return object()
 
 
 class FakeProducer:
-    def __init__(self, fail_partitions: frozenset[int] = frozenset()) -> None:
+    def __init__(
+        self,
+        fail_partitions: frozenset[int] = frozenset(),
+        *,
+        refuse_partitions: frozenset[int] = frozenset(),
+        capacity: int = 10_000,
+    ) -> None:
         self.sent: list[tuple[str, int, list[tuple[bytes, bytes | None]]]] = []
-        self.fail_partitions = fail_partitions
+        self.fail_partitions = fail_partitions  # the broker fails the batch
+        self.refuse_partitions = refuse_partitions  # send_batch raises
+        self.capacity = capacity
         self.started = False
 
     async def start(self) -> None:
@@ -34,9 +44,11 @@ class FakeProducer:
         self.started = False
 
     def create_batch(self) -> FakeBatch:
-        return FakeBatch()
+        return FakeBatch(self.capacity)
 
     async def send_batch(self, batch: FakeBatch, topic: str, *, partition: int) -> Any:
+        if partition in self.refuse_partitions:
+            raise RuntimeError("no metadata for the partition")
         self.sent.append((topic, partition, batch.records))
         future: asyncio.Future[object] = asyncio.get_running_loop().create_future()
         if partition in self.fail_partitions:
@@ -88,9 +100,8 @@ async def test_each_partition_ends_with_a_batch_of_one() -> None:
     assert keys == ["o0", "o2", "o4", "o6"]  # in order
 
 
-async def test_large_writes_are_split_into_bounded_batches(monkeypatch: Any) -> None:
-    monkeypatch.setattr(expiry_changelog, "BATCH_RECORDS", 3)
-    producer = FakeProducer()
+async def test_large_writes_are_split_into_batches_that_fit() -> None:
+    producer = FakeProducer(capacity=3)
     w = await writer(producer)
     assert await w.write([(0, f"o{i}", 1.0) for i in range(8)]) == []
     assert [len(batch) for _, _, batch in producer.sent] == [3, 3, 1, 1]
@@ -101,6 +112,14 @@ async def test_failed_batches_are_returned() -> None:
     w = await writer(producer)
     records: list[Record] = [(0, "a", 1.0), (1, "b", 2.0), (1, "c", None)]
     assert sorted(await w.write(records)) == sorted(records[1:])
+
+
+async def test_a_refused_batch_fails_its_partition_and_the_others_go_on() -> None:
+    producer = FakeProducer(refuse_partitions=frozenset({1}))
+    w = await writer(producer)
+    records: list[Record] = [(1, "a", 1.0), (0, "b", 2.0), (1, "c", 3.0), (0, "d", None)]
+    assert sorted(await w.write(records)) == sorted([records[0], records[2]])
+    assert {partition for _, partition, _ in producer.sent} == {0}
 
 
 async def test_a_stopped_writer_returns_everything() -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import random
 
-from streams.expiry_schedule import COMPACT_ABOVE, Entry, ExpirySchedule
+from streams.expiry.schedule import COMPACT_ABOVE, Entry, ExpirySchedule
 
 
 def entry(order: str, at: float, partition: int = 0) -> Entry:

@@ -10,10 +10,11 @@ import pytest
 from prometheus_client import REGISTRY
 
 from service.domain.errors import Unavailable
+from service.domain.events import MalformedEvent, decode_reservation_changed
 from service.domain.results import OrderResult
 from service.domain.values import OrderState, ResultStatus
-from streams.expiry import BadScheduleEvent, ExpiryTimer, schedule_change
-from streams.expiry_schedule import Entry, ExpirySchedule
+from streams.expiry.schedule import Entry, ExpirySchedule
+from streams.expiry.timer import ExpiryTimer
 from tests.waiting import wait_for
 
 T0 = 1_700_000_000.0
@@ -209,7 +210,7 @@ def event(**body: object) -> bytes:
 
 
 def test_reserved_schedules_its_expires_at() -> None:
-    change = schedule_change(
+    change = decode_reservation_changed(
         b"o1", event(order_id="o1", status="RESERVED", expires_at="2024-05-01T12:00:00+00:00")
     )
     assert change.order_id == "o1"
@@ -220,7 +221,9 @@ def test_reserved_schedules_its_expires_at() -> None:
     "expires_at", ["2024-05-01T12:00:00Z", "2024-05-01T12:00:00", 1714564800, 1714564800.0]
 )
 def test_expires_at_forms(expires_at: object) -> None:
-    change = schedule_change(None, event(order_id="o", status="RESERVED", expires_at=expires_at))
+    change = decode_reservation_changed(
+        None, event(order_id="o", status="RESERVED", expires_at=expires_at)
+    )
     assert change.expires_at == 1714564800.0
 
 
@@ -229,11 +232,11 @@ def test_expires_at_forms(expires_at: object) -> None:
     ["COMMITTED", "RELEASED", "EXPIRED", "REJECTED", "COMMIT_FAILED", "CANCEL_AFTER_COMMIT"],
 )
 def test_every_other_status_ends_the_entry(status: str) -> None:
-    assert schedule_change(b"o", event(order_id="o", status=status)).expires_at is None
+    assert decode_reservation_changed(b"o", event(order_id="o", status=status)).expires_at is None
 
 
 def test_the_key_names_the_order_when_the_body_does_not() -> None:
-    assert schedule_change(b"k", event(status="EXPIRED")).order_id == "k"
+    assert decode_reservation_changed(b"k", event(status="EXPIRED")).order_id == "k"
 
 
 @pytest.mark.parametrize(
@@ -249,5 +252,5 @@ def test_the_key_names_the_order_when_the_body_does_not() -> None:
     ],
 )
 def test_unusable_events_are_refused(raw: bytes | None) -> None:
-    with pytest.raises(BadScheduleEvent):
-        schedule_change(b"o", raw)
+    with pytest.raises(MalformedEvent):
+        decode_reservation_changed(b"o", raw)

@@ -8,14 +8,8 @@ import pytest
 from service.domain import validation as v
 from service.domain.commands import Commit, Expire, Release, Source
 from service.domain.errors import AlreadyExists, InsufficientStock, NotFound
-from service.domain.planner import (
-    OrderRow,
-    ReservationRow,
-    Snapshot,
-    StockRow,
-    Warehouse,
-    plan_batch,
-)
+from service.domain.planner import plan_batch
+from service.domain.snapshot import OrderRow, ReservationRow, Snapshot, StockRow, Warehouse
 from service.domain.values import (
     Item,
     Levels,

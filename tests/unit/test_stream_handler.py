@@ -14,10 +14,11 @@ from service.domain.errors import InvalidArgument, Unavailable
 from service.domain.results import OrderResult
 from service.domain.validation import Limits
 from service.domain.values import OrderState, ResultStatus
-from streams.handler import Backoff, Incoming, OrderEventHandler
+from service.retry import Backoff
+from streams.handler import Incoming, OrderEventHandler
 from streams.records import DeadLetter
 
-FAST = Backoff(first_s=0.001, max_s=0.002, attempts_before_split=2)
+FAST = Backoff(first_s=0.001, max_s=0.002)
 
 
 def event(order: str, offset: int, **override: Any) -> Incoming:
@@ -53,9 +54,7 @@ class FakeEngine:
         for cmd in cmds:
             assert isinstance(cmd, Reserve)
             if cmd.order_id in self.poison:
-                if len(cmds) > 1:
-                    raise RuntimeError("boom")
-                raise RuntimeError("boom alone")
+                raise RuntimeError("boom")
             if cmd.order_id == "bad":
                 out.append(InvalidArgument("items[0].warehouse_id", "unknown warehouse"))
             else:
@@ -134,13 +133,16 @@ async def test_database_down_while_stopping_gives_the_batch_up_unacked() -> None
     assert await h.handle([event("b", 1)]) is False  # nothing new starts once stopping
 
 
-async def test_a_command_the_engine_keeps_failing_on_is_isolated_into_the_dlq() -> None:
+async def test_an_untyped_engine_error_halts_instead_of_acking() -> None:
+    # The engine types every per-command failure (it isolates the command it fails on, see
+    # tests/integration/test_engine.py); anything else escaping it is a bug: never ack.
     engine, dlq = FakeEngine(), FakeDlq()
     engine.poison = {"b"}
     h = handler(engine, dlq)
-    assert await h.handle([event("a", 0), event("b", 1), event("c", 2)])
-    assert [(x.offset, x.error) for x in dlq.letters] == [(1, "internal")]
-    assert h.tally.outcomes["reserved"] == 2
+    assert await h.handle([event("a", 0), event("b", 1), event("c", 2)]) is False
+    assert h.halted
+    assert len(engine.calls) == 1  # not retried: only Unavailable is
+    assert dlq.letters == []
 
 
 async def test_dlq_publish_failures_are_retried() -> None:

@@ -11,7 +11,8 @@ from aiokafka.partitioner import murmur2 as aiokafka_murmur2
 
 from db.outbox_sql import OutboxRow, advisory_key
 from service.config import Settings
-from streams.outbox import OutboxRelay, murmur2, partition_for
+from streams.kafka_batches import murmur2, partition_for
+from streams.outbox import OutboxRelay
 
 
 def test_partition_for_matches_the_default_partitioner() -> None:
@@ -47,15 +48,22 @@ class FakeBatch:
 
 
 class FakeProducer:
-    def __init__(self, capacity: int, fail_batch: int | None = None) -> None:
+    def __init__(
+        self, capacity: int, fail_batch: int | None = None, refuse_batch: int | None = None
+    ) -> None:
         self.capacity = capacity
-        self.fail_batch = fail_batch
+        self.fail_batch = fail_batch  # the broker fails it
+        self.refuse_batch = refuse_batch  # send_batch raises
+        self.refused: list[tuple[int, list[tuple[bytes, bytes]]]] = []
         self.sent: list[tuple[str, int, list[tuple[bytes, bytes]]]] = []
 
     def create_batch(self) -> FakeBatch:
         return FakeBatch(self.capacity)
 
     async def send_batch(self, batch: FakeBatch, topic: str, *, partition: int) -> Any:
+        if self.refuse_batch == len(self.sent) + len(self.refused):
+            self.refused.append((partition, batch.items))
+            raise ConnectionError("no metadata")
         future: asyncio.Future[object] = asyncio.get_running_loop().create_future()
         if self.fail_batch == len(self.sent):
             future.set_exception(ConnectionError("broker gone"))
@@ -99,3 +107,11 @@ async def test_only_the_prefix_before_a_failed_batch_counts_as_sent() -> None:
     failed_key = producer.sent[1][2][0][0].decode()
     first_failed = next(i for i, row in enumerate(batch) if row.key == failed_key)
     assert sent == first_failed < len(batch)
+
+
+async def test_a_refused_batch_ends_the_prefix_and_its_partition_sends_no_more() -> None:
+    producer = FakeProducer(capacity=2, refuse_batch=1)
+    batch = rows(12, keys=1)  # one key: one partition, six batches
+    sent = await relay_with(producer)._send(batch)
+    assert sent == 2  # the first batch
+    assert len(producer.sent) == 1 and len(producer.refused) == 1

@@ -9,10 +9,10 @@ event becomes visible.
 The SQL is in ``db/audit_sql.py``; the command in ``service/commands/audit.py``.
 """
 
-from service.audit.report import AuditReport, Disagreement, LostRange, Unapplied
-from service.audit.runner import audit
-from service.audit.states import reachable_states
-from service.audit.window import CannotAudit
+from streams.audit.report import AuditReport, Disagreement, LostRange, Unapplied
+from streams.audit.runner import audit
+from streams.audit.states import reachable_states
+from streams.audit.window import CannotAudit
 
 __all__ = [
     "AuditReport",

@@ -5,35 +5,27 @@ its producer buffer, which drains one record per loop turn and stalls the stream
 100; ``Topic.send`` costs about 140 µs of CPU per record on the development machines. At a few
 thousand reservations per second either left the expiry agent tens of seconds behind its topic.
 This writer encodes the records exactly as Faust's ``json`` codec does (so Faust's own recovery
-reads them back) and sends them in batches, as the outbox relay does; the caller waits for the
-broker's acknowledgement before its events are acknowledged.
+reads them back) and sends them in per-partition batches (``streams/kafka_batches.py``, as the
+outbox relay does); the caller waits for the broker's acknowledgement before its events are
+acknowledged.
 """
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import json
 from collections.abc import Callable, Sequence
 
 from aiokafka import AIOKafkaProducer
-from aiokafka.producer.message_accumulator import BatchBuilder
 
 from service.config import Settings
+from streams.kafka_batches import PartitionBatches, create_producer
 
 Record = tuple[int, str, float | None]  # partition, order id, expires_at (None: a tombstone)
 
 
-def create_producer(settings: Settings) -> AIOKafkaProducer:
-    return AIOKafkaProducer(
-        bootstrap_servers=settings.kafka_bootstrap,
-        client_id=f"{settings.app_id}-expiry-changelog",
-        acks="all",
-        enable_idempotence=False,  # Tansu rejects InitProducerId
-        linger_ms=2,
-        max_batch_size=256 * 1024,
-        request_timeout_ms=30_000,
-    )
+def changelog_producer(settings: Settings) -> AIOKafkaProducer:
+    return create_producer(settings.kafka_bootstrap, f"{settings.app_id}-expiry-changelog")
 
 
 def encode(order_id: str, expires_at: float | None) -> tuple[bytes, bytes | None]:
@@ -53,7 +45,7 @@ class ChangelogWriter:
         settings: Settings,
         topic: Callable[[], str],
         *,
-        producer_factory: Callable[[Settings], AIOKafkaProducer] = create_producer,
+        producer_factory: Callable[[Settings], AIOKafkaProducer] = changelog_producer,
     ) -> None:
         self._settings = settings
         self._topic = topic  # the changelog's name, known once the table is finalized
@@ -92,43 +84,13 @@ class ChangelogWriter:
         by_partition: dict[int, list[Record]] = {}
         for record in records:
             by_partition.setdefault(record[0], []).append(record)
-        sent: list[tuple[asyncio.Future[object], list[Record]]] = []
-        unsent: list[Record] = []
-        for partition, mine in by_partition.items():
-            batches = [*_batches(mine[:-1]), mine[-1:]]
-            for index, members in enumerate(batches):
-                try:
-                    future = await producer.send_batch(
-                        _encoded(producer, members), topic, partition=partition
-                    )
-                except Exception:  # this batch and the rest of the partition's
-                    unsent.extend(r for rest in batches[index:] for r in rest)
-                    break
-                sent.append((future, members))
-        return unsent + await self._failed(sent)
-
-    @staticmethod
-    async def _failed(sent: list[tuple[asyncio.Future[object], list[Record]]]) -> list[Record]:
-        outcomes = await asyncio.gather(*(future for future, _ in sent), return_exceptions=True)
-        return [
-            record
-            for outcome, (_, members) in zip(outcomes, sent, strict=True)
-            if isinstance(outcome, BaseException)
-            for record in members
-        ]
-
-
-BATCH_RECORDS = 2_000  # well under the producer's max_batch_size for these small records
-
-
-def _batches(records: list[Record]) -> list[list[Record]]:
-    return [records[i : i + BATCH_RECORDS] for i in range(0, len(records), BATCH_RECORDS)]
-
-
-def _encoded(producer: AIOKafkaProducer, records: list[Record]) -> BatchBuilder:
-    batch = producer.create_batch()
-    for _, order_id, expires_at in records:
-        key, value = encode(order_id, expires_at)
-        if batch.append(key=key, value=value, timestamp=None) is None:
-            raise ValueError("changelog batch overflow")  # not with BATCH_RECORDS small records
-    return batch
+        batches = PartitionBatches(producer)
+        for partition, (*leading, last) in by_partition.items():
+            for _, order_id, expires_at in leading:
+                await batches.add(topic, partition, *encode(order_id, expires_at))
+            await batches.seal(topic, partition)  # the last record goes alone (see above)
+            await batches.add(topic, partition, *encode(last[1], last[2]))
+            await batches.seal(topic, partition)
+        failed = await batches.finish()
+        in_added_order = [record for mine in by_partition.values() for record in mine]
+        return [in_added_order[index] for index in sorted(failed)]

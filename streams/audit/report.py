@@ -12,9 +12,9 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
-from service.audit.states import State, reachable_states, state_order
 from service.domain.commands import OrderEventKind
 from service.domain.values import OrderState
+from streams.audit.states import State, reachable_states, state_order
 
 EventKey = tuple[str, str]  # (kind as processed_events.topic stores it, event_id)
 

@@ -1,8 +1,8 @@
 """The in-memory index of one worker's expiry schedule: order ids ordered by when they are due.
 
-The durable schedule is the changelog-backed Faust table (``streams/expiry.py``); this index is
-what the timer reads each tick. It holds only the entries of the partitions this worker owns,
-and is rebuilt from the table when partitions are assigned and recovered.
+The durable schedule is the changelog-backed Faust table (``streams/expiry/agent.py``); this
+index is what the timer reads each tick. It holds only the entries of the partitions this
+worker owns, and is rebuilt from the table when partitions are assigned and recovered.
 
 A heap of ``(due_at, seq, order_id)`` with lazy deletion: replacing or discarding an entry
 leaves its old heap item behind, recognised as stale by its sequence number and dropped when

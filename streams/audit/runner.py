@@ -9,9 +9,9 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from db import audit_sql
 from db.session import create_engine
-from service.audit.report import AuditReport, reconcile
-from service.audit.window import CannotAudit, one_line, read_window
 from service.config import Settings
+from streams.audit.report import AuditReport, reconcile
+from streams.audit.window import CannotAudit, one_line, read_window
 
 
 async def audit(
@@ -27,14 +27,14 @@ async def audit(
     ``(topic, partition)`` to the first offset to read. The window ends at each partition's
     high watermark read at the start.
     """
-    db = create_engine(settings)
+    db = create_engine(settings.database())
     try:
         try:
             await audit_sql.ping(db)  # before a long read, not after it
         except (SQLAlchemyError, OSError, TimeoutError) as exc:
             raise CannotAudit(f"database: {one_line(exc)}") from exc
         window = await read_window(settings, since=since, start_offsets=start_offsets)
-        # after the group's offsets were read (read_window): see service/audit/window.py
+        # after the group's offsets were read (read_window): see streams/audit/window.py
         try:
             processed = await audit_sql.processed(db, window.event_keys())
             states = await audit_sql.order_states(db, window.created_orders())

@@ -25,10 +25,11 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from db.ledger import load_warehouses
 from service import metrics
-from service.cache import CachedSku, CacheUnavailable, StockCache
+from service.cache.codec import CachedSku
+from service.cache.store import CacheUnavailable, StockCache
 from service.config import Settings
-from service.domain.planner import Warehouse
 from service.domain.results import StockLevel
+from service.domain.snapshot import Warehouse
 from service.domain.values import Sku
 from service.queries import StockQueries
 

@@ -6,7 +6,7 @@ creates a topic: the topics are listed first and only existing ones are assigned
 
 Order of reads, so that a running worker cannot make the audit report a false loss: the
 order topics' ends, then the group's committed offsets, then the DLQ's ends; the ledger is
-read after all of them (``service/audit/runner.py``). An event the group committed past was
+read after all of them (``streams/audit/runner.py``). An event the group committed past was
 in PostgreSQL, and its dead letter in the DLQ, before the offsets were read.
 """
 
@@ -23,10 +23,10 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaError
 
-from service.audit.report import Position, SeenEvent, Undecodable, Window
 from service.bootstrap import limits_from
 from service.config import Settings
 from service.domain.validation import Limits
+from streams.audit.report import Position, SeenEvent, Undecodable, Window
 from streams.records import DeadLetter, InvalidEvent, TopicKinds, decode_order_event
 
 FETCH_MAX_WAIT_MS = 100  # Tansu holds a fetch for its whole wait (docs/expiry.md)

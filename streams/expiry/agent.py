@@ -1,38 +1,29 @@
-"""Reservation expiry: a changelog-backed Faust table as the durable schedule, and a timer.
+"""The expiry agent and its timer table: order id -> ``expires_at``, a changelog-backed Faust table.
 
-- **The agent** consumes ``inventory-reservations`` (keyed by order id). A RESERVED event puts
-  ``order id -> expires_at`` (epoch seconds) into the table; any other status (COMMITTED,
-  RELEASED, EXPIRED, REJECTED, ...) ends the reservation and deletes the entry. The table's
-  changelog has the topic's partition count and each write goes to the partition of the event
-  that caused it, so the schedule is co-partitioned with the topic: a worker recovers exactly
-  the entries of the partitions it is assigned. A batch's changelog records are acknowledged
-  by the broker before the batch's offsets may be committed (at least once: a crash replays
-  the events, and a replayed event is a no-op).
-- **The index** (``ExpirySchedule``) orders this worker's entries by expiry. It is trimmed when
-  partitions are assigned (revoked ones leave) and rebuilt from the table when recovery from
-  the changelog completes.
-- **The timer** wakes every ``expiry_tick_ms``, takes the window of entries now due and expires
-  them through the engine, up to ``EXPIRE_CHUNK`` per call. The engine expires only orders
-  still RESERVED whose ``expires_at`` has passed, so a commit that landed first always wins.
-  An entry whose order is no longer RESERVED is deleted from the table; one the engine left
-  RESERVED (not yet due by its clock) waits again; a database failure puts the window back
-  with a growing delay.
+The agent consumes ``inventory-reservations`` (keyed by order id). A RESERVED event puts
+``order id -> expires_at`` (epoch seconds) into the table; any other status (COMMITTED,
+RELEASED, EXPIRED, REJECTED, ...) ends the reservation and deletes the entry. The table's
+changelog has the topic's partition count and each write goes to the partition of the event
+that caused it, so the schedule is co-partitioned with the topic: a worker recovers exactly the
+entries of the partitions it is assigned. A batch's changelog records are acknowledged by the
+broker before the batch's offsets may be committed (at least once: a crash replays the events,
+and a replayed event is a no-op).
+
+The index (``ExpirySchedule``) is trimmed when partitions are assigned (revoked ones leave) and
+rebuilt from the table when recovery from the changelog completes. The timer (``timer.py``)
+empties it and has the table entries of settled orders deleted.
 
 Faust's windowed tables are not used: keys restored from their changelog never expire
-(robinhood/faust #44, #385; faust-streaming #193). Nothing escapes the agent or the timer:
-errors are caught, logged and counted (``inventory_expiry_failures_total``).
+(robinhood/faust #44, #385; faust-streaming #193). Nothing escapes the agent: errors are
+caught, logged and counted (``inventory_expiry_failures_total``).
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import json
 import logging
 import time
-from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
-from datetime import UTC, datetime
+from collections.abc import Sequence
 from typing import Any, cast
 
 import faust
@@ -40,238 +31,32 @@ from faust.types import EventT, StreamT
 
 from service import metrics
 from service.config import Settings
-from service.domain.errors import Unavailable
-from service.domain.results import OrderResult
-from service.domain.values import OrderState, ResultStatus
-from service.sweeper import Expirer, record_expired
+from service.domain.events import MalformedEvent, ReservationChanged, decode_reservation_changed
+from service.expiry_port import Expirer
 from streams.agents import raw_topic
-from streams.expiry_changelog import ChangelogWriter, Record
-from streams.expiry_schedule import Entry, ExpirySchedule
-from streams.outbox import partition_for
+from streams.expiry.changelog import ChangelogWriter, Record
+from streams.expiry.schedule import Entry, ExpirySchedule
+from streams.expiry.timer import EXPIRE_CHUNK, ExpiryTimer
+from streams.kafka_batches import partition_for
 
 log = logging.getLogger(__name__)
 
 TABLE_NAME = "expiry-schedule"
 AGENT_NAME = "expiry-schedule"
-EXPIRE_CHUNK = 2_000  # order ids per engine call (the engine batches them further)
 AGENT_BATCH = 1_000
 AGENT_WITHIN_S = 0.05
-RETRY_AFTER_S = 1.0  # an order the engine answered nothing for (an error) is tried again
-MAX_BACKOFF_S = 5.0
 CHANGELOG_CONFIGS = {  # Faust adds cleanup.policy=compact
     "segment.ms": str(3_600_000),
     "delete.retention.ms": str(3_600_000),
     "min.cleanable.dirty.ratio": "0.1",
 }
-SUMMARY_INTERVAL_S = 10.0
-
-
-class BadScheduleEvent(ValueError):
-    """An ``inventory-reservations`` event the schedule cannot use (it is skipped)."""
-
-
-@dataclass(frozen=True, slots=True)
-class ScheduleChange:
-    order_id: str
-    expires_at: float | None  # epoch seconds; None: the reservation ended, delete the entry
-
-
-def epoch_seconds(value: Any) -> float:
-    """An ``expires_at`` as epoch seconds: ISO 8601 (naive means UTC) or a number."""
-    if isinstance(value, bool):
-        raise BadScheduleEvent("expires_at must be a date-time")
-    if isinstance(value, int | float):
-        return float(value)
-    if not isinstance(value, str):
-        raise BadScheduleEvent("expires_at must be a date-time")
-    try:
-        at = datetime.fromisoformat(value)
-    except ValueError:
-        raise BadScheduleEvent(f"expires_at is not ISO 8601: {value!r}") from None
-    return (at if at.tzinfo else at.replace(tzinfo=UTC)).timestamp()
-
-
-def schedule_change(key: bytes | None, value: bytes | None) -> ScheduleChange:
-    """What an ``inventory-reservations`` event means for the schedule."""
-    try:
-        body = json.loads(value or b"")
-    except (ValueError, UnicodeDecodeError):
-        raise BadScheduleEvent("not JSON") from None
-    if not isinstance(body, dict):
-        raise BadScheduleEvent("not a JSON object")
-    order_id = body.get("order_id")
-    if not isinstance(order_id, str) or not order_id:
-        order_id = key.decode("utf-8", "replace") if key else None
-    if not order_id:
-        raise BadScheduleEvent("no order_id")
-    status = body.get("status")
-    if not isinstance(status, str):
-        raise BadScheduleEvent("no status")
-    if status != ResultStatus.RESERVED:
-        return ScheduleChange(order_id, None)  # every other status ends the reservation
-    if body.get("expires_at") is None:
-        raise BadScheduleEvent(f"RESERVED {order_id} has no expires_at")
-    return ScheduleChange(order_id, epoch_seconds(body["expires_at"]))
-
-
-class ExpiryTimer:
-    """Each tick, expires the schedule's due window through the engine (no Faust in here)."""
-
-    def __init__(
-        self,
-        schedule: ExpirySchedule,
-        engine: Expirer,
-        *,
-        forget: Callable[[list[Entry]], Awaitable[None]],
-        tick_s: float,
-        on_tick: Callable[[], Awaitable[None]] | None = None,
-        chunk: int = EXPIRE_CHUNK,
-        clock: Callable[[], float] = time.time,
-    ) -> None:
-        self._schedule = schedule
-        self._engine = engine
-        self._forget = forget  # delete settled orders' table entries
-        self._on_tick = on_tick
-        self._tick_s = tick_s
-        self._chunk = max(chunk, 1)
-        self._clock = clock
-        self._backoff_s = 0.0
-        self._stopping = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
-        self.expired = 0  # since start
-        self._reported = 0
-        self._summary_at = time.monotonic() + SUMMARY_INTERVAL_S
-
-    async def start(self) -> None:
-        self._stopping.clear()
-        self._task = asyncio.create_task(self._run(), name="expiry-timer")
-
-    async def stop(self, timeout_s: float = 10.0) -> None:
-        """Let the engine call in flight finish (bounded), then stop."""
-        self._stopping.set()
-        task, self._task = self._task, None
-        if task is None:
-            return
-        try:
-            await asyncio.wait_for(asyncio.shield(task), timeout=timeout_s)
-        except TimeoutError:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-
-    async def _run(self) -> None:
-        self._summary_at = time.monotonic() + SUMMARY_INTERVAL_S
-        while not self._stopping.is_set():
-            try:
-                await self.tick()
-            except Exception:  # a bug in a tick must not end expiry for good
-                metrics.EXPIRY_FAILURES.labels(via="timer", reason="internal").inc()
-                log.exception("expiry tick failed")
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stopping.wait(), timeout=self._tick_s)
-        self._summary()
-
-    async def tick(self) -> int:
-        """Expire everything due, a chunk at a time, until nothing is; returns how many.
-
-        Each chunk takes what is due at that moment, so under a steady stream of deadlines
-        the tick goes on until it has caught up.
-        """
-        expired = 0
-        while not self._stopping.is_set():
-            due = self._schedule.take_due(self._clock(), self._chunk)
-            if not due:
-                break
-            done = await self._expire(due)
-            if done is None:
-                break  # failed; the window is back in the schedule with a delay
-            expired += done
-            self._housekeeping()
-        self._housekeeping()
-        if self._on_tick is not None:
-            await self._on_tick()
-        return expired
-
-    def _housekeeping(self) -> None:
-        metrics.EXPIRY_SCHEDULED.set(len(self._schedule))
-        if time.monotonic() >= self._summary_at:
-            self._summary()
-            self._summary_at = time.monotonic() + SUMMARY_INTERVAL_S
-
-    async def _expire(self, due: list[Entry]) -> int | None:
-        try:
-            results = await self._engine.expire([entry.order_id for entry in due])
-        except Unavailable as exc:
-            self._put_back(due, "unavailable", exc)
-            return None
-        except Exception as exc:
-            log.exception("expiring %d orders failed", len(due))
-            self._put_back(due, "internal", exc)
-            return None
-        self._backoff_s = 0.0
-        now = self._clock()
-        expired = record_expired(results, "timer", now)
-        self.expired += expired
-        settled = self._settle(due, {result.order_id: result for result in results}, now)
-        if settled:
-            try:
-                await self._forget(settled)
-            except Exception:  # the entries come back after a restart, and expire as no-ops
-                metrics.EXPIRY_FAILURES.labels(via="timer", reason="table").inc()
-                log.exception("could not delete %d settled entries from the table", len(settled))
-        return expired
-
-    def _settle(self, due: list[Entry], results: dict[str, OrderResult], now: float) -> list[Entry]:
-        """Put back what is still pending; the settled entries, whose table rows can go."""
-        schedule = self._schedule
-        settled: list[Entry] = []
-        missing = 0
-        for entry in due:
-            result = results.get(entry.order_id)
-            if result is None:  # the engine returned an error for this one
-                missing += 1
-                schedule.retry(entry.order_id, now + RETRY_AFTER_S)
-            elif result.state is OrderState.RESERVED:  # not due yet by the engine's clock
-                at = result.expires_at.timestamp() if result.expires_at else now
-                schedule.retry(entry.order_id, max(at, now + self._tick_s))
-            else:
-                done = schedule.done(entry.order_id)
-                if done is not None:  # not replaced by a newer RESERVED meanwhile
-                    settled.append(done)
-        if missing:
-            metrics.EXPIRY_FAILURES.labels(via="timer", reason="rejected").inc(missing)
-            log.warning("the engine did not expire %d orders; retrying them", missing)
-        return settled
-
-    def _put_back(self, due: list[Entry], reason: str, exc: Exception) -> None:
-        self._backoff_s = min(max(self._backoff_s * 2, self._tick_s), MAX_BACKOFF_S)
-        at = self._clock() + self._backoff_s
-        for entry in due:
-            self._schedule.retry(entry.order_id, at)
-        metrics.EXPIRY_FAILURES.labels(via="timer", reason=reason).inc()
-        log.warning(
-            "could not expire %d orders (%s: %s); retrying in %.2fs",
-            len(due),
-            reason,
-            exc,
-            self._backoff_s,
-        )
-
-    def _summary(self) -> None:
-        if self.expired != self._reported:
-            log.info(
-                "expiry: %d reservations expired by the timer, %d scheduled",
-                self.expired - self._reported,
-                len(self._schedule),
-            )
-            self._reported = self.expired
 
 
 class ExpiryAgent:
     """The schedule table, the agent that fills it, the index and the timer that empties it.
 
     Table writes bypass ``table[key] = value`` (too slow at a few thousand a second, see
-    ``streams/expiry_changelog.py``): the store is updated directly and the changelog records
+    ``streams/expiry/changelog.py``): the store is updated directly and the changelog records
     of a batch go out together, each to the partition of the event that caused it, and are
     acknowledged by the broker before the batch's events are. Recovery is Faust's.
     """
@@ -361,8 +146,8 @@ class ExpiryAgent:
         records: list[Record] = []
         for partition, key, value in events:
             try:
-                change = schedule_change(key, value)
-            except BadScheduleEvent as exc:
+                change = decode_reservation_changed(key, value)
+            except MalformedEvent as exc:
                 metrics.EXPIRY_FAILURES.labels(via="agent", reason="invalid").inc()
                 log.warning("skipping an event of partition %d: %s", partition, exc)
                 continue
@@ -372,7 +157,7 @@ class ExpiryAgent:
         metrics.EXPIRY_SCHEDULED.set(len(self.schedule))
         await self._write(records)
 
-    def _change(self, partition: int, change: ScheduleChange) -> Record | None:
+    def _change(self, partition: int, change: ReservationChanged) -> Record | None:
         """Update the store and the index; the changelog record to write, if any."""
         store = self.table.data
         order_id = change.order_id

@@ -1,0 +1,88 @@
+"""The plan of a batch: the answers, and every row and message the engine writes for it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, NamedTuple
+
+from service.domain.errors import InventoryError
+from service.domain.events import stock_changed_payload
+from service.domain.results import OrderResult, StockLevel
+from service.domain.snapshot import OrderRow, ReservationRow, StockRow
+from service.domain.values import Levels, ReservationStatus, Sku
+
+# Slotted and not frozen, like the snapshot's rows: a batch makes thousands of these, and a
+# frozen dataclass's __init__ costs about twice as much.
+
+
+@dataclass(slots=True)
+class Movement:
+    stock_id: str
+    sku: Sku
+    warehouse_id: str
+    operation: str
+    quantity: int
+    after: Levels
+    reason: str | None
+    order_id: str | None
+    actor: str
+
+
+@dataclass(slots=True)
+class ReservationEvent:
+    """An ``inventory-reservations`` message, keyed by order id."""
+
+    order_id: str
+    payload: dict[str, Any]
+
+
+@dataclass(slots=True)
+class StockChange:
+    """The last state of a stock row in this batch: one ``stock-changed`` message."""
+
+    row: StockRow
+    cause: str
+    order_id: str | None
+
+    def payload(self, at: datetime) -> dict[str, Any]:
+        return stock_changed_payload(self.row, self.cause, self.order_id, at)
+
+
+Result = OrderResult | StockLevel | InventoryError
+
+
+class OutboxMessage(NamedTuple):
+    topic: str
+    key: str
+    payload: dict[str, Any]
+
+
+@dataclass
+class Plan:
+    results: list[Result] = field(default_factory=list)
+    new_reservations: list[ReservationRow] = field(default_factory=list)
+    reservation_status: dict[str, ReservationStatus] = field(default_factory=dict)
+    orders: dict[str, OrderRow] = field(default_factory=dict)
+    movements: list[Movement] = field(default_factory=list)
+    stock_changes: dict[str, StockChange] = field(default_factory=dict)
+    reservation_events: list[ReservationEvent] = field(default_factory=list)
+
+    @property
+    def changed_stock_ids(self) -> set[str]:
+        return set(self.stock_changes)
+
+    def outbox(
+        self, at: datetime, *, stock_changed_topic: str, reservations_topic: str
+    ) -> list[OutboxMessage]:
+        """Every message of the batch, in the order the relay publishes them: stock rows by
+        id (a stable order across batches), then the orders' events in decision order."""
+        messages = [
+            OutboxMessage(stock_changed_topic, change.row.sku.key, change.payload(at))
+            for change in sorted(self.stock_changes.values(), key=lambda c: c.row.stock_id)
+        ]
+        messages.extend(
+            OutboxMessage(reservations_topic, event.order_id, event.payload)
+            for event in self.reservation_events
+        )
+        return messages

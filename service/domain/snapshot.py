@@ -1,0 +1,79 @@
+"""The snapshot the engine loads for a batch: every row the batch may touch, locked.
+
+Rows are plain (not frozen) slotted dataclasses: a batch makes thousands of them, and a frozen
+dataclass's ``__init__`` costs about twice as much. Only a ``StockRow`` is ever changed in
+place; a reservation that changes status is a new row.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from service.domain.results import ReservationLine, StockLevel
+from service.domain.values import Item, Levels, OrderState, ReservationStatus, Sku
+
+
+@dataclass(slots=True)
+class StockRow:
+    stock_id: str
+    sku: Sku
+    warehouse_id: str
+    levels: Levels
+    version: int
+    priority: int = 100
+    active: bool = True
+
+    def level(self) -> StockLevel:
+        return StockLevel(
+            self.stock_id,
+            self.sku,
+            self.warehouse_id,
+            self.levels.available,
+            self.levels.reserved,
+            self.levels.total,
+            self.version,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Warehouse:
+    warehouse_id: str
+    priority: int
+    active: bool
+
+
+@dataclass(slots=True)
+class ReservationRow:
+    reservation_id: str
+    order_id: str
+    stock_id: str
+    sku: Sku
+    warehouse_id: str
+    quantity: int
+    status: ReservationStatus
+    expires_at: datetime
+
+    def line(self) -> ReservationLine:
+        return ReservationLine(
+            self.reservation_id, self.sku, self.warehouse_id, self.quantity, self.status
+        )
+
+
+@dataclass(slots=True)
+class OrderRow:
+    order_id: str
+    state: OrderState
+    items: tuple[Item, ...]
+    ttl_seconds: int | None
+    expires_at: datetime | None
+    version: int
+    last_event_id: str | None = None
+
+
+@dataclass
+class Snapshot:
+    orders: dict[str, OrderRow] = field(default_factory=dict)
+    reservations: dict[str, list[ReservationRow]] = field(default_factory=dict)
+    stocks: dict[str, StockRow] = field(default_factory=dict)
+    warehouses: dict[str, Warehouse] = field(default_factory=dict)

@@ -1,0 +1,410 @@
+"""The produced events' wire format: payloads as the contracts in docs/events shape them, and
+parsed back the way the cache warmer and the expiry schedule read them."""
+
+from __future__ import annotations
+
+import itertools
+import json
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import pytest
+
+from service.domain import validation as v
+from service.domain.commands import Command, Commit, Expire, Release, Source, UpdateStock
+from service.domain.events import (
+    MalformedEvent,
+    ReservationChanged,
+    StockChanged,
+    parse_reservation_changed,
+    parse_stock_changed,
+    reservation_payload,
+    stock_changed_payload,
+)
+from service.domain.planner import plan_batch
+from service.domain.results import ReservationLine
+from service.domain.snapshot import OrderRow, ReservationRow, Snapshot, StockRow, Warehouse
+from service.domain.values import (
+    Item,
+    Levels,
+    OrderState,
+    ReservationStatus,
+    ResultStatus,
+    Shortage,
+    Sku,
+    StockOperation,
+)
+
+SCHEMAS = Path(__file__).resolve().parents[2] / "docs" / "events"
+AT = datetime(2026, 1, 2, 3, 4, 5, 678000, tzinfo=UTC)
+EXPIRES = AT + timedelta(minutes=15)
+RESERVATION_ID = "2f1c1a56-8a4e-4c55-9b8e-0b1c6f5b7a01"
+PV = Sku("p", "v")
+HELD = ReservationLine(RESERVATION_ID, PV, "wh", 2, ReservationStatus.PENDING)
+HELD_NO_VARIANT = ReservationLine(
+    "5d0e3f9a-1b2c-4d5e-8f60-718293a4b5c6", Sku("q"), "wh-2", 1, ReservationStatus.PENDING
+)
+REQUESTED = ReservationLine("", Sku("q"), "", 5, ReservationStatus.PENDING)  # no warehouse named
+SHORT = Shortage(Sku("q"), 5, 2)
+
+
+def wire(payload: dict[str, Any]) -> Any:
+    """The payload as a consumer receives it: through JSON."""
+    return json.loads(json.dumps(payload))
+
+
+# --- stock-changed ---------------------------------------------------------------------------
+
+
+def test_the_stock_changed_payload_is_the_contract_byte_for_byte() -> None:
+    row = StockRow("sid", PV, "wh", Levels(3, 2, 5), 7)
+    assert json.dumps(stock_changed_payload(row, "RESERVE", "o-1", AT)) == (
+        '{"product_id": "p", "variant_id": "v", "warehouse_id": "wh", "available": 3, '
+        '"reserved": 2, "total": 5, "version": 7, "cause": "RESERVE", "order_id": "o-1", '
+        '"at": "2026-01-02T03:04:05.678000+00:00"}'
+    )
+
+
+@pytest.mark.parametrize(
+    ("row", "cause", "order_id", "expected"),
+    [
+        (
+            StockRow("sid", PV, "wh", Levels(3, 2, 5), 7),
+            "RESERVE",
+            "o-1",
+            StockChanged("p", "v", "wh", 3, 2, 5, 7, "", AT),
+        ),
+        (
+            StockRow("sid", Sku("p"), "wh", Levels(0, 0, 0), 1),
+            "SET",
+            None,
+            StockChanged("p", None, "wh", 0, 0, 0, 1, "", AT),
+        ),
+        (
+            StockRow("sid", Sku("p:x", "v/1"), "w:1", Levels(10, 0, 10), 42),
+            "COMMIT",
+            "o-2",
+            StockChanged("p:x", "v/1", "w:1", 10, 0, 10, 42, "", AT),
+        ),
+    ],
+)
+def test_stock_changed_round_trips(
+    row: StockRow, cause: str, order_id: str | None, expected: StockChanged
+) -> None:
+    parsed = parse_stock_changed(wire(stock_changed_payload(row, cause, order_id, AT)))
+    assert parsed == expected
+    assert parsed.sku == row.sku
+
+
+def stock_body(**change: Any) -> dict[str, Any]:
+    """A valid stock-changed body with ``change`` applied; ``...`` removes a field."""
+    body: dict[str, Any] = {
+        "product_id": "p",
+        "variant_id": None,
+        "warehouse_id": "w",
+        "available": 1,
+        "reserved": 0,
+        "total": 1,
+        "version": 1,
+        "cause": "ADD",
+        "order_id": None,
+        "at": "2025-01-01T00:00:00+00:00",
+    }
+    body.update(change)
+    return {key: value for key, value in body.items() if value is not ...}
+
+
+@pytest.mark.parametrize(
+    ("body", "field", "value"),
+    [
+        (stock_body(variant_id=""), "variant_id", None),  # "" is no variant, like null
+        (stock_body(variant_id=...), "variant_id", None),
+        (stock_body(variant_id="v"), "variant_id", "v"),
+        (stock_body(at=...), "at", None),  # it only times propagation
+        (stock_body(at=1735689600), "at", None),
+        (stock_body(at="2025-01-01T00:00:00Z"), "at", datetime(2025, 1, 1, tzinfo=UTC)),
+        (stock_body(stock_id="sid-1"), "stock_id", "sid-1"),
+        (stock_body(stock_id=""), "stock_id", ""),
+        (stock_body(stock_id=None), "stock_id", ""),
+        (stock_body(cause=..., order_id=...), "version", 1),  # neither is read
+        (stock_body(extra={"ignored": True}), "version", 1),
+    ],
+)
+def test_stock_changed_reads_leniently_what_the_cache_does_not_need(
+    body: dict[str, Any], field: str, value: Any
+) -> None:
+    assert getattr(parse_stock_changed(body), field) == value
+
+
+@pytest.mark.parametrize(
+    ("body", "named"),
+    [
+        (stock_body(product_id=""), "product_id"),
+        (stock_body(product_id=5), "product_id"),
+        (stock_body(product_id=...), "product_id"),
+        (stock_body(variant_id=5), "variant_id"),
+        (stock_body(warehouse_id=None), "warehouse_id"),
+        (stock_body(warehouse_id=...), "warehouse_id"),
+        (stock_body(available=-1), "available"),
+        (stock_body(reserved=True), "reserved"),
+        (stock_body(total=1.0), "total"),
+        (stock_body(version="7"), "version"),
+        (stock_body(version=...), "version"),
+        (stock_body(stock_id=5), "stock_id"),
+        (stock_body(at="yesterday"), "at"),
+        ([1], "not a JSON object"),
+        ("p", "not a JSON object"),
+        (None, "not a JSON object"),
+    ],
+)
+def test_malformed_stock_changed_bodies_are_refused(body: Any, named: str) -> None:
+    with pytest.raises(MalformedEvent, match=f"^stock-changed: .*{named}"):
+        parse_stock_changed(body)
+
+
+# --- inventory-reservations ----------------------------------------------------------------
+
+
+def test_the_reservation_payload_is_the_contract_byte_for_byte() -> None:
+    payload = reservation_payload(
+        "o-1", ResultStatus.RESERVED, [HELD, HELD_NO_VARIANT], at=AT, expires_at=EXPIRES
+    )
+    assert json.dumps(payload) == (
+        '{"order_id": "o-1", "status": "RESERVED", "items": ['
+        '{"product_id": "p", "variant_id": "v", "warehouse_id": "wh", "quantity": 2, '
+        f'"reservation_id": "{RESERVATION_ID}"}}, '
+        '{"product_id": "q", "variant_id": null, "warehouse_id": "wh-2", "quantity": 1, '
+        '"reservation_id": "5d0e3f9a-1b2c-4d5e-8f60-718293a4b5c6"}], '
+        '"at": "2026-01-02T03:04:05.678000+00:00", '
+        '"expires_at": "2026-01-02T03:19:05.678000+00:00"}'
+    )
+
+
+def test_a_rejection_shows_the_requested_items_and_the_shortages() -> None:
+    payload = reservation_payload(
+        "o-2", ResultStatus.REJECTED, [REQUESTED], at=AT, reason="", shortages=[SHORT]
+    )
+    assert json.dumps(payload) == (
+        '{"order_id": "o-2", "status": "REJECTED", "items": ['
+        '{"product_id": "q", "variant_id": null, "warehouse_id": null, "quantity": 5}], '
+        '"at": "2026-01-02T03:04:05.678000+00:00", "shortages": ['
+        '{"product_id": "q", "variant_id": null, "warehouse_id": null, "requested": 5, '
+        '"available": 2}]}'
+    )
+
+
+def test_times_go_through_the_given_formatter() -> None:
+    payload = reservation_payload(
+        "o", ResultStatus.RESERVED, [], at=AT, expires_at=EXPIRES, iso=lambda at: f"<{at:%H%M}>"
+    )
+    assert (payload["at"], payload["expires_at"]) == ("<0304>", "<0319>")
+
+
+# Every status with what the planner sends along with it.
+RESERVATION_CASES = [
+    ("o-1", ResultStatus.RESERVED, [HELD, HELD_NO_VARIANT], {"expires_at": EXPIRES}),
+    ("o-2", ResultStatus.REJECTED, [REQUESTED], {"shortages": [SHORT]}),
+    ("o-3", ResultStatus.COMMIT_FAILED, [REQUESTED], {"shortages": [SHORT]}),
+    ("o-4", ResultStatus.COMMITTED, [HELD], {}),
+    ("o-5", ResultStatus.RELEASED, [HELD], {"reason": "changed mind"}),
+    ("o-6", ResultStatus.RELEASED, [], {}),
+    ("o-7", ResultStatus.EXPIRED, [HELD_NO_VARIANT], {}),
+    ("o-8", ResultStatus.CANCEL_AFTER_COMMIT, [HELD], {"reason": "too late"}),
+]
+
+
+@pytest.mark.parametrize(("order_id", "status", "lines", "details"), RESERVATION_CASES)
+def test_reservation_events_round_trip(
+    order_id: str, status: ResultStatus, lines: list[ReservationLine], details: dict[str, Any]
+) -> None:
+    payload = reservation_payload(order_id, status, lines, at=AT, **details)
+    expires_at = EXPIRES.timestamp() if status is ResultStatus.RESERVED else None
+    assert parse_reservation_changed(wire(payload)) == ReservationChanged(
+        order_id, status, expires_at
+    )
+
+
+def reservation_body(**change: Any) -> dict[str, Any]:
+    """A valid RESERVED body with ``change`` applied; ``...`` removes a field."""
+    body: dict[str, Any] = {
+        "order_id": "o",
+        "status": "RESERVED",
+        "items": [],
+        "expires_at": "2024-05-01T12:00:00+00:00",
+        "at": "2024-05-01T11:45:00+00:00",
+    }
+    body.update(change)
+    return {key: value for key, value in body.items() if value is not ...}
+
+
+MAY_FIRST_NOON = 1714564800.0
+
+
+@pytest.mark.parametrize(
+    ("body", "key", "expected"),
+    [
+        (reservation_body(), None, ReservationChanged("o", "RESERVED", MAY_FIRST_NOON)),
+        (reservation_body(), "k", ReservationChanged("o", "RESERVED", MAY_FIRST_NOON)),
+        # the key names the order when the body does not
+        (reservation_body(order_id=...), "k", ReservationChanged("k", "RESERVED", MAY_FIRST_NOON)),
+        (reservation_body(order_id=""), "k", ReservationChanged("k", "RESERVED", MAY_FIRST_NOON)),
+        (reservation_body(order_id=5), "k", ReservationChanged("k", "RESERVED", MAY_FIRST_NOON)),
+        # any other status ends the hold, so its expires_at is never read
+        (reservation_body(status="EXPIRED"), None, ReservationChanged("o", "EXPIRED", None)),
+        (
+            reservation_body(status="COMMITTED", expires_at="tomorrow"),
+            None,
+            ReservationChanged("o", "COMMITTED", None),
+        ),
+        (reservation_body(status="ON_HOLD"), None, ReservationChanged("o", "ON_HOLD", None)),
+        (reservation_body(status="", items=...), None, ReservationChanged("o", "", None)),
+    ],
+)
+def test_reservation_events_read_as_the_expiry_schedule_needs(
+    body: dict[str, Any], key: str | None, expected: ReservationChanged
+) -> None:
+    assert parse_reservation_changed(body, key=key) == expected
+
+
+@pytest.mark.parametrize(
+    ("expires_at", "epoch_seconds"),
+    [
+        ("2024-05-01T12:00:00+00:00", MAY_FIRST_NOON),
+        ("2024-05-01T12:00:00Z", MAY_FIRST_NOON),
+        ("2024-05-01T14:00:00+02:00", MAY_FIRST_NOON),
+        ("2024-05-01T12:00:00", MAY_FIRST_NOON),  # naive means UTC
+        (1714564800, MAY_FIRST_NOON),
+        (1714564800.5, MAY_FIRST_NOON + 0.5),
+    ],
+)
+def test_expires_at_forms(expires_at: Any, epoch_seconds: float) -> None:
+    parsed = parse_reservation_changed(reservation_body(expires_at=expires_at))
+    assert parsed.expires_at == epoch_seconds
+
+
+@pytest.mark.parametrize(
+    ("body", "key", "named"),
+    [
+        ([1], "o", "not a JSON object"),
+        (None, "o", "not a JSON object"),
+        (reservation_body(order_id=...), None, "no order_id"),
+        (reservation_body(order_id=""), "", "no order_id"),
+        (reservation_body(status=...), None, "no status"),
+        (reservation_body(status=5), None, "no status"),
+        (reservation_body(expires_at=...), None, "no expires_at"),
+        (reservation_body(expires_at=None), None, "no expires_at"),
+        (reservation_body(expires_at="tomorrow"), None, "expires_at is not ISO 8601"),
+        (reservation_body(expires_at=True), None, "expires_at must be a date-time"),
+        (reservation_body(expires_at=[1]), None, "expires_at must be a date-time"),
+    ],
+)
+def test_unusable_reservation_events_are_refused(body: Any, key: str | None, named: str) -> None:
+    with pytest.raises(MalformedEvent, match=f"^inventory-reservations: .*{named}"):
+        parse_reservation_changed(body, key=key)
+
+
+def test_a_malformed_event_is_a_value_error() -> None:
+    # so a consumer that catches ValueError today keeps catching it
+    assert issubclass(MalformedEvent, ValueError)
+
+
+# --- the contracts -------------------------------------------------------------------------
+
+# The default checker knows date-time only with an optional package: check it here instead.
+FORMATS = jsonschema.FormatChecker()
+
+
+@FORMATS.checks("date-time", raises=ValueError)
+def _is_date_time(value: object) -> bool:
+    if not isinstance(value, str):
+        return True
+    return "T" in value and datetime.fromisoformat(value).tzinfo is not None
+
+
+def validate(topic: str, payload: dict[str, Any]) -> None:
+    schema = json.loads((SCHEMAS / f"{topic}.schema.json").read_text())
+    jsonschema.Draft202012Validator(schema, format_checker=FORMATS).validate(wire(payload))
+
+
+@pytest.mark.parametrize(("order_id", "status", "lines", "details"), RESERVATION_CASES)
+def test_built_reservation_events_meet_their_schema(
+    order_id: str, status: ResultStatus, lines: list[ReservationLine], details: dict[str, Any]
+) -> None:
+    validate(
+        "inventory-reservations", reservation_payload(order_id, status, lines, at=AT, **details)
+    )
+
+
+@pytest.mark.parametrize(
+    ("row", "cause", "order_id"),
+    [
+        (StockRow("sid", PV, "wh", Levels(3, 2, 5), 7), "RESERVE", "o-1"),
+        (StockRow("sid", Sku("p"), "wh", Levels(0, 0, 0), 1), "SET", None),
+    ],
+)
+def test_built_stock_changed_events_meet_their_schema(
+    row: StockRow, cause: str, order_id: str | None
+) -> None:
+    validate("stock-changed", stock_changed_payload(row, cause, order_id, AT))
+
+
+@pytest.mark.parametrize(
+    ("topic", "payload"),
+    [
+        ("stock-changed", stock_body(cause="LOST")),
+        ("stock-changed", stock_body(stock_id="sid")),  # readable, but not the contract
+        ("inventory-reservations", reservation_body(status="ON_HOLD")),
+        ("inventory-reservations", reservation_body(at="2024-05-01 11:45:00")),
+    ],
+)
+def test_the_schema_check_refuses_what_the_contract_does_not_allow(
+    topic: str, payload: dict[str, Any]
+) -> None:
+    with pytest.raises(jsonschema.ValidationError):
+        validate(topic, payload)
+
+
+def test_a_planned_batch_publishes_every_status_within_its_schema() -> None:
+    sku = Sku("p")
+    due = AT - timedelta(seconds=1)
+    snapshot = Snapshot(
+        orders={"late": OrderRow("late", OrderState.RESERVED, (Item(sku, 1),), 60, due, 1)},
+        reservations={
+            "late": [
+                ReservationRow(
+                    RESERVATION_ID, "late", "s1", sku, "w", 1, ReservationStatus.PENDING, due
+                )
+            ]
+        },
+        stocks={"s1": StockRow("s1", sku, "w", Levels(5, 1, 6), 3)},
+        warehouses={"w": Warehouse("w", 1, True)},
+    )
+    items = [{"product_id": "p", "quantity": 2}]
+    commands: list[Command] = [
+        v.reserve("a", items, 60, v.Limits(), source=Source.STREAM),  # RESERVED
+        Commit("a", Source.STREAM, "e1"),  # COMMITTED
+        Release("a", "too late", Source.STREAM, "e2"),  # CANCEL_AFTER_COMMIT
+        v.reserve("b", items, 60, v.Limits(), source=Source.STREAM),  # RESERVED
+        Release("b", "changed mind", Source.STREAM, "e3"),  # RELEASED
+        Expire("late"),  # EXPIRED
+        v.reserve("c", [{"product_id": "p", "quantity": 9}], 60, v.Limits(), source=Source.STREAM),
+        # REJECTED above, COMMIT_FAILED below: paid, and still too little stock
+        Commit("c", Source.STREAM, "e4"),
+        UpdateStock(sku, "w", StockOperation.ADD, 4, "restock"),
+    ]
+    uuids = (f"00000000-0000-4000-8000-{n:012d}" for n in itertools.count())
+    plan = plan_batch(
+        snapshot,
+        commands,
+        duplicates=frozenset(),
+        now=AT,
+        allow_split=True,
+        new_id=lambda: next(uuids),
+    )
+    for event in plan.reservation_events:
+        validate("inventory-reservations", event.payload)
+    for change in plan.stock_changes.values():
+        validate("stock-changed", change.payload(AT))
+    assert {event.payload["status"] for event in plan.reservation_events} == set(ResultStatus)
