@@ -3,7 +3,9 @@
 10 hot SKUs, 2 items per order, 64 concurrent callers, the same PostgreSQL, the same run.
 Prints one JSON line: {"bench": "engine", "orders_per_s", "pgbench_hot_tps", "ratio", ...}.
 Target: ratio >= 10. Also measured in the same run: the same engine with one command per
-transaction (``unbatched_orders_per_s``), which isolates what group commit itself buys.
+transaction (``unbatched_orders_per_s``), which isolates what group commit itself buys, and
+the same storm with a stock policy on every hot SKU against the storm without, alternating
+(``policies_over_plain``, target >= 0.9).
 """
 
 from __future__ import annotations
@@ -23,12 +25,14 @@ from bench.stack import bench_stack
 from service.bootstrap import build
 from service.config import Settings
 from service.domain import validation as v
+from service.domain.commands import SetStockPolicy
+from service.domain.values import Sku, StockPolicy
 
 SKUS = [f"hot-{i}" for i in range(10)]
 
 
 async def reserve_storm(
-    settings: Settings, seconds: float, callers: int, run: str = "a"
+    settings: Settings, seconds: float, callers: int, run: str = "a", policies: bool = False
 ) -> dict[str, float]:
     async with build(settings) as container:
         for sku in SKUS:
@@ -43,6 +47,10 @@ async def reserve_storm(
                     limits=container.limits,
                     default_warehouse_id="default",
                 )
+            )
+            policy = StockPolicy(safety_stock=1_000, reorder_point=10_000, backorder_limit=500)
+            await container.engine.set_policy(
+                SetStockPolicy(Sku(sku), "default", policy if policies else StockPolicy())
             )
         done = 0
         latencies: list[float] = []
@@ -88,6 +96,16 @@ def main() -> None:
             stack.pgbench_path, stack.psql_path, stack.postgres_libpq_url, int(args.seconds)
         )
         figures = asyncio.run(reserve_storm(settings, args.seconds, args.callers))
+        # the same storm with a policy on every hot SKU, alternating to share the noise
+        half = args.seconds / 2
+        plain, with_policies = 0.0, 0.0
+        for turn in range(2):
+            plain += asyncio.run(reserve_storm(settings, half, args.callers, run=f"p{turn}"))[
+                "orders_per_s"
+            ]
+            with_policies += asyncio.run(
+                reserve_storm(settings, half, args.callers, run=f"q{turn}", policies=True)
+            )["orders_per_s"]
         unbatched = settings.model_copy(update={"batch_max_size": 1, "batch_window_ms": 0})
         single = asyncio.run(reserve_storm(unbatched, args.seconds, args.callers, run="b"))
     print(
@@ -100,6 +118,9 @@ def main() -> None:
                 "ratio": round(figures["orders_per_s"] / tps, 2),
                 "unbatched_orders_per_s": single["orders_per_s"],
                 "group_commit_gain": round(figures["orders_per_s"] / single["orders_per_s"], 2),
+                "policies_orders_per_s": round(with_policies / 2, 1),
+                "policies_over_plain": round(with_policies / plain, 3),
+                "targets": {"policies_over_plain": 0.9},
             }
         )
     )

@@ -94,7 +94,8 @@ def measure(batch: int, repeat: int) -> dict[str, float]:
     from service.domain.snapshot import Snapshot, StockRow, Warehouse
     from service.domain.validation import Limits
     from service.domain.values import Levels, Sku
-    from service.engine import EngineConfig, IdSource, ReservationEngine
+    from service.engine import EngineConfig, ReservationEngine
+    from service.ids import IdSource
     from streams.records import decode_order_event
 
     limits = Limits()

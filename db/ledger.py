@@ -19,7 +19,15 @@ from db.outbox_sql import OUTBOX_CHANNEL
 from service.domain.plan import Plan
 from service.domain.snapshot import OrderRow, ReservationRow, StockRow, Warehouse
 from service.domain.timestamps import IsoFormats
-from service.domain.values import Item, Levels, OrderState, ReservationStatus, Sku
+from service.domain.values import (
+    DEFAULT_POLICY,
+    Item,
+    Levels,
+    OrderState,
+    ReservationStatus,
+    Sku,
+    StockPolicy,
+)
 
 # Orders that do not exist yet cannot be row-locked, so every batch takes transaction-scoped
 # advisory locks on its order ids, sorted, before it reads or writes any of them.
@@ -42,8 +50,8 @@ LOAD_ORDERS = text(
 
 LOAD_RESERVATIONS = text(
     "SELECT id, order_id, stock_id, product_id, variant_id, warehouse_id, quantity, status, "
-    "expires_at FROM reservations WHERE order_id = ANY(CAST(:ids AS text[])) "
-    "AND deleted_at IS NULL ORDER BY created_at, id"
+    "expires_at, backordered, created_at FROM reservations "
+    "WHERE order_id = ANY(CAST(:ids AS text[])) AND deleted_at IS NULL ORDER BY created_at, id"
 )
 
 LOAD_WAREHOUSES = text("SELECT id, priority, active FROM warehouses WHERE deleted_at IS NULL")
@@ -58,13 +66,15 @@ ENSURE_STOCKS = text(
 # Locks are taken in stock id order: two batches can never wait on each other in a cycle.
 LOCK_STOCKS = text(
     "SELECT s.id, s.product_id, s.variant_id, s.warehouse_id, s.available, s.reserved, s.total, "
-    "s.version, w.priority, w.active FROM stocks s JOIN warehouses w ON w.id = s.warehouse_id "
+    "s.version, s.safety_stock, s.reorder_point, s.backorder_limit, s.backordered, "
+    "w.priority, w.active FROM stocks s JOIN warehouses w ON w.id = s.warehouse_id "
     "WHERE s.deleted_at IS NULL AND ("
     "(s.product_id, coalesce(s.variant_id, '')) IN "
     "(SELECT * FROM unnest(CAST(:products AS text[]), CAST(:variants AS text[]))) "
     "OR s.id = ANY(CAST(:stock_ids AS uuid[]))) "
     "ORDER BY s.id FOR UPDATE OF s"
 )
+
 
 DELETE_STOCKS = text("DELETE FROM stocks WHERE id = ANY(CAST(:ids AS uuid[]))")
 
@@ -74,16 +84,21 @@ WRITE_PLAN = text(
     "WITH plan AS (SELECT CAST(:plan AS json) AS doc), "
     "stock_rows AS ("
     "UPDATE stocks AS s SET available = (e->>1)::bigint, reserved = (e->>2)::bigint, "
-    "total = (e->>3)::bigint, version = (e->>4)::bigint, updated_at = now() "
+    "total = (e->>3)::bigint, version = (e->>4)::bigint, safety_stock = (e->>5)::bigint, "
+    "reorder_point = (e->>6)::bigint, backorder_limit = (e->>7)::bigint, "
+    "backordered = (e->>8)::bigint, updated_at = now() "
     "FROM plan, json_array_elements(plan.doc->'stocks') AS e "
     "WHERE s.id = (e->>0)::uuid RETURNING 1), "
     "new_reservations AS ("
     "INSERT INTO reservations (id, order_id, stock_id, product_id, variant_id, warehouse_id, "
-    "quantity, status, expires_at) SELECT (e->>0)::uuid, e->>1, (e->>2)::uuid, e->>3, e->>4, "
-    "e->>5, (e->>6)::bigint, e->>7, (e->>8)::timestamptz "
+    "quantity, status, expires_at, backordered) SELECT (e->>0)::uuid, e->>1, (e->>2)::uuid, "
+    "e->>3, e->>4, e->>5, (e->>6)::bigint, e->>7, (e->>8)::timestamptz, (e->>9)::bigint "
     "FROM plan, json_array_elements(plan.doc->'reservations') AS e RETURNING 1), "
+    # A settled status and a backorder fill of one reservation are one UPDATE: a row updated
+    # by two CTEs of one statement keeps only one of the changes. Null leaves a field as is.
     "settled AS ("
-    "UPDATE reservations AS r SET status = e->>1, updated_at = now() "
+    "UPDATE reservations AS r SET status = coalesce(e->>1, r.status), "
+    "backordered = coalesce((e->>2)::bigint, r.backordered), updated_at = now() "
     "FROM plan, json_array_elements(plan.doc->'settled') AS e "
     "WHERE r.id = (e->>0)::uuid RETURNING 1), "
     "order_rows AS ("
@@ -163,6 +178,8 @@ async def load_reservations(
                 quantity=row.quantity,
                 status=ReservationStatus(row.status),
                 expires_at=row.expires_at,
+                backordered=row.backordered,
+                created_at=row.created_at,
             )
         )
     return found
@@ -215,9 +232,19 @@ async def lock_stocks(
             version=row.version,
             priority=row.priority,
             active=row.active,
+            policy=policy_of(row.safety_stock, row.reorder_point, row.backorder_limit),
+            backordered=row.backordered,
         )
         for row in result
     }
+
+
+def policy_of(safety_stock: int, reorder_point: int | None, backorder_limit: int) -> StockPolicy:
+    """A stock row's policy from its columns: the shared default when none is set (most rows),
+    so the hot path builds no object for it."""
+    if not safety_stock and reorder_point is None and not backorder_limit:
+        return DEFAULT_POLICY
+    return StockPolicy(safety_stock, reorder_point, backorder_limit)
 
 
 async def delete_stocks(conn: AsyncConnection, stock_ids: Iterable[str]) -> None:
@@ -237,12 +264,26 @@ async def write_plan(
     # of one order in one batch) is inserted with its final status: the CTEs of WRITE_PLAN
     # share one snapshot, so the "settled" UPDATE cannot see a row inserted beside it.
     final = plan.reservation_status
+    # a line filled in the batch that made it is inserted filled, for the same reason
+    fills = plan.backorder_fills
     iso = IsoFormats()  # a batch's reservations mostly share one expiry time
     # Statuses and states go in as the enum members themselves: they are StrEnums, which JSON
     # encodes as their values, and reading ``.value`` costs more than the encoding.
+    # The policy columns are written from the row, always: a SetStockPolicy changes a row's
+    # policy the way an UpdateStock changes its levels.
     document = {
         "stocks": [
-            (r.stock_id, r.levels.available, r.levels.reserved, r.levels.total, r.version)
+            (
+                r.stock_id,
+                r.levels.available,
+                r.levels.reserved,
+                r.levels.total,
+                r.version,
+                r.policy.safety_stock,
+                r.policy.reorder_point,
+                r.policy.backorder_limit,
+                r.backordered,
+            )
             for r in (change.row for change in plan.stock_changes.values())
         ],
         "reservations": [
@@ -256,12 +297,11 @@ async def write_plan(
                 r.quantity,
                 final.get(r.reservation_id, r.status),
                 iso(r.expires_at),
+                fills.get(r.reservation_id, r.backordered) if fills else r.backordered,
             )
             for r in plan.new_reservations
         ],
-        "settled": [
-            (rid, status) for rid, status in plan.reservation_status.items() if rid not in new_ids
-        ],
+        "settled": _settled(final, fills, new_ids),
         "orders": [
             (
                 o.order_id,
@@ -294,6 +334,19 @@ async def write_plan(
         "outbox": outbox,
     }
     await conn.execute(WRITE_PLAN, {"plan": _json(document)})
+
+
+def _settled(
+    statuses: dict[str, ReservationStatus], fills: dict[str, int], new_ids: set[str]
+) -> list[tuple[str, ReservationStatus | None, int | None]]:
+    """(id, new status or None, units still backordered or None) per existing reservation."""
+    if not fills:  # the common case: no backorder filled
+        return [(rid, status, None) for rid, status in statuses.items() if rid not in new_ids]
+    return [
+        (rid, statuses.get(rid), fills.get(rid))
+        for rid in dict.fromkeys([*statuses, *fills])
+        if rid not in new_ids
+    ]
 
 
 # One encoder for every statement (json.dumps builds a new one per call when given options);

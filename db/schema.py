@@ -35,6 +35,9 @@ NAMING = {
 }
 
 
+ZERO = text("0")
+
+
 class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING)
 
@@ -61,9 +64,16 @@ class Warehouse(Timestamps, Base):
 class Stock(Timestamps, Base):
     __tablename__ = "stocks"
     __table_args__ = (
-        CheckConstraint("available >= 0", name="available_not_negative"),
+        # backordered units committed may take a row below zero, never below its limit
+        CheckConstraint("available >= -backorder_limit", name="available_within_backorder_limit"),
         CheckConstraint("reserved >= 0", name="reserved_not_negative"),
         CheckConstraint("total = available + reserved", name="total_is_available_plus_reserved"),
+        CheckConstraint("safety_stock >= 0", name="safety_stock_not_negative"),
+        CheckConstraint("reorder_point >= 0", name="reorder_point_not_negative"),
+        CheckConstraint("backorder_limit >= 0", name="backorder_limit_not_negative"),
+        CheckConstraint("backordered >= 0", name="backordered_not_negative"),
+        # the rows that owe units: the backordered-units gauge sums only these
+        Index("ix_stocks_backordered", "id", postgresql_where=text("backordered > 0")),
         Index(
             "uq_stocks_sku_warehouse",
             "product_id",
@@ -81,6 +91,12 @@ class Stock(Timestamps, Base):
     reserved: Mapped[int] = mapped_column(BigInteger, nullable=False, default=0)
     total: Mapped[int] = mapped_column(BigInteger, nullable=False, default=0)
     version: Mapped[int] = mapped_column(BigInteger, nullable=False, default=0)
+    # the row's policy (service/domain/values.py, StockPolicy); the defaults are no policy
+    safety_stock: Mapped[int] = mapped_column(BigInteger, nullable=False, server_default=ZERO)
+    reorder_point: Mapped[int | None] = mapped_column(BigInteger)  # NULL: no LOW_STOCK alert
+    backorder_limit: Mapped[int] = mapped_column(BigInteger, nullable=False, server_default=ZERO)
+    # the sum of ``backordered`` over its PENDING and COMMITTED reservations
+    backordered: Mapped[int] = mapped_column(BigInteger, nullable=False, server_default=ZERO)
     deleted_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
 
@@ -113,6 +129,17 @@ class Reservation(Timestamps, Base):
             "stock_id",
             postgresql_where=text("status = 'PENDING'"),
         ),
+        CheckConstraint(
+            "backordered >= 0 AND backordered <= quantity", name="backordered_within_quantity"
+        ),
+        # the backorder fill's read (db/backorder_sql.py)
+        Index(
+            "ix_reservations_backordered",
+            "stock_id",
+            "created_at",
+            "id",
+            postgresql_where=text("backordered > 0"),
+        ),
     )
 
     id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True)
@@ -123,6 +150,8 @@ class Reservation(Timestamps, Base):
     warehouse_id: Mapped[str] = mapped_column(String(128), nullable=False)
     quantity: Mapped[int] = mapped_column(BigInteger, nullable=False)
     status: Mapped[str] = mapped_column(String(16), nullable=False)
+    # of ``quantity``, the units promised beyond the row's sellable stock and not yet filled
+    backordered: Mapped[int] = mapped_column(BigInteger, nullable=False, server_default=ZERO)
     expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
     deleted_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 

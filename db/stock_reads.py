@@ -1,4 +1,8 @@
-"""The read side's SQL: stock levels by SKU, for GetStock, CheckStock and BulkCheckStock."""
+"""The read side's SQL: stock levels by SKU, for GetStock, CheckStock and BulkCheckStock.
+
+Every level carries its row's policy (safety stock, reorder point, backorder limit) and its
+backordered units: what ``StockLevel.sellable`` and the API report follow from them.
+"""
 
 from __future__ import annotations
 
@@ -12,7 +16,8 @@ from service.domain.values import Sku
 
 LEVELS_OF_SKUS = text(
     "SELECT s.id, s.product_id, s.variant_id, s.warehouse_id, s.available, s.reserved, "
-    "s.total, s.version, w.active FROM stocks s JOIN warehouses w ON w.id = s.warehouse_id "
+    "s.total, s.version, s.safety_stock, s.reorder_point, s.backorder_limit, s.backordered, "
+    "w.active FROM stocks s JOIN warehouses w ON w.id = s.warehouse_id "
     "WHERE s.deleted_at IS NULL AND (s.product_id, coalesce(s.variant_id, '')) IN "
     "(SELECT * FROM unnest(CAST(:products AS text[]), CAST(:variants AS text[]))) "
     "ORDER BY w.priority, s.warehouse_id"
@@ -37,7 +42,17 @@ async def levels_of(
     for row in result:
         sku = Sku(row.product_id, row.variant_id)
         level = StockLevel(
-            str(row.id), sku, row.warehouse_id, row.available, row.reserved, row.total, row.version
+            str(row.id),
+            sku,
+            row.warehouse_id,
+            row.available,
+            row.reserved,
+            row.total,
+            row.version,
+            safety_stock=row.safety_stock,
+            reorder_point=row.reorder_point,
+            backorder_limit=row.backorder_limit,
+            backordered=row.backordered,
         )
         found.setdefault(sku, []).append((level, row.active))
     return found

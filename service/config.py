@@ -23,6 +23,7 @@ TOPIC_FIELDS = (
     "topic_order_cancelled",
     "topic_stock_changed",
     "topic_reservations",
+    "topic_stock_alerts",
     "topic_dlq",
 )
 
@@ -137,6 +138,7 @@ class Settings(BaseSettings):
     topic_order_paid: KafkaName = "order-paid"
     topic_stock_changed: KafkaName = "stock-changed"
     topic_reservations: KafkaName = "inventory-reservations"
+    topic_stock_alerts: KafkaName = "stock-alerts"
     topic_dlq: KafkaName = "order-events-dlq"
     topic_partitions: int = Field(default=8, ge=1)
 

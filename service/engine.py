@@ -12,19 +12,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
-import itertools
 import logging
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from db import ledger
+from db import backorder_sql, ledger
 from service import metrics
 from service.config import Settings
 from service.db_errors import Failure, classify
@@ -35,33 +33,25 @@ from service.domain.commands import (
     OrderCommand,
     Release,
     Reserve,
+    SetStockPolicy,
     Source,
+    StockCommand,
     UpdateStock,
 )
 from service.domain.errors import InventoryError, Unavailable
 from service.domain.plan import Result
 from service.domain.planner import plan_batch
 from service.domain.results import OrderResult, StockLevel
-from service.domain.snapshot import Snapshot
+from service.domain.snapshot import ReservationRow, Snapshot
 from service.domain.values import Sku, StockOperation
+from service.engine_metrics import count_outcome, count_policy_effects
+from service.ids import IdSource
 
 log = logging.getLogger(__name__)
 
 ADMIN_TOPIC = "admin:update-stock"
+POLICY_TOPIC = "admin:set-stock-policy"
 RETRIES_ON_CONFLICT = 3
-
-
-class IdSource:
-    """UUID-shaped ids, unique without a random draw each: a random 74-bit prefix per engine
-    and a counter. uuid4() per reservation cost more than the allocation itself."""
-
-    def __init__(self) -> None:
-        p = uuid.uuid4().hex[:20]
-        self._prefix = f"{p[:8]}-{p[8:12]}-4{p[13:16]}-{p[16:20]}-"
-        self._counter = itertools.count()
-
-    def next(self) -> str:
-        return f"{self._prefix}{next(self._counter):012x}"
 
 
 class InternalError(InventoryError):
@@ -77,6 +67,7 @@ class EngineConfig:
     allow_split: bool = True
     topic_stock_changed: str = "stock-changed"
     topic_reservations: str = "inventory-reservations"
+    topic_stock_alerts: str = "stock-alerts"
     max_inflight_batches: int = 2
 
     @classmethod
@@ -87,6 +78,7 @@ class EngineConfig:
             allow_split=settings.allow_split,
             topic_stock_changed=settings.topic_stock_changed,
             topic_reservations=settings.topic_reservations,
+            topic_stock_alerts=settings.topic_stock_alerts,
         )
 
 
@@ -153,6 +145,12 @@ class ReservationEngine:
         return _order_result(await self._enqueue(command))
 
     async def update_stock(self, command: UpdateStock) -> StockLevel:
+        return await self._stock_command(command)
+
+    async def set_policy(self, command: SetStockPolicy) -> StockLevel:
+        return await self._stock_command(command)
+
+    async def _stock_command(self, command: StockCommand) -> StockLevel:
         result = await self._enqueue(command)
         if isinstance(result, InventoryError):
             raise result
@@ -231,7 +229,7 @@ class ReservationEngine:
         for pending, result in zip(
             batch, outcome if isinstance(outcome, list) else [outcome] * len(batch), strict=True
         ):
-            _count(pending.command, result)
+            count_outcome(pending.command, result)
             if not pending.future.done():
                 pending.future.set_result(result)
 
@@ -258,7 +256,7 @@ class ReservationEngine:
 
     async def _execute(self, commands: list[Command]) -> list[Result]:
         now = datetime.now(UTC)
-        order_ids = sorted({c.order_id for c in commands if not isinstance(c, UpdateStock)})
+        order_ids = sorted({c.order_id for c in commands if not isinstance(c, StockCommand)})
         async with contextlib.AsyncExitStack() as transaction:
             async with self._lock_turn:
                 conn = await transaction.enter_async_context(self._db.begin())
@@ -275,6 +273,12 @@ class ReservationEngine:
             snapshot.stocks = await ledger.lock_stocks(
                 conn, _skus(commands, snapshot), _reserved_stock_ids(snapshot)
             )
+            backordered = sorted(sid for sid, row in snapshot.stocks.items() if row.backordered)
+            _add_backorders(
+                snapshot,
+                # no round trip while no row has backorders
+                await backorder_sql.lock_open_lines(conn, backordered) if backordered else [],
+            )
             plan = plan_batch(
                 snapshot,
                 commands,
@@ -288,10 +292,12 @@ class ReservationEngine:
                 now,
                 stock_changed_topic=self._config.topic_stock_changed,
                 reservations_topic=self._config.topic_reservations,
+                stock_alerts_topic=self._config.topic_stock_alerts,
             )
             await ledger.write_plan(conn, plan, outbox)
         if self._on_stock_changed is not None and plan.stock_changes:
             await self._notify([p for t, _, p in outbox if t == self._config.topic_stock_changed])
+        count_policy_effects(plan)
         return plan.results
 
     async def _notify(self, payloads: list[dict[str, Any]]) -> None:
@@ -310,7 +316,7 @@ class ReservationEngine:
             key = _event_key(command)
             if key is not None:
                 keyed.setdefault(key, []).append(index)
-                owners[key] = None if isinstance(command, UpdateStock) else command.order_id
+                owners[key] = None if isinstance(command, StockCommand) else command.order_id
         if not keyed:
             return frozenset()
         fresh = await ledger.claim_events(conn, [(t, e, owners[(t, e)]) for t, e in keyed])
@@ -335,8 +341,9 @@ class ReservationEngine:
 
 
 def _event_key(command: Command) -> tuple[str, str] | None:
-    if isinstance(command, UpdateStock):
-        return (ADMIN_TOPIC, command.idempotency_key) if command.idempotency_key else None
+    if isinstance(command, StockCommand):
+        topic = ADMIN_TOPIC if isinstance(command, UpdateStock) else POLICY_TOPIC
+        return (topic, command.idempotency_key) if command.idempotency_key else None
     if command.event_id is None:
         return None
     return (command.kind.value, command.event_id)
@@ -347,11 +354,23 @@ def _skus(commands: Sequence[Command], snapshot: Snapshot) -> set[Sku]:
     for command in commands:
         if isinstance(command, Reserve):
             skus.update(item.sku for item in command.items)
-        elif isinstance(command, UpdateStock):
+        elif isinstance(command, StockCommand):
             skus.add(command.sku)
     for order in snapshot.orders.values():  # paid after rejection or expiry reserves again
         skus.update(item.sku for item in order.items)
     return skus
+
+
+def _add_backorders(snapshot: Snapshot, lines: list[ReservationRow]) -> None:
+    """The lines as locked are current: the batch's orders' lines were read before their rows
+    were locked, and a fill committed meanwhile by another batch shows only here. A line of
+    theirs still backordered is among ``lines`` (its row is locked and has backorders)."""
+    snapshot.backorders = lines
+    fresh = {line.reservation_id: line.backordered for line in lines}
+    for rows in snapshot.reservations.values():
+        for position, row in enumerate(rows):
+            if row.backordered and row.backordered != fresh.get(row.reservation_id, 0):
+                rows[position] = replace(row, backordered=fresh.get(row.reservation_id, 0))
 
 
 def _reserved_stock_ids(snapshot: Snapshot) -> set[str]:
@@ -363,34 +382,6 @@ def _order_result(result: Result) -> OrderResult:
         raise result
     assert isinstance(result, OrderResult)
     return result
-
-
-@functools.cache
-def _commands_counter(kind: str, outcome: str) -> Any:
-    return metrics.ENGINE_COMMANDS.labels(kind, outcome)
-
-
-@functools.cache
-def _duplicates_counter(kind: str) -> Any:
-    return metrics.DUPLICATES.labels(kind)
-
-
-@functools.cache
-def _outcomes_counter(status: str) -> Any:
-    return metrics.RESERVATION_OUTCOMES.labels(status)
-
-
-def _count(command: Command, result: Result) -> None:
-    kind = "update_stock" if isinstance(command, UpdateStock) else command.kind.value
-    if isinstance(result, InventoryError):
-        _commands_counter(kind, result.status.lower()).inc()
-        return
-    _commands_counter(kind, "ok").inc()
-    if isinstance(result, OrderResult):
-        if result.duplicate:
-            _duplicates_counter(kind).inc()
-        if result.published is not None:
-            _outcomes_counter(result.published.value).inc()
 
 
 __all__ = ["EngineConfig", "InternalError", "OrderCommand", "ReservationEngine", "Source"]

@@ -123,6 +123,7 @@ class InvariantMonitor(BackgroundLoop):
         async with conn.begin():
             await conn.execute(text("SET TRANSACTION READ ONLY"))
             horizon, next_xid = (await conn.execute(sql.SNAPSHOT)).one()
+            metrics.BACKORDERED_UNITS.set(await conn.scalar(sql.BACKORDERED_UNITS) or 0)
             if since is None:
                 found = await find_all(conn)
                 self.problems = {}

@@ -1,9 +1,14 @@
 """The invariant check (``inventory check``): what must hold in the ledger at any moment.
 
-- every stock row: ``total = available + reserved`` and nothing negative;
+- every stock row: ``total = available + reserved``, ``reserved`` not negative, and
+  ``available`` not below ``-backorder_limit`` (below zero only by backordered units);
 - ``reserved`` equals the sum of the stock's PENDING reservations;
+- ``backordered`` equals the sum of ``backordered`` over the stock's PENDING and COMMITTED
+  reservations, and covers what the row is below zero: ``max(0, -available) <= backordered``;
 - replaying a stock's movements from zero gives every recorded step and its current figures;
-- every order's ledger state agrees with its reservations.
+- every order's ledger state agrees with its reservations;
+- every stock alert still in the outbox was written with a movement of its stock (the change
+  that crossed the threshold), in the same transaction.
 
 ``check`` runs all of it (the CLI, the tests); ``find_all`` and ``find_changed`` are the full
 and the bounded pass of the service's live check (``service/invariant_monitor.py``). Each
@@ -13,7 +18,7 @@ like damage (REPEATABLE READ).
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,7 +28,7 @@ from db import invariant_sql as sql
 from service import metrics
 from service.domain.values import Levels
 
-_REPLAY = {
+_REPLAY: dict[str, Callable[[Levels, int], Levels]] = {
     "RESERVE": lambda lv, q: Levels(lv.available - q, lv.reserved + q, lv.total),
     "COMMIT": lambda lv, q: Levels(lv.available, lv.reserved - q, lv.total - q),
     "RELEASE": lambda lv, q: Levels(lv.available + q, lv.reserved - q, lv.total),
@@ -31,6 +36,7 @@ _REPLAY = {
     "ADD": lambda lv, q: Levels(lv.available + q, lv.reserved, lv.total + q),
     "SUBTRACT": lambda lv, q: Levels(lv.available - q, lv.reserved, lv.total - q),
     "SET": lambda lv, q: Levels(q - lv.reserved, lv.reserved, q),
+    "POLICY": lambda lv, q: lv,  # SetStockPolicy: recorded, but no level changes
 }
 NOTHING = Levels(0, 0, 0)
 
@@ -61,6 +67,8 @@ async def find_all(conn: AsyncConnection) -> list[Problem]:
     problems = [
         *_levels(await conn.execute(sql.BROKEN_LEVELS)),
         *_pending(await conn.execute(sql.RESERVED_MISMATCH)),
+        *_backordered(await conn.execute(sql.BACKORDERED_MISMATCH)),
+        *_deficit(await conn.execute(sql.UNBACKED_DEFICIT)),
     ]
     current = {
         str(r.id): Levels(r.available, r.reserved, r.total)
@@ -73,6 +81,15 @@ async def find_all(conn: AsyncConnection) -> list[Problem]:
                 f"order {row.order_id}",
                 f"order {row.order_id} is {row.state} with {row.pending} pending and "
                 f"{row.committed} committed reservations",
+            )
+        )
+    for row in await conn.execute(sql.UNEXPLAINED_ALERTS):
+        where = row.warehouse_id or "every active warehouse"
+        problems.append(
+            Problem(
+                f"alert {row.id}",
+                f"stock alert {row.id} ({row.alert} for {row.product_id} in {where}) has no "
+                "movement of that stock in the transaction that wrote it",
             )
         )
     for row in await conn.execute(sql.ORPHAN_RESERVATIONS):
@@ -89,29 +106,42 @@ async def find_changed(
     conn: AsyncConnection, within: int, steps: int
 ) -> tuple[set[str], list[Problem]]:
     """The bounded pass: the stock rows written by the last ``within`` transactions, each
-    against its pending reservations and its last ``steps`` movements. Returns the subjects
+    against its open reservations and its last ``steps`` movements. Returns the subjects
     checked and what is wrong with them."""
     changed = (await conn.execute(sql.CHANGED_STOCKS, {"within": within})).all()
-    rows = [row for row in changed if row.total != row.available + row.reserved or _negative(row)]
-    problems = _levels(rows) + _pending([row for row in changed if row.reserved != row.pending])
+    problems = [
+        *_levels([row for row in changed if _level_faults(row)]),
+        *_pending([row for row in changed if row.reserved != row.pending]),
+        *_backordered([row for row in changed if row.backordered != row.lines]),
+        *_deficit([row for row in changed if max(0, -row.available) > row.backordered]),
+    ]
     current = {str(r.id): Levels(r.available, r.reserved, r.total) for r in changed}
     movements = await conn.stream(sql.RECENT_MOVEMENTS, {"within": within, "steps": steps})
     problems += await _replay(movements, current, from_start=False)
     return {f"stock {stock_id}" for stock_id in current}, problems
 
 
-def _negative(row: Any) -> bool:
-    return bool(row.available < 0 or row.reserved < 0)
+def _level_faults(row: Any) -> list[str]:
+    """What is wrong with a row's figures (BROKEN_LEVELS's conditions, each said)."""
+    faults = []
+    if row.total != row.available + row.reserved:
+        faults.append(f"available {row.available} + reserved {row.reserved} != total {row.total}")
+    if row.available < -row.backorder_limit:
+        faults.append(
+            f"available {row.available} is below -backorder_limit (-{row.backorder_limit})"
+        )
+    if row.reserved < 0:
+        faults.append(f"reserved {row.reserved} is negative")
+    return faults
+
+
+def _name(row: Any) -> str:
+    return f"stock {row.id} ({row.product_id}:{row.variant_id}@{row.warehouse_id})"
 
 
 def _levels(rows: Iterable[Any]) -> list[Problem]:
     return [
-        Problem(
-            f"stock {row.id}",
-            f"stock {row.id} ({row.product_id}:{row.variant_id}@{row.warehouse_id}): "
-            f"available {row.available} + reserved {row.reserved} != total {row.total}",
-        )
-        for row in rows
+        Problem(f"stock {row.id}", f"{_name(row)}: {'; '.join(_level_faults(row))}") for row in rows
     ]
 
 
@@ -121,6 +151,28 @@ def _pending(rows: Iterable[Any]) -> list[Problem]:
             f"stock {row.id}",
             f"stock {row.id}: reserved {row.reserved} but pending reservations sum to "
             f"{row.pending}",
+        )
+        for row in rows
+    ]
+
+
+def _backordered(rows: Iterable[Any]) -> list[Problem]:
+    return [
+        Problem(
+            f"stock {row.id}",
+            f"{_name(row)}: backordered {row.backordered} but its open reservations' "
+            f"backordered units sum to {row.lines}",
+        )
+        for row in rows
+    ]
+
+
+def _deficit(rows: Iterable[Any]) -> list[Problem]:
+    return [
+        Problem(
+            f"stock {row.id}",
+            f"{_name(row)}: available {row.available} is {-row.available} below zero, "
+            f"more than its {row.backordered} backordered units",
         )
         for row in rows
     ]

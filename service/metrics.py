@@ -35,6 +35,19 @@ RESERVATION_OUTCOMES = Counter(
     "Order results published (RESERVED, REJECTED, COMMITTED, ...)",
     ["status"],
 )
+STOCK_ALERTS = Counter(
+    "inventory_stock_alerts_total",
+    "Alerts written to stock-alerts (LOW_STOCK, OUT_OF_STOCK, BACK_IN_STOCK), per row and per SKU",
+    ["kind"],
+)
+BACKORDERED_UNITS = Gauge(
+    "inventory_backordered_units",
+    "Units promised beyond sellable stock and not yet filled, over every stock row",
+    multiprocess_mode="livemax",  # one database: every process that samples it reads the same
+)
+BACKORDERS_FILLED = Counter(
+    "inventory_backorders_filled_total", "Orders whose backordered units were all filled"
+)
 DUPLICATES = Counter(
     "inventory_duplicate_commands_total", "Commands that had no effect (redelivery)", ["kind"]
 )

@@ -1,4 +1,8 @@
-"""Reads: GetStock, CheckStock and BulkCheckStock, from PostgreSQL (the cache wraps this)."""
+"""Reads: GetStock, CheckStock and BulkCheckStock, from PostgreSQL (the cache wraps this).
+
+CheckStock and BulkCheckStock answer by sellable stock (``StockLevel.sellable``: available less
+the safety stock); GetStock reports the levels as they are, policy and sellable included.
+"""
 
 from __future__ import annotations
 
@@ -34,8 +38,10 @@ class StockQueries:
         return [self._availability(item, found.get(item.sku, [])) for item in items]
 
     def _availability(self, item: Item, rows: list[tuple[StockLevel, bool]]) -> Availability:
+        # by sellable stock: a row's safety stock is never promised, and a backordered row
+        # (sellable below zero) counts as empty, not against another warehouse's stock
         usable = {
-            level.warehouse_id: max(level.available, 0)
+            level.warehouse_id: max(level.sellable, 0)
             for level, active in rows
             if active and (item.warehouse_id is None or level.warehouse_id == item.warehouse_id)
         }

@@ -64,6 +64,7 @@ class Topics:
     order_cancelled: str
     stock_changed: str
     reservations: str
+    stock_alerts: str
     dlq: str
     partitions: int
 
@@ -75,6 +76,7 @@ class Topics:
             order_cancelled=settings.topic_order_cancelled,
             stock_changed=settings.topic_stock_changed,
             reservations=settings.topic_reservations,
+            stock_alerts=settings.topic_stock_alerts,
             dlq=settings.topic_dlq,
             partitions=settings.topic_partitions,
         )
@@ -87,6 +89,7 @@ class Topics:
             self.order_cancelled,
             self.stock_changed,
             self.reservations,
+            self.stock_alerts,
             self.dlq,
         )
 

@@ -1,4 +1,5 @@
-"""The admin credential of UpdateStock: a bearer token (hashed in settings) or an mTLS client.
+"""The admin credential of UpdateStock and SetStockPolicy: a bearer token (hashed in settings)
+or an mTLS client.
 
 Codes (gRPC's own definitions decide): no admin credential configured at all means nobody may
 be admin, so PERMISSION_DENIED. A missing, malformed or unknown token identifies nobody, so
@@ -6,7 +7,7 @@ UNAUTHENTICATED ("the request does not have valid authentication credentials"); 
 PERMISSION_DENIED for a caller it could identify.
 
 With mTLS on (``tls_client_ca_file`` set) the server requires a client certificate signed by
-that CA on every connection, and a verified certificate admits UpdateStock: use a CA that
+that CA on every connection, and a verified certificate admits the admin RPCs: use a CA that
 signs admin clients only. Tokens are compared as SHA-256 digests with ``hmac.compare_digest``
 against every configured digest, and never logged.
 """
@@ -76,7 +77,7 @@ class AdminAuth:
             raise PermissionDenied("admin credential not configured")
         token = bearer_token(metadata)
         if token is None:
-            raise Unauthenticated("UpdateStock needs 'authorization: Bearer <token>' metadata")
+            raise Unauthenticated("admin RPCs need 'authorization: Bearer <token>' metadata")
         digest = token_digest(token)
         matched = False
         for expected in self._digests:  # no early exit: every digest is compared

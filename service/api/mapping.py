@@ -14,7 +14,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 
 from service.api.generated import inventory_pb2 as pb
 from service.domain import validation
-from service.domain.commands import Commit, Release, Reserve, UpdateStock
+from service.domain.commands import Commit, Release, Reserve, SetStockPolicy, UpdateStock
 from service.domain.errors import InvalidArgument
 from service.domain.results import Availability, OrderResult, ReservationLine, StockLevel, StockView
 from service.domain.validation import Limits
@@ -111,6 +111,27 @@ def update_stock(
     )
 
 
+def set_stock_policy(
+    request: pb.SetStockPolicyRequest, limits: Limits, *, default_warehouse_id: str, actor: str
+) -> SetStockPolicy:
+    return validation.set_stock_policy(
+        product_id=request.product_id,
+        variant_id=request.variant_id,
+        warehouse_id=request.warehouse_id,
+        safety_stock=request.safety_stock,
+        reorder_point=request.reorder_point if request.HasField("reorder_point") else None,
+        backorder_limit=request.backorder_limit,
+        reason=request.reason,
+        limits=limits,
+        default_warehouse_id=default_warehouse_id,
+        expected_version=(
+            request.expected_version if request.HasField("expected_version") else None
+        ),
+        idempotency_key=request.idempotency_key if request.HasField("idempotency_key") else None,
+        actor=actor,
+    )
+
+
 def get_stock(request: pb.GetStockRequest, limits: Limits) -> tuple[Sku, str | None]:
     return (
         validation.sku(request.product_id, request.variant_id, limits),
@@ -169,6 +190,7 @@ def reservation(line: ReservationLine) -> pb.Reservation:
         warehouse_id=line.warehouse_id,
         quantity=line.quantity,
         status=_RESERVATION_STATUSES[line.status],
+        backordered=line.backordered,
     )
 
 
@@ -222,6 +244,12 @@ def stock_level(level: StockLevel) -> pb.StockLevel:
         reserved=level.reserved,
         total=level.total,
         version=level.version,
+        sellable=level.sellable,
+        backordered=level.backordered,
+        safety_stock=level.safety_stock,
+        # None leaves the optional field unset: "no alert", told apart from a reorder point of 0
+        reorder_point=level.reorder_point,
+        backorder_limit=level.backorder_limit,
     )
 
 
@@ -233,4 +261,6 @@ def get_stock_response(view: StockView) -> pb.GetStockResponse:
         available=view.available,
         reserved=view.reserved,
         total=view.total,
+        sellable=sum(level.sellable for level in view.warehouses),
+        backordered=sum(level.backordered for level in view.warehouses),
     )

@@ -90,3 +90,15 @@ class InventoryServicer(pb_grpc.InventoryServiceServicer):
         return pb.UpdateStockResponse(
             stock=mapping.stock_level(await self._engine.update_stock(command))
         )
+
+    async def SetStockPolicy(
+        self, request: pb.SetStockPolicyRequest, context: Context
+    ) -> pb.SetStockPolicyResponse:
+        actor = self._auth.authorize(context.invocation_metadata(), context.peer_identities())
+        command = mapping.set_stock_policy(
+            request, self._limits, default_warehouse_id=self._default_warehouse, actor=actor
+        )
+        _before_write(context)
+        return pb.SetStockPolicyResponse(
+            stock=mapping.stock_level(await self._engine.set_policy(command))
+        )

@@ -2,7 +2,15 @@
 
 ``StockState``, one stock row at a version (from a stock-changed payload or a read of
 PostgreSQL), becomes the arguments of ``versioned_write.lua``; ``CachedSku`` is one SKU
-aggregate as ``multi_read.lua`` returns it.
+aggregate as ``multi_read.lua`` returns it, and ``parse_line`` turns one of its lines back
+into the ``StockLevel`` PostgreSQL would have answered.
+
+A row is stored as ``available|reserved|total|version|safety_stock|reorder_point|
+backorder_limit|backordered|stock_id`` (``reorder_point`` empty for none; ``available`` and
+``total`` below zero on a backordered row); ``multi_read.lua`` appends ``|warehouse``. The
+key prefix names this format (``keys.py``): a line in any other shape is not read as
+defaults but refused (``parse_line`` gives None, a miss), since defaults would report a row's
+safety stock as sellable.
 """
 
 from __future__ import annotations
@@ -13,7 +21,9 @@ from typing import Any
 
 from service.domain.events import parse_stock_changed
 from service.domain.results import StockLevel
-from service.domain.values import Sku
+from service.domain.values import DEFAULT_POLICY, Sku, StockPolicy
+
+FIELDS_PER_LINE = 10  # the nine stored values, then the warehouse
 
 
 @dataclass(frozen=True, slots=True)
@@ -22,12 +32,14 @@ class StockState:
 
     sku: Sku
     warehouse_id: str
-    available: int
+    available: int  # below zero on a backordered row
     reserved: int
     total: int
     version: int
     stock_id: str = ""
     at: float | None = None  # commit time (epoch seconds), for the propagation metric
+    policy: StockPolicy = DEFAULT_POLICY
+    backordered: int = 0
 
     @classmethod
     def from_level(cls, level: StockLevel) -> StockState:
@@ -39,12 +51,15 @@ class StockState:
             level.total,
             level.version,
             level.stock_id,
+            policy=StockPolicy(level.safety_stock, level.reorder_point, level.backorder_limit),
+            backordered=level.backordered,
         )
 
     @classmethod
     def from_payload(cls, payload: Mapping[str, Any]) -> StockState:
         """A stock-changed payload (``service/domain/events.py`` parses it); ``MalformedEvent``
-        (a ValueError) when it cannot be applied."""
+        (a ValueError) when it cannot be applied. An event from before policies has the
+        default policy and nothing backordered, as the parser reads it."""
         change = parse_stock_changed(payload)
         return cls(
             change.sku,
@@ -55,10 +70,13 @@ class StockState:
             change.version,
             change.stock_id,
             None if change.at is None else change.at.timestamp(),
+            change.policy,
+            change.backordered,
         )
 
     def args(self) -> list[str | int]:
         """The row's values in the order ``versioned_write.lua`` reads them."""
+        policy = self.policy
         return [
             self.warehouse_id,
             self.available,
@@ -67,6 +85,10 @@ class StockState:
             self.version,
             self.stock_id,
             "" if self.at is None else repr(self.at),
+            policy.safety_stock,
+            "" if policy.reorder_point is None else policy.reorder_point,
+            policy.backorder_limit,
+            self.backordered,
         ]
 
 
@@ -74,9 +96,9 @@ class StockState:
 class CachedSku:
     """A SKU's aggregate as stored. Only a complete one may answer a read.
 
-    ``lines`` are the rows as ``multi_read.lua`` sent them
-    (``available|reserved|total|version|stock_id|warehouse``), parsed by the reader that
-    needs them (``service/cache/queries.py`` builds its answer straight from them).
+    ``lines`` are the rows as ``multi_read.lua`` sent them, one per warehouse, parsed by the
+    reader that needs them (``parse_line``; ``service/cache/queries.py`` memoises the result
+    by the lines' text).
     """
 
     complete: bool
@@ -89,3 +111,39 @@ class CachedSku:
             return None
         head, *lines = blob.split("\n")
         return cls(head == "1", tuple(lines))
+
+
+def parse_line(sku: Sku, line: str) -> StockLevel | None:
+    """One line of a ``CachedSku``: the stock row, every field as PostgreSQL holds it; None
+    for a line not in this format (a miss, never defaults)."""
+    parts = line.split("|", FIELDS_PER_LINE - 1)  # the warehouse id is last: it may hold "|"
+    if len(parts) != FIELDS_PER_LINE:
+        return None
+    (
+        available,
+        reserved,
+        total,
+        version,
+        safety_stock,
+        reorder_point,
+        backorder_limit,
+        backordered,
+        stock_id,
+        warehouse_id,
+    ) = parts
+    try:
+        return StockLevel(
+            stock_id,
+            sku,
+            warehouse_id,
+            int(available),
+            int(reserved),
+            int(total),
+            int(version),
+            int(safety_stock),
+            None if reorder_point == "" else int(reorder_point),
+            int(backorder_limit),
+            int(backordered),
+        )
+    except ValueError:
+        return None

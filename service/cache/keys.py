@@ -3,19 +3,28 @@
 Ids are escaped (``_part``); the SKU in braces is a Redis Cluster hash tag, so one SKU's keys
 share a slot and one script may touch them all:
 
-- ``inv:stock:{<product>[:<variant>]}:<warehouse>``: one stock row, a hash of ``available``,
-  ``reserved``, ``total``, ``version``, ``stock_id`` and ``at`` (commit time, epoch seconds).
-- ``inv:sku:{<product>[:<variant>]}``: the SKU across warehouses, a hash with one field
-  ``w:<warehouse>`` = ``available|reserved|total|version|stock_id`` per warehouse, the sums
-  ``available``, ``reserved``, ``total``, ``version`` (sum of the rows' versions) recomputed by
-  the write script, and ``complete`` = ``1`` once a read of PostgreSQL filled it.
+- ``inv:v2:stock:{<product>[:<variant>]}:<warehouse>``: one stock row, a hash of
+  ``available``, ``reserved``, ``total``, ``version``, ``safety_stock``, ``reorder_point``
+  (empty for none), ``backorder_limit``, ``backordered``, ``stock_id`` and ``at`` (commit
+  time, epoch seconds).
+- ``inv:v2:sku:{<product>[:<variant>]}``: the SKU across warehouses, a hash with one field
+  ``w:<warehouse>`` = ``available|reserved|total|version|safety_stock|reorder_point|
+  backorder_limit|backordered|stock_id`` per warehouse, the sums ``available``, ``reserved``,
+  ``total``, ``version`` (sum of the rows' versions) recomputed by the write script, and
+  ``complete`` = ``1`` once a read of PostgreSQL filled it.
+
+``v2`` is the format: a change of what a row holds changes the prefix, so processes of two
+versions (a rolling deploy) never read or rewrite each other's entries (docs/cache.md, Keys).
+The first format, before stock policies, had no version: ``inv:sku:`` and ``inv:stock:``.
 """
 
 from __future__ import annotations
 
 from service.domain.values import Sku
 
-SKU_KEY_PREFIX = "inv:sku:"
+KEY_PREFIX = "inv:v2:"
+SKU_KEY_PREFIX = KEY_PREFIX + "sku:"
+STOCK_KEY_PREFIX = KEY_PREFIX + "stock:"
 
 
 def sku_key(sku: Sku) -> str:
@@ -23,7 +32,7 @@ def sku_key(sku: Sku) -> str:
 
 
 def stock_key(sku: Sku, warehouse_id: str) -> str:
-    return "inv:stock:{" + _tag(sku) + "}:" + _part(warehouse_id)
+    return STOCK_KEY_PREFIX + "{" + _tag(sku) + "}:" + _part(warehouse_id)
 
 
 def _tag(sku: Sku) -> str:

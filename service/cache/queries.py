@@ -3,7 +3,9 @@
 ``CachedStockQueries`` is a ``StockQueries`` whose one source of rows, ``_levels``, looks in
 Redis first: all SKUs of a call in one round trip; the misses in one PostgreSQL query, then
 written back through the versioned script (so a fill never overwrites a newer event). Every
-answer is computed by the same ``StockQueries`` code from the same rows, cached or not.
+answer is computed by the same ``StockQueries`` code from the same rows, cached or not: a
+cached row is rebuilt whole (``codec.parse_line``: levels, policy, backordered), so what is
+sellable is computed alike; a row the codec cannot read is a miss.
 Redis down, slow or behind an open breaker: the rows come from PostgreSQL (``fallback``).
 
 Stock-changed events carry neither a warehouse's priority (the order of GetStock's answer) nor
@@ -25,7 +27,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from db.ledger import load_warehouses
 from service import metrics
-from service.cache.codec import CachedSku
+from service.cache.codec import CachedSku, parse_line
 from service.cache.store import CacheUnavailable, StockCache
 from service.config import Settings
 from service.domain.results import StockLevel
@@ -158,22 +160,16 @@ class CachedStockQueries(StockQueries):
     ) -> Rows | None:
         ranked: list[tuple[int, str, StockLevel, bool]] = []
         for line in entry.lines:
-            available, reserved, total, version, stock_id, warehouse_id = line.split("|", 5)
+            level = parse_line(sku, line)
+            if level is None:  # not this format: read PostgreSQL, whose fill rewrites it
+                return None
+            warehouse_id = level.warehouse_id
             warehouse = warehouses.get(warehouse_id)
             if warehouse is None:
                 self.directory.unknown_warehouse()
                 return None
-            if not stock_id:  # a row created after the fill; its event has no stock id
+            if not level.stock_id:  # a row created after the fill; its event has no stock id
                 return None
-            level = StockLevel(
-                stock_id,
-                sku,
-                warehouse_id,
-                int(available),
-                int(reserved),
-                int(total),
-                int(version),
-            )
             ranked.append((warehouse.priority, warehouse_id, level, warehouse.active))
         ranked.sort(key=_by_priority)
         return [(level, active) for _, _, level, active in ranked]

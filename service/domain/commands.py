@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import StrEnum
 
-from service.domain.values import Item, Sku, StockOperation
+from service.domain.values import Item, Sku, StockOperation, StockPolicy
 
 
 class Source(StrEnum):
@@ -75,5 +75,19 @@ class UpdateStock:
     idempotency_key: str | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class SetStockPolicy:
+    """Replace a stock row's policy (every field: what is not given is its default)."""
+
+    sku: Sku
+    warehouse_id: str
+    policy: StockPolicy
+    reason: str = ""
+    actor: str = "admin"
+    expected_version: int | None = None
+    idempotency_key: str | None = None
+
+
 OrderCommand = Reserve | Commit | Release | Expire
-Command = OrderCommand | UpdateStock
+StockCommand = UpdateStock | SetStockPolicy
+Command = OrderCommand | StockCommand

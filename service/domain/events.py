@@ -17,9 +17,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, TypeAlias
 
+from service.domain.policies import Alert
 from service.domain.results import ReservationLine
 from service.domain.snapshot import StockRow
-from service.domain.values import ResultStatus, Shortage, Sku
+from service.domain.values import DEFAULT_POLICY, ResultStatus, Shortage, Sku, StockPolicy
 
 EpochSeconds: TypeAlias = float
 
@@ -47,6 +48,11 @@ def stock_changed_payload(
         "reserved": row.levels.reserved,
         "total": row.levels.total,
         "version": row.version,
+        "sellable": row.policy.sellable(row.levels.available),
+        "backordered": row.backordered,
+        "safety_stock": row.policy.safety_stock,
+        "reorder_point": row.policy.reorder_point,
+        "backorder_limit": row.policy.backorder_limit,
         "cause": cause,
         "order_id": order_id,
         "at": at.isoformat(),
@@ -68,18 +74,27 @@ class StockChanged:
     stock_id: str
     # Only times the event's propagation, so a body without an ``at`` string is still usable.
     at: datetime | None
+    # The policy and what follows from it. A body from before policies has none: the defaults.
+    policy: StockPolicy = DEFAULT_POLICY
+    backordered: int = 0
 
     @property
     def sku(self) -> Sku:
         return Sku(self.product_id, self.variant_id)
 
+    @property
+    def sellable(self) -> int:
+        return self.policy.sellable(self.available)
+
 
 def parse_stock_changed(body: Mapping[str, Any]) -> StockChanged:
     """A decoded ``stock-changed`` body; ``MalformedEvent`` if it cannot be applied.
 
-    Requires non-empty strings ``product_id`` and ``warehouse_id``, non-negative integers
-    ``available``, ``reserved``, ``total`` and ``version``, and an ISO 8601 ``at`` if ``at``
-    is a string. A falsy ``variant_id`` ("" as well as null) means no variant. ``cause`` and
+    Requires non-empty strings ``product_id`` and ``warehouse_id``, integers ``available``
+    and ``total`` (below zero on a backordered row), non-negative integers ``reserved`` and
+    ``version``, and an ISO 8601 ``at`` if ``at`` is a string. A falsy ``variant_id`` ("" as
+    well as null) means no variant. The policy fields are optional (non-negative integers,
+    ``reorder_point`` may be null); ``sellable`` is derived, not read; ``cause`` and
     ``order_id`` are not read.
     """
     if not isinstance(body, Mapping):
@@ -90,12 +105,20 @@ def parse_stock_changed(body: Mapping[str, Any]) -> StockChanged:
         product_id=_text(body, "product_id"),
         variant_id=None if variant_id is None else _text(body, "variant_id"),
         warehouse_id=_text(body, "warehouse_id"),
-        available=_count(body, "available"),
+        available=_integer(body, "available"),
         reserved=_count(body, "reserved"),
-        total=_count(body, "total"),
+        total=_integer(body, "total"),
         version=_count(body, "version"),
         stock_id=_text(body, "stock_id") if stock_id else "",
         at=_stock_changed_at(body.get("at")),
+        policy=StockPolicy(
+            safety_stock=_count(body, "safety_stock") if "safety_stock" in body else 0,
+            reorder_point=(
+                None if body.get("reorder_point") is None else _count(body, "reorder_point")
+            ),
+            backorder_limit=_count(body, "backorder_limit") if "backorder_limit" in body else 0,
+        ),
+        backordered=_count(body, "backordered") if "backordered" in body else 0,
     )
 
 
@@ -115,6 +138,13 @@ def _count(body: Mapping[str, Any], field: str) -> int:
     return value
 
 
+def _integer(body: Mapping[str, Any], field: str) -> int:
+    value = _field(body, field)
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise MalformedEvent(f"stock-changed: {field} must be an integer, got {value!r}")
+    return value
+
+
 def _field(body: Mapping[str, Any], field: str) -> Any:
     try:
         return body[field]
@@ -129,6 +159,22 @@ def _stock_changed_at(value: Any) -> datetime | None:
         return datetime.fromisoformat(value)
     except ValueError:
         raise MalformedEvent(f"stock-changed: at is not ISO 8601: {value!r}") from None
+
+
+# --- stock-alerts ---------------------------------------------------------------------------
+
+
+def stock_alert_payload(alert: Alert, at: datetime) -> dict[str, Any]:
+    """A ``stock-alerts`` message (key: the SKU). ``warehouse_id`` null: the SKU summed over
+    its active warehouses; otherwise one stock row."""
+    return {
+        "alert": alert.kind.value,
+        "product_id": alert.sku.product_id,
+        "variant_id": alert.sku.variant_id,
+        "warehouse_id": alert.warehouse_id,
+        "sellable": alert.sellable,
+        "at": at.isoformat(),
+    }
 
 
 # --- inventory-reservations ----------------------------------------------------------------
@@ -176,6 +222,8 @@ def _item_payload(line: ReservationLine) -> dict[str, Any]:
     }
     if line.reservation_id:
         payload["reservation_id"] = line.reservation_id
+    if line.backordered:  # absent means none, so payloads without backorders stay as they were
+        payload["backordered"] = line.backordered
     return payload
 
 
@@ -198,6 +246,12 @@ class ReservationChanged:
     status: str
     # RESERVED only: when the hold lapses. None for every other status, whatever the body says.
     expires_at: EpochSeconds | None
+
+    @property
+    def changes_hold(self) -> bool:
+        """False for a report about an order that changes nothing of its hold: a
+        BACKORDER_FILLED order is still RESERVED (or COMMITTED), with the same deadline."""
+        return self.status != ResultStatus.BACKORDER_FILLED
 
 
 def parse_reservation_changed(

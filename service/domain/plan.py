@@ -7,7 +7,8 @@ from datetime import datetime
 from typing import Any, NamedTuple
 
 from service.domain.errors import InventoryError
-from service.domain.events import stock_changed_payload
+from service.domain.events import stock_alert_payload, stock_changed_payload
+from service.domain.policies import Alert
 from service.domain.results import OrderResult, StockLevel
 from service.domain.snapshot import OrderRow, ReservationRow, StockRow
 from service.domain.values import Levels, ReservationStatus, Sku
@@ -67,16 +68,25 @@ class Plan:
     movements: list[Movement] = field(default_factory=list)
     stock_changes: dict[str, StockChange] = field(default_factory=dict)
     reservation_events: list[ReservationEvent] = field(default_factory=list)
+    # reservation id -> its units still backordered, for lines that restock (partly) filled
+    backorder_fills: dict[str, int] = field(default_factory=dict)
+    alerts: list[Alert] = field(default_factory=list)
 
     @property
     def changed_stock_ids(self) -> set[str]:
         return set(self.stock_changes)
 
     def outbox(
-        self, at: datetime, *, stock_changed_topic: str, reservations_topic: str
+        self,
+        at: datetime,
+        *,
+        stock_changed_topic: str,
+        reservations_topic: str,
+        stock_alerts_topic: str,
     ) -> list[OutboxMessage]:
         """Every message of the batch, in the order the relay publishes them: stock rows by
-        id (a stable order across batches), then the orders' events in decision order."""
+        id (a stable order across batches), the orders' events in decision order, then the
+        alerts the batch's changes crossed into."""
         messages = [
             OutboxMessage(stock_changed_topic, change.row.sku.key, change.payload(at))
             for change in sorted(self.stock_changes.values(), key=lambda c: c.row.stock_id)
@@ -84,5 +94,9 @@ class Plan:
         messages.extend(
             OutboxMessage(reservations_topic, event.order_id, event.payload)
             for event in self.reservation_events
+        )
+        messages.extend(
+            OutboxMessage(stock_alerts_topic, alert.sku.key, stock_alert_payload(alert, at))
+            for alert in self.alerts
         )
         return messages

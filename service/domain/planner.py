@@ -12,26 +12,32 @@ from collections.abc import Callable, Sequence
 from dataclasses import replace
 from datetime import datetime, timedelta
 
-from service.domain.allocation import Take, allocate_order
-from service.domain.commands import Command, Expire, OrderCommand, Reserve, Source, UpdateStock
+from service.domain.commands import (
+    Command,
+    Expire,
+    OrderCommand,
+    Reserve,
+    Source,
+    StockCommand,
+)
 from service.domain.errors import (
     AlreadyExists,
     InsufficientStock,
     InventoryError,
     NotFound,
-    VersionMismatch,
     WrongState,
 )
 from service.domain.events import reservation_payload
 from service.domain.order_machine import Action, Step, next_step, published_status
-from service.domain.plan import Movement, Plan, ReservationEvent, Result, StockChange
+from service.domain.plan import Plan, ReservationEvent, Result
+from service.domain.policies import Allocation, allocate_with_policies
+from service.domain.policy_effects import PolicyEffects
 from service.domain.results import OrderResult, ReservationLine, StockLevel
 from service.domain.snapshot import OrderRow, ReservationRow, Snapshot, StockRow
-from service.domain.stock_update import apply_update
+from service.domain.stock_changes import StockChanges
 from service.domain.timestamps import IsoFormats
 from service.domain.values import (
     Item,
-    Levels,
     OrderState,
     ReservationStatus,
     ResultStatus,
@@ -53,7 +59,15 @@ def plan_batch(
     planner = _Planner(snapshot, now, allow_split, new_id)
     for index, command in enumerate(commands):
         planner.plan.results.append(planner.decide(command, index in duplicates))
-    return planner.plan
+    plan = planner.plan
+    planner.effects.finish(plan, planner.by_sku, planner.publish_filled)
+    for index, result in enumerate(plan.results):
+        # the fill ran after the command answered: the row's last answer shows what it left
+        if isinstance(result, StockLevel):
+            row = snapshot.stocks[result.stock_id]
+            if row.version == result.version and row.backordered != result.backordered:
+                plan.results[index] = row.level()
+    return plan
 
 
 class _Planner:
@@ -71,11 +85,13 @@ class _Planner:
         self.by_sku: dict[Sku, list[StockRow]] = {}
         for row in snapshot.stocks.values():
             self.by_sku.setdefault(row.sku, []).append(row)
+        self.effects = PolicyEffects(snapshot, now)
+        self.stock = StockChanges(snapshot, self.plan, self.effects, self.by_sku)
 
     def decide(self, command: Command, duplicate: bool) -> Result:
         try:
-            if isinstance(command, UpdateStock):
-                return self._update_stock(command, duplicate)
+            if isinstance(command, StockCommand):
+                return self.stock.apply(command, duplicate)
             return self._order(command, duplicate)
         except InventoryError as error:
             return error
@@ -148,10 +164,11 @@ class _Planner:
         ttl: int | None,
     ) -> OrderResult:
         and_commit = step.action is Action.RESERVE_AND_COMMIT
-        allocation, shortages = allocate_order(
+        allocation, shortages = allocate_with_policies(
             items,
             self.by_sku,
             self.snap.warehouses,
+            {},  # each row's own policy
             allow_split=self.allow_split,
             raise_unknown=command.source is Source.API,
         )
@@ -233,7 +250,7 @@ class _Planner:
     def _take(
         self,
         order_id: str,
-        allocation: list[tuple[Item, list[Take]]],
+        allocation: Allocation,
         expires_at: datetime,
         and_commit: bool,
     ) -> list[ReservationLine]:
@@ -247,9 +264,13 @@ class _Planner:
             for take in takes:
                 row = stocks[take.stock_id]
                 quantity = take.quantity
-                self._change(row, row.levels.reserve(quantity), "RESERVE", quantity, order_id, None)
+                self.stock.change(
+                    row, row.levels.reserve(quantity), "RESERVE", quantity, order_id, None
+                )
                 if and_commit:
-                    self._change(row, row.levels.ship(quantity), "COMMIT", quantity, order_id, None)
+                    self.stock.change(
+                        row, row.levels.ship(quantity), "COMMIT", quantity, order_id, None
+                    )
                 reservation = ReservationRow(
                     reservation_id=self.new_id(),
                     order_id=order_id,
@@ -259,7 +280,10 @@ class _Planner:
                     quantity=quantity,
                     status=status,
                     expires_at=expires_at,
+                    backordered=take.backordered,
+                    created_at=self.now,
                 )
+                self.effects.opened(reservation)
                 new_reservations.append(reservation)
                 reservations.setdefault(order_id, []).append(reservation)
                 lines.append(reservation.line())
@@ -281,67 +305,23 @@ class _Planner:
                 if status is ReservationStatus.COMMITTED
                 else stock.levels.unreserve(quantity)
             )
-            self._change(stock, after, operation, quantity, order_id, reason)
-            rows[position] = replace(reservation, status=status)
+            self.stock.change(stock, after, operation, quantity, order_id, reason)
+            self.effects.closed(reservation, status, self.plan)
+            rows[position] = replace(
+                reservation,
+                status=status,
+                backordered=self.effects.backordered(
+                    reservation.reservation_id, reservation.backordered
+                )
+                if status is ReservationStatus.COMMITTED
+                else 0,
+            )
             self.plan.reservation_status[reservation.reservation_id] = status
             settled.append(rows[position].line())
         return settled
 
-    def _change(
-        self,
-        row: StockRow,
-        after: Levels,
-        operation: str,
-        quantity: int,
-        order_id: str | None,
-        reason: str | None,
-        actor: str = "engine",
-    ) -> None:
-        if not after.consistent:
-            raise AssertionError(f"stock {row.stock_id} would become {after}")  # a bug, not input
-        row.levels = after
-        row.version += 1
-        self.plan.movements.append(
-            Movement(
-                row.stock_id,
-                row.sku,
-                row.warehouse_id,
-                operation,
-                quantity,
-                after,
-                reason,
-                order_id,
-                actor,
-            )
-        )
-        self.plan.stock_changes[row.stock_id] = StockChange(row, operation, order_id)
-
-    # -- UpdateStock --
-
-    def _update_stock(self, command: UpdateStock, duplicate: bool) -> StockLevel:
-        if command.warehouse_id not in self.snap.warehouses:
-            raise NotFound(f"unknown warehouse {command.warehouse_id}")
-        row = next(
-            (r for r in self.by_sku.get(command.sku, []) if r.warehouse_id == command.warehouse_id),
-            None,
-        )
-        if row is None:
-            raise NotFound(f"no stock of {command.sku.key} in {command.warehouse_id}")
-        if duplicate:
-            return row.level()
-        if command.expected_version is not None and command.expected_version != row.version:
-            raise VersionMismatch(command.expected_version, row.version)
-        after = apply_update(row.levels, command.operation, command.quantity)
-        self._change(
-            row,
-            after,
-            command.operation.value,
-            command.quantity,
-            None,
-            command.reason,
-            command.actor,
-        )
-        return row.level()
+    def publish_filled(self, order_id: str, lines: list[ReservationRow]) -> None:
+        self._publish(order_id, ResultStatus.BACKORDER_FILLED, [line.line() for line in lines])
 
     # -- reading the working state --
 

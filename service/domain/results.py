@@ -21,6 +21,7 @@ class ReservationLine:
     warehouse_id: str
     quantity: int
     status: ReservationStatus
+    backordered: int = 0  # of ``quantity``, units promised beyond sellable and not yet filled
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,6 +46,15 @@ class StockLevel:
     reserved: int
     total: int
     version: int
+    safety_stock: int = 0
+    reorder_point: int | None = None
+    backorder_limit: int = 0
+    backordered: int = 0  # units of open reservation lines promised beyond sellable
+
+    @property
+    def sellable(self) -> int:
+        """What reads report as available: the safety stock is never promised."""
+        return self.available - self.safety_stock
 
 
 @dataclass(frozen=True, slots=True)

@@ -11,7 +11,15 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from service.domain.results import ReservationLine, StockLevel
-from service.domain.values import Item, Levels, OrderState, ReservationStatus, Sku
+from service.domain.values import (
+    DEFAULT_POLICY,
+    Item,
+    Levels,
+    OrderState,
+    ReservationStatus,
+    Sku,
+    StockPolicy,
+)
 
 
 @dataclass(slots=True)
@@ -23,8 +31,11 @@ class StockRow:
     version: int
     priority: int = 100
     active: bool = True
+    policy: StockPolicy = DEFAULT_POLICY
+    backordered: int = 0  # the sum of its open reservation lines' ``backordered``
 
     def level(self) -> StockLevel:
+        policy = self.policy
         return StockLevel(
             self.stock_id,
             self.sku,
@@ -33,6 +44,10 @@ class StockRow:
             self.levels.reserved,
             self.levels.total,
             self.version,
+            policy.safety_stock,
+            policy.reorder_point,
+            policy.backorder_limit,
+            self.backordered,
         )
 
 
@@ -53,10 +68,17 @@ class ReservationRow:
     quantity: int
     status: ReservationStatus
     expires_at: datetime
+    backordered: int = 0
+    created_at: datetime | None = None  # the backorder fill order: oldest first
 
     def line(self) -> ReservationLine:
         return ReservationLine(
-            self.reservation_id, self.sku, self.warehouse_id, self.quantity, self.status
+            self.reservation_id,
+            self.sku,
+            self.warehouse_id,
+            self.quantity,
+            self.status,
+            self.backordered,
         )
 
 
@@ -77,3 +99,6 @@ class Snapshot:
     reservations: dict[str, list[ReservationRow]] = field(default_factory=dict)
     stocks: dict[str, StockRow] = field(default_factory=dict)
     warehouses: dict[str, Warehouse] = field(default_factory=dict)
+    # Open lines with backordered units on the locked rows that have some, and the other such
+    # lines of their orders (an order is filled when all of them are): what a fill may cover.
+    backorders: list[ReservationRow] = field(default_factory=list)

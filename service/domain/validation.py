@@ -10,7 +10,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from service.domain.commands import Commit, Release, Reserve, Source, UpdateStock
+from service.domain.commands import Commit, Release, Reserve, SetStockPolicy, Source, UpdateStock
 from service.domain.errors import InvalidArgument
 from service.domain.values import Item, Sku, StockOperation
 
@@ -194,9 +194,7 @@ def update_stock(
     except ValueError:
         raise InvalidArgument("operation", "must be ADD, SUBTRACT or SET") from None
     low = 0 if op is StockOperation.SET else 1
-    version = None
-    if expected_version is not None:
-        version = require_int(expected_version, "expected_version", low=0, high=2**62)
+    version = _expected_version(expected_version)
     return UpdateStock(
         sku=Sku(
             require_id(product_id, "product_id", limits),
@@ -210,6 +208,62 @@ def update_stock(
         expected_version=version,
         idempotency_key=optional_id(idempotency_key, "idempotency_key", limits),
     )
+
+
+def set_stock_policy(
+    *,
+    product_id: Any,
+    variant_id: Any,
+    warehouse_id: Any,
+    safety_stock: Any = 0,
+    reorder_point: Any = None,
+    backorder_limit: Any = 0,
+    reason: Any = None,
+    limits: Limits,
+    default_warehouse_id: str,
+    expected_version: Any = None,
+    idempotency_key: Any = None,
+    actor: str = "admin",
+) -> SetStockPolicy:
+    """The command replacing a row's policy. ``safety_stock`` and ``backorder_limit`` absent
+    (None) are 0, ``reorder_point`` None is no alert; ``InvalidArgument`` naming the field for
+    a non-integer or negative value or a safety stock over ``limits.max_quantity_per_item``.
+
+    Pure: what depends on the row (a backorder limit below its backordered units) is the
+    engine's to refuse, with FailedPrecondition.
+    """
+    # policies imports this module (Limits, require_int): imported here to break the cycle
+    from service.domain.policies import validate_policy
+
+    target = Sku(
+        require_id(product_id, "product_id", limits),
+        optional_id(variant_id, "variant_id", limits),
+    )
+    warehouse = optional_id(warehouse_id, "warehouse_id", limits) or default_warehouse_id
+    # available=0: a row with nothing backordered, so only the input itself is judged
+    policy = validate_policy(
+        safety_stock=0 if safety_stock is None else safety_stock,
+        reorder_point=reorder_point,
+        backorder_limit=0 if backorder_limit is None else backorder_limit,
+        available=0,
+        limits=limits,
+    )
+    return SetStockPolicy(
+        sku=target,
+        warehouse_id=warehouse,
+        policy=policy,
+        reason=optional_text(reason, "reason", limits) or "",
+        actor=actor,
+        expected_version=_expected_version(expected_version),
+        idempotency_key=optional_id(idempotency_key, "idempotency_key", limits),
+    )
+
+
+def _expected_version(value: Any) -> int | None:
+    """A compare-and-set version, or None when not given."""
+    if value is None:
+        return None
+    return require_int(value, "expected_version", low=0, high=2**62)
 
 
 def sku(product_id: Any, variant_id: Any, limits: Limits) -> Sku:

@@ -40,6 +40,7 @@ class ResultStatus(StrEnum):
     RELEASED = "RELEASED"
     EXPIRED = "EXPIRED"
     CANCEL_AFTER_COMMIT = "CANCEL_AFTER_COMMIT"
+    BACKORDER_FILLED = "BACKORDER_FILLED"  # restock covered every backordered unit of the order
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,11 +77,9 @@ class Levels:
 
     @property
     def consistent(self) -> bool:
-        return (
-            self.available >= 0
-            and self.reserved >= 0
-            and self.total == self.available + self.reserved
-        )
+        # ``available`` may be negative on a row that allows backorders: the planner holds
+        # each row to its own floor (``-backorder_limit``)
+        return self.reserved >= 0 and self.total == self.available + self.reserved
 
     def reserve(self, quantity: int) -> Levels:
         return Levels(self.available - quantity, self.reserved + quantity, self.total)
@@ -102,3 +101,40 @@ class Shortage:
     requested: int
     available: int
     warehouse_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class StockPolicy:
+    """What one stock row may promise. Build one from input with ``validate_policy``: the
+    arithmetic below assumes no field is negative."""
+
+    safety_stock: int = 0  # units never promised online
+    reorder_point: int | None = None  # LOW_STOCK at or below it; None: no alert
+    backorder_limit: int = 0  # units that may be promised beyond sellable; 0: no backorders
+
+    def sellable(self, available: int) -> int:
+        """What reads report and what is promised from stock. Below zero while the row is
+        backordered, or holds less than its safety stock (a SUBTRACT, a raised policy)."""
+        return available - self.safety_stock
+
+    def reservable(self, available: int) -> int:
+        """What reservations may take: sellable plus the backorder allowance."""
+        return available - self.safety_stock + self.backorder_limit
+
+    @property
+    def floor(self) -> int:
+        """The lowest ``available`` a reservation may leave: reserving q needs
+        ``available - q >= floor``, that is ``q <= reservable(available)``.
+
+        Backorders are counted beyond *sellable*, not beyond zero, so the safety stock stays
+        unpromised with or without them: the floor is ``safety_stock - backorder_limit``.
+        Without backorders that is the safety stock itself (0 by default: today's rule, never
+        below zero); with them it may be negative, but never below ``-backorder_limit``, the
+        bound on backordered units, since the safety stock is not negative. It bounds
+        reservations only: a SUBTRACT or a raised safety stock may leave a row below it, and
+        the row then promises nothing until stock comes back above it.
+        """
+        return self.safety_stock - self.backorder_limit
+
+
+DEFAULT_POLICY = StockPolicy()

@@ -161,6 +161,8 @@ class ExpiryAgent:
         """Update the store and the index; the changelog record to write, if any."""
         store = self.table.data
         order_id = change.order_id
+        if not change.changes_hold:
+            return None
         if change.expires_at is not None:
             self.schedule.put(Entry(order_id, change.expires_at, partition))
             self._partition_of[order_id] = partition

@@ -25,8 +25,8 @@ from sqlalchemy import text
 from service.bootstrap import Container, build
 from service.config import Settings
 from service.devtools.observe import Record, TopicCollector
-from service.domain.commands import UpdateStock
-from service.domain.values import Sku, StockOperation
+from service.domain.commands import SetStockPolicy, UpdateStock
+from service.domain.values import Sku, StockOperation, StockPolicy
 from service.invariants import check
 from streams.worker import StreamWorker
 from tests.waiting import wait_for
@@ -407,3 +407,31 @@ def assert_versions_in_order(records: list[Record]) -> None:
         if value["version"] not in versions:
             assert not versions or value["version"] > versions[-1], (row, versions, value)
             versions.append(value["version"])
+
+
+async def test_a_backordered_order_is_reserved_then_filled_by_a_restock(
+    pipeline: Pipeline,
+) -> None:
+    sku, order = unique("sku"), unique("order")
+    await pipeline.stock(sku, 1)
+    await pipeline.container.engine.set_policy(
+        SetStockPolicy(Sku(sku), "default", StockPolicy(backorder_limit=5), "allow backorders")
+    )
+    await pipeline.created(order, (sku, 4))
+    assert await pipeline.outcome(order, "RESERVED") == ["RESERVED"]
+    reserved = pipeline.out.by_key(pipeline.settings.topic_reservations, order)[0].value
+    assert [item["backordered"] for item in reserved["items"]] == [3]
+    assert await pipeline.levels(sku) == (-3, 4, 1)
+
+    await pipeline.container.engine.update_stock(
+        UpdateStock(Sku(sku), "default", StockOperation.ADD, 3, "restock")
+    )
+    assert await pipeline.outcome(order, "RESERVED", "BACKORDER_FILLED") == [
+        "RESERVED",
+        "BACKORDER_FILLED",
+    ]
+    filled = pipeline.out.by_key(pipeline.settings.topic_reservations, order)[1].value
+    schema = json.loads((SCHEMAS / "inventory-reservations.schema.json").read_text())
+    jsonschema.validate(filled, schema)
+    assert [item.get("backordered", 0) for item in filled["items"]] == [0]
+    assert await check(pipeline.container.db) == []

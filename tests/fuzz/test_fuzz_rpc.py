@@ -4,7 +4,8 @@
 values; this module sends what a well-formed client never would: bytes that are not a valid
 message (random, or a valid message cut or corrupted), unknown fields, and any
 ``authorization`` metadata. Every RPC answers a specific client status, never INTERNAL or
-UNKNOWN, and the admin RPC opens only to the configured token.
+UNKNOWN, and the admin RPCs open only to the configured token. SetStockPolicy, the newest RPC,
+also gets any values in its fields here.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from typing import Any
 
 import grpc
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from db.seed import seed_demo
@@ -50,7 +51,12 @@ VALID: dict[str, Any] = {
     "ReleaseReservation": pb.ReleaseReservationRequest(order_id="fuzz-order", reason="fuzz"),
     "CommitReservation": pb.CommitReservationRequest(order_id="fuzz-order"),
     "UpdateStock": pb.UpdateStockRequest(product_id="prod-456", quantity=1, operation=pb.ADD),
+    "SetStockPolicy": pb.SetStockPolicyRequest(
+        product_id="prod-456", safety_stock=2, reorder_point=5, backorder_limit=3
+    ),
 }
+ADMIN_METHODS = {"UpdateStock", "SetStockPolicy"}
+ADMIN = (("authorization", f"Bearer {TOKEN}"),)
 
 
 @pytest.fixture
@@ -116,16 +122,14 @@ async def test_bytes_that_are_no_valid_message_get_a_client_error(
     channel: grpc.aio.Channel, container: Container, call: tuple[str, bytes]
 ) -> None:
     method, body = call
-    admin = (("authorization", f"Bearer {TOKEN}"),)
-    await raw_call(channel, method, body, admin if method == "UpdateStock" else ())
+    await raw_call(channel, method, body, ADMIN if method in ADMIN_METHODS else ())
 
 
 async def test_undecodable_bytes_are_invalid_argument_for_every_rpc(
     channel: grpc.aio.Channel, container: Container
 ) -> None:
-    admin = (("authorization", f"Bearer {TOKEN}"),)
     for method in VALID:
-        code = await raw_call(channel, method, b"\xff\xff\xff\xff", admin)
+        code = await raw_call(channel, method, b"\xff\xff\xff\xff", ADMIN)
         assert code is grpc.StatusCode.INVALID_ARGUMENT, method
     assert await check(container.db) == []
 
@@ -160,16 +164,102 @@ def valid_header(value: str) -> bool:
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
-@given(values=st.lists(header_values.filter(valid_header), max_size=3))
-async def test_update_stock_opens_only_to_the_token(
-    channel: grpc.aio.Channel, container: Container, values: list[str]
+@given(
+    values=st.lists(header_values.filter(valid_header), max_size=3),
+    method=st.sampled_from(sorted(ADMIN_METHODS)),
+)
+async def test_the_admin_rpcs_open_only_to_the_token(
+    channel: grpc.aio.Channel, container: Container, values: list[str], method: str
 ) -> None:
     metadata = tuple(("authorization", v) for v in values)
-    code = await raw_call(
-        channel, "UpdateStock", VALID["UpdateStock"].SerializeToString(), metadata
-    )
+    code = await raw_call(channel, method, VALID[method].SerializeToString(), metadata)
     first = values[0] if values else ""
     opens = first[:7].lower() == "bearer " and first[7:].strip() == TOKEN
     assert (code is grpc.StatusCode.OK) == opens, (values, code)
     if not opens:
         assert code is grpc.StatusCode.UNAUTHENTICATED
+
+
+INPUT_FIELDS = {field.name for field in pb.SetStockPolicyRequest.DESCRIPTOR.fields}
+INT64 = st.integers(-(2**63), 2**63 - 1)
+# around the bounds that matter (0, the item limit, 2**53, 2**62) and anywhere in int64
+edges = st.one_of(
+    st.integers(-3, 3),
+    st.integers(99_990, 100_010),
+    st.integers(2**53 - 2, 2**53 + 2),
+    st.integers(2**62 - 1, 2**62 + 1),
+    INT64,
+)
+# one in four at the edges, so that enough requests are valid to reach the engine
+counts = st.integers(0, 3).flatmap(lambda k: edges if k == 0 else st.integers(0, 20))
+# rows of the seed (product, variant, warehouse), and anything
+targets = st.one_of(
+    st.sampled_from(
+        [
+            ("prod-456", "", ""),
+            ("prod-456", "", "wh-west"),
+            ("prod-123", "var-456", "wh-east"),
+            ("prod-789", "", "wh-east"),
+            ("prod-999", "", "default"),
+        ]
+    ),
+    st.tuples(
+        st.sampled_from(["prod-123", "no-such-product", "", " "]) | st.text(max_size=140),
+        st.sampled_from(["", "var-456"]) | st.text(max_size=10),
+        st.sampled_from(["", "default", "wh-nowhere"]) | st.text(max_size=10),
+    ),
+)
+
+
+@st.composite
+def policy_requests(draw: st.DrawFn) -> pb.SetStockPolicyRequest:
+    product_id, variant_id, warehouse_id = draw(targets)
+    request = pb.SetStockPolicyRequest(
+        product_id=product_id,
+        variant_id=variant_id,
+        warehouse_id=warehouse_id,
+        safety_stock=draw(counts),
+        backorder_limit=draw(counts),
+        reason=draw(st.text(max_size=20) | st.text(min_size=500, max_size=600)),
+    )
+    if draw(st.booleans()):
+        request.reorder_point = draw(counts)
+    if draw(st.integers(0, 3)) == 0:  # mostly mismatched: FAILED_PRECONDITION
+        request.expected_version = draw(st.integers(-2, 5) | INT64)
+    if draw(st.booleans()):
+        request.idempotency_key = draw(st.sampled_from(["k-1", "k-2", ""]) | st.text(max_size=9))
+    return request
+
+
+@settings(
+    max_examples=150,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(request=policy_requests())
+async def test_set_stock_policy_with_any_field_values_gets_a_client_answer(
+    channel: grpc.aio.Channel, container: Container, request: pb.SetStockPolicyRequest
+) -> None:
+    call = channel.unary_unary(
+        SERVICE + "SetStockPolicy",
+        request_serializer=pb.SetStockPolicyRequest.SerializeToString,
+        response_deserializer=pb.SetStockPolicyResponse.FromString,
+    )
+    try:
+        answer = await call(request, metadata=ADMIN, timeout=10)
+    except grpc.aio.AioRpcError as error:
+        event(error.code().name)  # --hypothesis-show-statistics: how often each answer came
+        assert error.code() in CLIENT_ERRORS, (request, error.code(), error.details())
+        if error.code() is grpc.StatusCode.INVALID_ARGUMENT:
+            assert error.details().split(":")[0] in INPUT_FIELDS, error.details()
+        return
+    event("OK")
+    stock = answer.stock
+    # a retried idempotency key answers the current level, whatever policy the retry named
+    if not request.HasField("idempotency_key") or not request.idempotency_key:
+        assert (stock.safety_stock, stock.backorder_limit) == (
+            request.safety_stock,
+            request.backorder_limit,
+        )
+        assert stock.HasField("reorder_point") == request.HasField("reorder_point")
+    assert stock.sellable == stock.available - stock.safety_stock

@@ -2,7 +2,9 @@
 
 Versioned writes (older after newer changes nothing), the SKU aggregate, read-through with
 fills that never overwrite newer events, negative caching, a burst of 1,000 reservations
-whose outbox events leave the cache equal to the database, and Redis stopped mid-run.
+whose outbox events leave the cache equal to the database, rows with stock policies and
+backorders (negative levels) answered by sellable stock as PostgreSQL's rows are, entries in
+another format read as misses, and Redis stopped mid-run.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import contextlib
 import random
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -30,11 +33,14 @@ from service.cache import (
     warm_many,
 )
 from service.cache.breaker import BreakerState
+from service.cache.codec import parse_line
 from service.domain import validation as v
 from service.domain.commands import Commit, Release
 from service.domain.errors import InsufficientStock, NotFound
-from service.domain.results import Availability, StockView
-from service.domain.values import Item, Sku
+from service.domain.events import stock_changed_payload
+from service.domain.results import Availability, StockLevel, StockView
+from service.domain.snapshot import StockRow
+from service.domain.values import Item, Levels, Sku, StockPolicy
 from service.queries import StockQueries
 from tests.waiting import wait_for
 
@@ -43,6 +49,7 @@ pytestmark = pytest.mark.stack
 WAREHOUSES = (("wh-north", 10), ("wh-south", 20))  # (id, priority); "default" exists already
 OFF_THE_BOOKS = Sku("prod-only-in-redis")  # written while Redis is down, read by no one
 REDIS_WITHIN_S = 30.0  # a bound for a broken test, not a figure under test
+AT = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
 
 
 @dataclass
@@ -115,6 +122,28 @@ def state(sku: Sku, warehouse: str, available: int, reserved: int, version: int)
     return StockState(sku, warehouse, available, reserved, available + reserved, version)
 
 
+ROW_FIELDS = (
+    "available",
+    "reserved",
+    "total",
+    "version",
+    "safety_stock",
+    "reorder_point",
+    "backorder_limit",
+    "backordered",
+)
+
+
+def packed(level: StockLevel) -> str:
+    """A row as the aggregate's ``w:<warehouse>`` field holds it (``service/cache/codec.py``)."""
+    reorder_point = "" if level.reorder_point is None else level.reorder_point
+    return (
+        f"{level.available}|{level.reserved}|{level.total}|{level.version}|"
+        f"{level.safety_stock}|{reorder_point}|{level.backorder_limit}|{level.backordered}|"
+        f"{level.stock_id}"
+    )
+
+
 async def db_truth(container: Container, skus: Sequence[Sku]) -> dict[Sku, StockView]:
     plain = StockQueries(container.db)
     return {sku: await plain.get_stock(sku, None) for sku in skus}
@@ -123,12 +152,7 @@ async def db_truth(container: Container, skus: Sequence[Sku]) -> dict[Sku, Stock
 async def assert_cache_equals_db(cache: StockCache, truth: dict[Sku, StockView]) -> None:
     for sku, view in truth.items():
         aggregate = await cache.client.hgetall(sku_key(sku))
-        expected = {
-            f"w:{level.warehouse_id}": (
-                f"{level.available}|{level.reserved}|{level.total}|{level.version}|{level.stock_id}"
-            )
-            for level in view.warehouses
-        }
+        expected = {f"w:{level.warehouse_id}": packed(level) for level in view.warehouses}
         assert {k: val for k, val in aggregate.items() if k.startswith("w:")} == expected
         assert int(aggregate["available"]) == view.available
         assert int(aggregate["reserved"]) == view.reserved
@@ -136,11 +160,8 @@ async def assert_cache_equals_db(cache: StockCache, truth: dict[Sku, StockView])
         assert aggregate["complete"] == "1"
         for level in view.warehouses:
             row = await cache.client.hgetall(stock_key(sku, level.warehouse_id))
-            assert (int(row["available"]), int(row["reserved"]), int(row["version"])) == (
-                level.available,
-                level.reserved,
-                level.version,
-            )
+            fields = (*ROW_FIELDS, "stock_id")
+            assert "|".join(row[field] for field in fields) == packed(level)
 
 
 # -- the versioned write --
@@ -192,7 +213,7 @@ async def test_keys_of_ids_with_separators_never_collide(cached: Cached) -> None
     await cache.apply([state(one, "w", 1, 0, 1), state(other, "w", 2, 0, 1)])
     [first, second] = await cache.read([one, other])
     assert first is not None and second is not None
-    assert (first.lines, second.lines) == (("1|0|1|1||w",), ("2|0|2|1||w",))
+    assert (first.lines, second.lines) == (("1|0|1|1|0||0|0||w",), ("2|0|2|1|0||0|0||w",))
 
 
 # -- read-through --
@@ -229,9 +250,10 @@ async def test_a_fill_never_overwrites_a_newer_event(cached: Cached, container: 
 
     [entry] = await cached.cache.read([sku])
     assert entry is not None and entry.complete
-    # the line the reader uses: available|reserved|total|version|stock_id|warehouse; the fill
-    # still contributes the immutable stock id
-    assert entry.lines == (f"15|5|20|{level.version + 1}|{level.stock_id}|wh-north",)
+    # the line the reader uses (its row, then the warehouse); the fill still contributes the
+    # immutable stock id
+    newer = StockLevel(level.stock_id, sku, "wh-north", 15, 5, 20, level.version + 1)
+    assert entry.lines == (f"{packed(newer)}|wh-north",)
 
 
 async def test_unknown_skus_are_cached_until_a_stock_is_created(
@@ -332,6 +354,145 @@ async def test_concurrent_reads_share_round_trips_and_answer_alike(
     )
     for chosen, answer in zip(requests, answers, strict=True):
         assert answer == await cached.plain.check_stock([Item(sku, 2) for sku in chosen])
+
+
+# -- stock policies: safety stock, backorders --
+
+
+async def test_a_backordered_row_with_a_policy_round_trips(cached: Cached) -> None:
+    cache, sku = cached.cache, Sku("prod-backorder", "v")
+    policy = StockPolicy(safety_stock=1, reorder_point=5, backorder_limit=6)
+    filled = StockLevel("sid-1", sku, "wh-north", 4, 0, 4, 3, 1, 5, 6, 0)
+    await cache.fill({sku: [filled]})
+
+    async def cached_row() -> StockLevel | None:
+        [entry] = await cache.read([sku])
+        assert entry is not None and entry.complete and len(entry.lines) == 1
+        return parse_line(sku, entry.lines[0])
+
+    assert await cached_row() == filled
+
+    # 7 reserved of 4 on hand: 1 of them safety stock, so 4 units are backordered
+    row = StockRow("sid-1", sku, "wh-north", Levels(-3, 7, 4), 4, policy=policy, backordered=4)
+    event = stock_changed_payload(row, "RESERVE", "o-1", AT)
+    assert (await warm_many(cache, [event])).applied == 1
+    backordered = StockLevel("sid-1", sku, "wh-north", -3, 7, 4, 4, 1, 5, 6, 4)
+    assert await cached_row() == backordered and backordered.sellable == -4
+    stored = await cache.client.hgetall(stock_key(sku, "wh-north"))
+    assert {k: val for k, val in stored.items() if k != "at"} == {
+        "available": "-3",
+        "reserved": "7",
+        "total": "4",
+        "version": "4",
+        "safety_stock": "1",
+        "reorder_point": "5",
+        "backorder_limit": "6",
+        "backordered": "4",
+        "stock_id": "sid-1",
+    }
+    assert (await cache.client.hgetall(sku_key(sku)))["available"] == "-3"
+
+    # committed before the stock came: nothing on hand, 3 owed; the policy's reorder point
+    # dropped. Then a redelivery of the older event changes nothing.
+    row.levels, row.version = Levels(-3, 0, -3), 5
+    row.policy = StockPolicy(safety_stock=1, backorder_limit=6)
+    assert (await warm_many(cache, [stock_changed_payload(row, "COMMIT", "o-1", AT)])).applied
+    assert (await warm_many(cache, [event])).stale == 1
+    shipped = StockLevel("sid-1", sku, "wh-north", -3, 0, -3, 5, 1, None, 6, 4)
+    assert await cached_row() == shipped
+    aggregate = await cache.client.hgetall(sku_key(sku))
+    assert (aggregate["available"], aggregate["total"]) == ("-3", "-3")
+
+
+@pytest.mark.parametrize(
+    "level",
+    [
+        StockLevel("sid", Sku("prod-edge"), "w", -(2**53), 2**53, 0, 2**40, 0, 0, 2**53, 2**53),
+        StockLevel("sid", Sku("prod-edge"), "w", 2**53, 0, 2**53, 1, 2**53, 2**53, 0, 0),
+        StockLevel("sid", Sku("prod-edge"), "w", 0, 0, 0, 1, 0, 0, 0, 0),  # reorder point 0
+    ],
+)
+async def test_extreme_values_round_trip_exactly(cached: Cached, level: StockLevel) -> None:
+    await cached.cache.fill({level.sku: [level]})
+    [entry] = await cached.cache.read([level.sku])
+    assert entry is not None and parse_line(level.sku, entry.lines[0]) == level
+    aggregate = await cached.cache.client.hgetall(sku_key(level.sku))
+    assert int(aggregate["available"]) == level.available
+    assert int(aggregate["version"]) == level.version
+
+
+async def test_cached_reads_answer_by_sellable_as_postgresql_does(
+    cached: Cached, container: Container
+) -> None:
+    sku = Sku("prod-sellable")
+    await set_stock(container, sku.product_id, 10, "wh-north")
+    await set_stock(container, sku.product_id, 2, "wh-south")
+    # wh-north keeps 4 of its 10 back; wh-south took 5 in reservations on 2 in stock, 3 of
+    # them backordered (set in SQL: only the rows' state matters here, not how it came about)
+    async with container.db.begin() as conn:
+        await conn.execute(
+            text(
+                "UPDATE stocks SET safety_stock = 4, reorder_point = 8, version = version + 1 "
+                "WHERE product_id = :p AND warehouse_id = 'wh-north'"
+            ),
+            {"p": sku.product_id},
+        )
+        await conn.execute(
+            text(
+                "UPDATE stocks SET available = -3, reserved = 5, backorder_limit = 6, "
+                "backordered = 3, version = version + 1 "
+                "WHERE product_id = :p AND warehouse_id = 'wh-south'"
+            ),
+            {"p": sku.product_id},
+        )
+    items = [Item(sku, 6), Item(sku, 7), Item(sku, 1, "wh-south"), Item(sku, 6, "wh-north")]
+    expected = await cached.plain.check_stock(items)
+    await cached.queries.check_stock(items)  # a miss: filled from those rows
+    hits = counted("hit")
+    answers = await cached.queries.check_stock(items)
+    assert counted("hit") == hits + 1
+    assert answers == expected
+    # by sellable: wh-north 10 - 4; wh-south none, its backorders counted from zero
+    assert [(a.available, a.sufficient) for a in answers] == [
+        (6, True),
+        (6, False),
+        (0, False),
+        (6, True),
+    ]
+    assert answers[0].warehouses == {"wh-north": 6, "wh-south": 0}
+
+    view = await cached.queries.get_stock(sku, None)
+    assert counted("hit") == hits + 2
+    assert view == await cached.plain.get_stock(sku, None)
+    assert [(level.sellable, level.backordered) for level in view.warehouses] == [(6, 0), (-3, 3)]
+    await assert_cache_equals_db(cached.cache, {sku: view})
+
+
+async def test_an_entry_in_another_format_is_a_miss_and_is_rewritten(
+    cached: Cached, container: Container
+) -> None:
+    await set_stock(container, "prod-old", 9, "wh-north")
+    sku = Sku("prod-old")
+    truth = await cached.plain.get_stock(sku, None)
+    level = truth.warehouses[0]
+    # the format before policies: a miss, never read as the default policy
+    before = f"{level.available}|{level.reserved}|{level.total}|{level.version}|{level.stock_id}"
+    client = cached.cache.client
+    await client.hset(sku_key(sku), mapping={"w:wh-north": before, "complete": "1"})
+    await client.hset(
+        stock_key(sku, "wh-north"),
+        mapping={"available": 9, "reserved": 0, "total": 9, "version": level.version},
+    )
+    # ... and its keys are not this format's
+    await client.hset("inv:sku:{prod-old}", mapping={"w:wh-north": "99|0|99|99|x", "complete": 1})
+
+    misses = counted("miss")
+    assert await cached.queries.get_stock(sku, None) == truth
+    assert counted("miss") == misses + 1
+    await assert_cache_equals_db(cached.cache, {sku: truth})  # the fill rewrote it
+    hits = counted("hit")
+    assert await cached.queries.get_stock(sku, None) == truth
+    assert counted("hit") == hits + 1
 
 
 # -- a burst of reservations, then the outbox's events --

@@ -161,3 +161,24 @@ async def test_one_worker_checks_and_another_takes_over_when_it_goes(fast: Setti
         assert second.is_checker
     finally:
         await second.stop()
+
+
+async def test_the_backordered_units_gauge_follows_the_ledger(
+    container, monitor: InvariantMonitor
+) -> None:
+    from service.domain.commands import SetStockPolicy
+    from service.domain.values import Sku, StockPolicy
+
+    await add_stock(container, "p-owed", 1)
+    await container.engine.set_policy(
+        SetStockPolicy(Sku("p-owed"), "default", StockPolicy(backorder_limit=10))
+    )
+    await container.engine.reserve(
+        v.reserve("o-owed", [{"product_id": "p-owed", "quantity": 4}], None, container.limits)
+    )
+    await rounds_later(monitor)
+    assert REGISTRY.get_sample_value("inventory_backordered_units") == 3
+    await add_stock(container, "p-owed", 2)
+    await rounds_later(monitor)
+    assert REGISTRY.get_sample_value("inventory_backordered_units") == 1
+    assert violations() == 0

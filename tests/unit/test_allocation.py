@@ -1,7 +1,8 @@
 import pytest
 
-from service.domain.allocation import Slot, Take, allocate, allocate_order
+from service.domain.allocation import Slot, Take, allocate
 from service.domain.errors import NotFound
+from service.domain.policies import allocate_with_policies
 from service.domain.snapshot import StockRow
 from service.domain.values import Item, Levels, Shortage, Sku
 
@@ -46,9 +47,13 @@ WAREHOUSES = {"east", "west", "closed"}
 
 
 def order(rows, items, split=True, raise_unknown=False):
-    return allocate_order(
-        items, {SKU: rows}, WAREHOUSES, allow_split=split, raise_unknown=raise_unknown
+    planned, shortages = allocate_with_policies(
+        items, {SKU: rows}, WAREHOUSES, {}, allow_split=split, raise_unknown=raise_unknown
     )
+    as_takes = [
+        [Take(t.stock_id, t.warehouse_id, t.quantity) for t in takes] for _, takes in planned
+    ]
+    return [(item, takes) for (item, _), takes in zip(planned, as_takes, strict=True)], shortages
 
 
 @pytest.mark.parametrize(

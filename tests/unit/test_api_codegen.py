@@ -34,5 +34,6 @@ def test_generated_code_imports_from_the_package() -> None:
         "UpdateStock",
         "GetStock",
         "BulkCheckStock",
+        "SetStockPolicy",
     }
     assert inventory_pb2_grpc.InventoryServiceStub is not None

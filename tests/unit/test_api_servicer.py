@@ -7,8 +7,9 @@ tests/integration/test_api.py drives the same RPCs against the real engine.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass, field
+from collections.abc import AsyncIterator, Callable, Iterable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from types import SimpleNamespace
 from typing import Any
@@ -25,7 +26,7 @@ from service.api.generated import inventory_pb2_grpc as pb_grpc
 from service.bootstrap import limits_from
 from service.config import Settings
 from service.domain import errors
-from service.domain.commands import Commit, Release, Reserve, UpdateStock
+from service.domain.commands import Commit, Release, Reserve, SetStockPolicy, UpdateStock
 from service.domain.results import (
     Availability,
     OrderResult,
@@ -33,7 +34,15 @@ from service.domain.results import (
     StockLevel,
     StockView,
 )
-from service.domain.values import Item, OrderState, ReservationStatus, Shortage, Sku
+from service.domain.values import (
+    Item,
+    OrderState,
+    ReservationStatus,
+    Shortage,
+    Sku,
+    StockPolicy,
+)
+from service.queries import StockQueries
 
 TOKEN = "unit-admin-token"
 SKU = Sku("prod-123", "var-456")
@@ -49,6 +58,7 @@ class FakeEngine:
     calls: list[Any] = field(default_factory=list)
     fail: BaseException | None = None
     delay_s: float = 0.0
+    backordered: dict[Sku, int] = field(default_factory=dict)  # per SKU, on its reservation
 
     async def _answer(self, command: Any) -> None:
         self.calls.append(command)
@@ -60,7 +70,14 @@ class FakeEngine:
     async def reserve(self, command: Reserve) -> OrderResult:
         await self._answer(command)
         lines = tuple(
-            ReservationLine(f"r{i}", item.sku, "default", item.quantity, ReservationStatus.PENDING)
+            ReservationLine(
+                f"r{i}",
+                item.sku,
+                "default",
+                item.quantity,
+                ReservationStatus.PENDING,
+                self.backordered.get(item.sku, 0),
+            )
             for i, item in enumerate(command.items)
         )
         return OrderResult(command.order_id, OrderState.RESERVED, lines, EXPIRES)
@@ -77,11 +94,22 @@ class FakeEngine:
         await self._answer(command)
         return level(command.warehouse_id)
 
+    async def set_policy(self, command: SetStockPolicy) -> StockLevel:
+        await self._answer(command)
+        policy = command.policy
+        return replace(
+            level(command.warehouse_id),
+            safety_stock=policy.safety_stock,
+            reorder_point=policy.reorder_point,
+            backorder_limit=policy.backorder_limit,
+        )
+
 
 @dataclass
 class FakeQueries:
     calls: list[Any] = field(default_factory=list)
     fail: BaseException | None = None
+    levels: tuple[StockLevel, ...] = (level("default"), level("east", 1, 0))
 
     async def get_stock(self, sku: Sku, warehouse_id: str | None) -> StockView:
         self.calls.append((sku, warehouse_id))
@@ -89,7 +117,7 @@ class FakeQueries:
             raise self.fail
         if sku != SKU:
             raise errors.NotFound(f"no stock of {sku.key}")
-        return StockView.of(sku, (level("default"), level("east", 1, 0)))
+        return StockView.of(sku, self.levels)
 
     async def check_stock(self, items: list[Item]) -> list[Availability]:
         self.calls.append(items)
@@ -103,20 +131,41 @@ class FakeQueries:
         ]
 
 
+class _NoDatabase:
+    def execution_options(self, **_: Any) -> _NoDatabase:
+        return self
+
+
+class RowQueries(StockQueries):
+    """The real reads (service/queries.py) over stock rows held in memory: ``_levels``, their
+    one source of rows, is what the cache overrides too."""
+
+    def __init__(
+        self, rows: dict[Sku, list[tuple[StockLevel, bool]]], *, allow_split: bool = True
+    ) -> None:
+        super().__init__(_NoDatabase(), allow_split=allow_split)  # type: ignore[arg-type]
+        self.rows = rows
+
+    async def _levels(self, skus: Iterable[Sku]) -> dict[Sku, list[tuple[StockLevel, bool]]]:
+        return {sku: self.rows.get(sku, []) for sku in skus}
+
+
 @dataclass
 class Api:
     stub: pb_grpc.InventoryServiceStub
     engine: FakeEngine
-    queries: FakeQueries
+    queries: Any  # FakeQueries, or RowQueries
     channel: grpc.aio.Channel
 
 
-@pytest.fixture
-async def api() -> AsyncIterator[Api]:
+@asynccontextmanager
+async def serving(queries: Any, admin_tokens: tuple[str, ...] = (TOKEN,)) -> AsyncIterator[Api]:
     settings = Settings(
-        grpc_host="127.0.0.1", grpc_port=0, admin_token_sha256=[token_digest(TOKEN)]
+        grpc_host="127.0.0.1",
+        grpc_port=0,
+        admin_token_sha256=[token_digest(token) for token in admin_tokens],
     )
-    engine, queries = FakeEngine(), FakeQueries()
+    engine = FakeEngine()
     container = SimpleNamespace(
         settings=settings, engine=engine, queries=queries, limits=limits_from(settings), db=None
     )
@@ -127,6 +176,12 @@ async def api() -> AsyncIterator[Api]:
     finally:
         await channel.close()
         await server.stop(0)
+
+
+@pytest.fixture
+async def api() -> AsyncIterator[Api]:
+    async with serving(FakeQueries()) as running:
+        yield running
 
 
 ADMIN = (("authorization", f"Bearer {TOKEN}"),)
@@ -382,3 +437,275 @@ async def test_an_expired_deadline_is_deadline_exceeded(api: Api) -> None:
     request = pb.CommitReservationRequest(order_id="o1")
     error = await code_of(lambda: api.stub.CommitReservation(request, timeout=0.05))
     assert error.code() is grpc.StatusCode.DEADLINE_EXCEEDED
+
+
+# -- stock policies: the new fields, SetStockPolicy --
+
+
+def with_policy(
+    base: StockLevel,
+    safety_stock: int = 0,
+    reorder_point: int | None = None,
+    backorder_limit: int = 0,
+    backordered: int = 0,
+) -> StockLevel:
+    return replace(
+        base,
+        safety_stock=safety_stock,
+        reorder_point=reorder_point,
+        backorder_limit=backorder_limit,
+        backordered=backordered,
+    )
+
+
+async def test_get_stock_reports_sellable_policy_and_backorders(api: Api) -> None:
+    api.queries.levels = (
+        with_policy(level("default", 7, 3), safety_stock=2, reorder_point=0, backorder_limit=5),
+        # backordered: 2 units promised beyond its stock
+        with_policy(level("east", -2, 2), backorder_limit=4, backordered=2),
+    )
+    answer = await api.stub.GetStock(
+        pb.GetStockRequest(product_id="prod-123", variant_id="var-456")
+    )
+    default, east = answer.warehouses
+    assert (default.available, default.sellable, default.safety_stock) == (7, 5, 2)
+    assert default.HasField("reorder_point") and default.reorder_point == 0  # 0 is not unset
+    assert (default.backorder_limit, default.backordered) == (5, 0)
+    assert (east.available, east.sellable, east.backordered, east.backorder_limit) == (-2, -2, 2, 4)
+    assert not east.HasField("reorder_point")  # no alert
+    assert (answer.available, answer.reserved, answer.total) == (5, 5, 10)
+    assert (answer.sellable, answer.backordered) == (3, 2)
+
+
+async def test_a_level_without_a_policy_reports_the_defaults(api: Api) -> None:
+    answer = await api.stub.GetStock(
+        pb.GetStockRequest(product_id="prod-123", variant_id="var-456")
+    )
+    default = answer.warehouses[0]
+    assert (default.sellable, default.safety_stock, default.backorder_limit) == (7, 0, 0)
+    assert not default.HasField("reorder_point") and default.backordered == 0
+    assert answer.sellable == answer.available
+
+
+async def test_reservations_carry_their_backordered_units(api: Api) -> None:
+    api.engine.backordered = {SKU: 3}
+    answer = await api.stub.ReserveStock(
+        pb.ReserveStockRequest(
+            order_id="o1",
+            items=[
+                pb.StockItem(product_id="prod-123", variant_id="var-456", quantity=5),
+                pb.StockItem(product_id="prod-456", quantity=1),
+            ],
+        )
+    )
+    assert [(r.quantity, r.backordered) for r in answer.reservations] == [(5, 3), (1, 0)]
+
+
+def policy_request(**fields: Any) -> pb.SetStockPolicyRequest:
+    return pb.SetStockPolicyRequest(**{"product_id": "prod-123", "variant_id": "var-456", **fields})
+
+
+async def test_set_stock_policy_passes_every_field_and_answers_the_level(api: Api) -> None:
+    request = policy_request(
+        warehouse_id="east",
+        safety_stock=2,
+        reorder_point=3,
+        backorder_limit=10,
+        expected_version=4,
+        idempotency_key="policy-1",
+        reason="peak season",
+    )
+    answer = await api.stub.SetStockPolicy(request, metadata=ADMIN)
+    [command] = api.engine.calls
+    assert command == SetStockPolicy(
+        SKU,
+        "east",
+        StockPolicy(safety_stock=2, reorder_point=3, backorder_limit=10),
+        reason="peak season",
+        actor=command.actor,
+        expected_version=4,
+        idempotency_key="policy-1",
+    )
+    assert command.actor.startswith("token:") and TOKEN not in command.actor
+    stock = answer.stock
+    assert (stock.warehouse_id, stock.safety_stock, stock.reorder_point) == ("east", 2, 3)
+    assert (stock.backorder_limit, stock.sellable, stock.version) == (10, 5, 4)
+
+
+async def test_set_stock_policy_absent_fields_are_the_defaults(api: Api) -> None:
+    answer = await api.stub.SetStockPolicy(policy_request(), metadata=ADMIN)
+    [command] = api.engine.calls
+    assert command == SetStockPolicy(
+        SKU, Settings().default_warehouse_id, StockPolicy(), actor=command.actor
+    )
+    assert not answer.stock.HasField("reorder_point")
+
+
+async def test_set_stock_policy_tells_a_reorder_point_of_zero_from_none(api: Api) -> None:
+    await api.stub.SetStockPolicy(policy_request(reorder_point=0), metadata=ADMIN)
+    [command] = api.engine.calls
+    assert command.policy == StockPolicy(reorder_point=0)
+
+
+@pytest.mark.parametrize(
+    ("request_", "field_"),
+    [
+        pytest.param(policy_request(safety_stock=-1), "safety_stock", id="negative safety"),
+        pytest.param(policy_request(reorder_point=-1), "reorder_point", id="negative reorder"),
+        pytest.param(
+            policy_request(backorder_limit=-1), "backorder_limit", id="negative backorder limit"
+        ),
+        pytest.param(
+            policy_request(safety_stock=Settings().max_quantity_per_item + 1),
+            "safety_stock",
+            id="safety stock over the item limit",
+        ),
+        pytest.param(policy_request(product_id=""), "product_id", id="no product"),
+        pytest.param(policy_request(warehouse_id="w\x01"), "warehouse_id", id="control char"),
+        pytest.param(policy_request(expected_version=-1), "expected_version", id="bad version"),
+        pytest.param(policy_request(reason="a\x00b"), "reason", id="NUL in the reason"),
+    ],
+)
+async def test_set_stock_policy_validation_names_the_field(
+    api: Api, request_: pb.SetStockPolicyRequest, field_: str
+) -> None:
+    error = await code_of(lambda: api.stub.SetStockPolicy(request_, metadata=ADMIN))
+    assert error.code() is grpc.StatusCode.INVALID_ARGUMENT
+    assert error.details().startswith(f"{field_}:"), error.details()
+    assert api.engine.calls == []
+
+
+@pytest.mark.parametrize(
+    "metadata",
+    [(), (("authorization", "Bearer wrong"),), (("authorization", f"Basic {TOKEN}"),)],
+)
+async def test_set_stock_policy_needs_the_admin_token(
+    api: Api, metadata: tuple[tuple[str, str], ...]
+) -> None:
+    # refused before validation: an invalid request from a stranger learns nothing about it
+    for request in (policy_request(safety_stock=1), policy_request(safety_stock=-1)):
+        error = await code_of(lambda r=request: api.stub.SetStockPolicy(r, metadata=metadata))
+        assert error.code() is grpc.StatusCode.UNAUTHENTICATED
+    assert api.engine.calls == []
+
+
+async def test_set_stock_policy_without_a_configured_admin_is_permission_denied() -> None:
+    async with serving(FakeQueries(), admin_tokens=()) as api:
+        error = await code_of(lambda: api.stub.SetStockPolicy(policy_request(), metadata=ADMIN))
+        assert error.code() is grpc.StatusCode.PERMISSION_DENIED
+        assert api.engine.calls == []
+
+
+@pytest.mark.parametrize(
+    ("raised", "code"),
+    [
+        (errors.NotFound("no stock of prod-123:var-456 in east"), grpc.StatusCode.NOT_FOUND),
+        (errors.VersionMismatch(4, 5), grpc.StatusCode.FAILED_PRECONDITION),
+        (
+            errors.FailedPrecondition(
+                "backorder_limit: 3 units are backordered on the row, over 2"
+            ),
+            grpc.StatusCode.FAILED_PRECONDITION,
+        ),
+        (errors.Unavailable("database unavailable"), grpc.StatusCode.UNAVAILABLE),
+        (ConnectionResetError("10.0.0.7:5432"), grpc.StatusCode.UNAVAILABLE),
+        (RuntimeError("a bug at 10.0.0.7"), grpc.StatusCode.INTERNAL),
+    ],
+)
+async def test_set_stock_policy_engine_errors_map_to_their_status(
+    api: Api, raised: BaseException, code: grpc.StatusCode
+) -> None:
+    api.engine.fail = raised
+    before = counted("SetStockPolicy", code.name)
+    error = await code_of(
+        lambda: api.stub.SetStockPolicy(policy_request(backorder_limit=2), metadata=ADMIN)
+    )
+    assert error.code() is code
+    assert counted("SetStockPolicy", code.name) == before + 1
+    if isinstance(raised, errors.InventoryError):
+        assert error.details() == raised.message
+    else:
+        assert "10.0.0.7" not in error.details()
+
+
+# -- CheckStock and BulkCheckStock answer by sellable stock (the real reads) --
+
+
+def row(warehouse: str, available: int, reserved: int = 0, **policy: Any) -> StockLevel:
+    return with_policy(level(warehouse, available, reserved), **policy)
+
+
+ONLY_SAFETY = Sku("safe-only")
+ROWS: dict[Sku, list[tuple[StockLevel, bool]]] = {
+    SKU: [
+        (row("east", 3, safety_stock=1), True),  # sellable 2
+        (row("default", 5, safety_stock=5), True),  # sellable 0: all of it is safety stock
+        (row("north", -2, 2, backorder_limit=4, backordered=2), True),  # backordered: counts 0
+        (row("west", 40), False),  # inactive: not counted
+    ],
+    ONLY_SAFETY: [(replace(row("default", 5, safety_stock=5), sku=ONLY_SAFETY), True)],
+}
+
+
+@pytest.fixture
+async def rows_api() -> AsyncIterator[Api]:
+    async with serving(RowQueries(ROWS)) as running:
+        yield running
+
+
+async def test_check_stock_counts_sellable_stock_of_active_warehouses(rows_api: Api) -> None:
+    check = rows_api.stub.CheckStock
+    enough = await check(
+        pb.CheckStockRequest(product_id="prod-123", variant_id="var-456", quantity=2)
+    )
+    assert enough.available and enough.available_quantity == 2
+    assert dict(enough.item.available_by_warehouse) == {"east": 2, "default": 0, "north": 0}
+    short = await check(
+        pb.CheckStockRequest(product_id="prod-123", variant_id="var-456", quantity=3)
+    )
+    assert not short.available and short.available_quantity == 2
+    east = await check(
+        pb.CheckStockRequest(
+            product_id="prod-123", variant_id="var-456", quantity=3, warehouse_id="east"
+        )
+    )
+    assert not east.available and east.available_quantity == 2
+
+
+async def test_a_sku_holding_only_safety_stock_is_not_available(rows_api: Api) -> None:
+    answer = await rows_api.stub.CheckStock(
+        pb.CheckStockRequest(product_id="safe-only", quantity=1)
+    )
+    assert not answer.available and answer.available_quantity == 0
+    assert answer.item.known  # known, with nothing to sell: not NOT_FOUND
+    bulk = await rows_api.stub.BulkCheckStock(
+        pb.BulkCheckStockRequest(
+            items=[
+                pb.StockItem(product_id="safe-only", quantity=1),
+                pb.StockItem(product_id="prod-123", variant_id="var-456", quantity=2),
+            ]
+        )
+    )
+    assert not bulk.all_available
+    assert [(i.available, i.available_quantity) for i in bulk.items] == [(False, 0), (True, 2)]
+
+
+async def test_without_split_the_best_single_warehouse_by_sellable_stock() -> None:
+    async with serving(RowQueries(ROWS, allow_split=False)) as api:
+        answer = await api.stub.CheckStock(
+            pb.CheckStockRequest(product_id="prod-123", variant_id="var-456", quantity=1)
+        )
+        assert answer.available and answer.available_quantity == 2
+
+
+async def test_get_stock_over_the_real_reads_reports_every_row_as_it_is(rows_api: Api) -> None:
+    answer = await rows_api.stub.GetStock(
+        pb.GetStockRequest(product_id="prod-123", variant_id="var-456")
+    )
+    assert [(w.warehouse_id, w.available, w.sellable) for w in answer.warehouses] == [
+        ("east", 3, 2),
+        ("default", 5, 0),
+        ("north", -2, -2),
+        ("west", 40, 40),
+    ]
+    assert (answer.available, answer.sellable, answer.backordered) == (46, 40, 2)

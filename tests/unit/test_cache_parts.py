@@ -13,11 +13,12 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 
 from service.cache import CacheUnavailable, StockCache, StockState, sku_key, stock_key, warm_many
 from service.cache.breaker import BreakerState, CircuitBreaker
-from service.cache.codec import CachedSku
+from service.cache.codec import CachedSku, parse_line
 from service.domain.events import MalformedEvent
 from service.domain.plan import StockChange
+from service.domain.results import StockLevel
 from service.domain.snapshot import StockRow
-from service.domain.values import Levels, Sku
+from service.domain.values import DEFAULT_POLICY, Levels, Sku, StockPolicy
 from streams.warmer import register_warmer
 from tests.waiting import wait_for
 
@@ -92,20 +93,89 @@ def test_keys_of_different_skus_differ(one: Sku, other: Sku) -> None:
 
 def test_keys_share_a_hash_tag_per_sku() -> None:
     sku = Sku("prod-123", "var-456")
-    assert sku_key(sku) == "inv:sku:{prod-123:var-456}"
-    assert stock_key(sku, "wh:1") == "inv:stock:{prod-123:var-456}:wh%3A1"
-    assert stock_key(Sku("p{x}"), "w") == "inv:stock:{p%7Bx%7D}:w"
+    assert sku_key(sku) == "inv:v2:sku:{prod-123:var-456}"
+    assert stock_key(sku, "wh:1") == "inv:v2:stock:{prod-123:var-456}:wh%3A1"
+    assert stock_key(Sku("p{x}"), "w") == "inv:v2:stock:{p%7Bx%7D}:w"
+
+
+def test_the_keys_name_the_format_so_entries_before_policies_are_never_read() -> None:
+    # the first format (no policy fields) lived under inv:sku: and inv:stock:
+    assert not sku_key(Sku("p")).startswith("inv:sku:")
+    assert not stock_key(Sku("p"), "w").startswith("inv:stock:")
+
+
+AT = datetime(2025, 1, 2, 3, 4, 5, tzinfo=UTC)
+POLICY = StockPolicy(safety_stock=1, reorder_point=5, backorder_limit=4)
+
+
+def planner_payload(row: StockRow) -> dict[str, Any]:
+    payload: dict[str, Any] = json.loads(json.dumps(StockChange(row, "RESERVE", "o-1").payload(AT)))
+    return payload
 
 
 def test_a_stock_changed_payload_of_the_planner_parses() -> None:
-    at = datetime(2025, 1, 2, 3, 4, 5, tzinfo=UTC)
-    row = StockRow("sid", Sku("p", "v"), "wh", Levels(3, 2, 5), 7)
-    payload = json.loads(json.dumps(StockChange(row, "RESERVE", "o-1").payload(at)))
+    payload = planner_payload(StockRow("sid", Sku("p", "v"), "wh", Levels(3, 2, 5), 7))
     assert StockState.from_payload(payload) == StockState(
-        Sku("p", "v"), "wh", 3, 2, 5, 7, "", at.timestamp()
+        Sku("p", "v"), "wh", 3, 2, 5, 7, "", AT.timestamp()
     )
     payload["variant_id"] = None
     assert StockState.from_payload(payload).sku == Sku("p")
+
+
+def test_a_backordered_row_with_a_policy_parses_whole() -> None:
+    row = StockRow("sid", Sku("p"), "wh", Levels(-2, 6, 4), 8, policy=POLICY, backordered=3)
+    assert StockState.from_payload(planner_payload(row)) == StockState(
+        Sku("p"), "wh", -2, 6, 4, 8, "", AT.timestamp(), POLICY, 3
+    )
+
+
+def test_a_payload_from_before_policies_has_the_default_policy() -> None:
+    payload = planner_payload(StockRow("sid", Sku("p"), "wh", Levels(3, 2, 5), 7))
+    for field in ("sellable", "backordered", "safety_stock", "reorder_point", "backorder_limit"):
+        del payload[field]
+    state = StockState.from_payload(payload)
+    assert (state.policy, state.backordered) == (DEFAULT_POLICY, 0)
+
+
+LEVEL = StockLevel("sid", Sku("p", "v"), "wh", -2, 6, 4, 8, 1, 5, 4, 3)
+
+
+def test_a_state_from_postgresql_keeps_the_policy_and_the_backorders() -> None:
+    state = StockState.from_level(LEVEL)
+    assert state == StockState(Sku("p", "v"), "wh", -2, 6, 4, 8, "sid", None, POLICY, 3)
+    # what versioned_write.lua reads per row: levels, version, stock id, at, then the policy
+    assert state.args() == ["wh", -2, 6, 4, 8, "sid", "", 1, 5, 4, 3]
+    no_alert = StockState.from_level(StockLevel("sid", Sku("p"), "wh", 1, 0, 1, 1))
+    assert no_alert.args() == ["wh", 1, 0, 1, 1, "sid", "", 0, "", 0, 0]  # reorder point: none
+
+
+@pytest.mark.parametrize(
+    ("line", "level"),
+    [
+        ("-2|6|4|8|1|5|4|3|sid|wh", LEVEL),
+        ("3|0|3|1|0||0|0|sid|wh", StockLevel("sid", Sku("p", "v"), "wh", 3, 0, 3, 1)),
+        ("0|0|0|2|0|0|0|0|sid|w|1", StockLevel("sid", Sku("p", "v"), "w|1", 0, 0, 0, 2, 0, 0)),
+        ("1|0|1|1|0||0|0||wh", StockLevel("", Sku("p", "v"), "wh", 1, 0, 1, 1)),  # no stock id
+    ],
+)
+def test_a_cached_line_is_the_row_postgresql_holds(line: str, level: StockLevel) -> None:
+    parsed = parse_line(Sku("p", "v"), line)
+    assert parsed == level
+    assert parsed is not None and parsed.sellable == level.available - level.safety_stock
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        "3|0|3|1|sid|wh",  # the format before policies: a miss, never the default policy
+        "3|0|3|1|sid|a|b|c|d|e",  # ... even with a warehouse id of as many fields
+        "3|0|3|x|0||0|0|sid|wh",
+        "3|0|3|1|0|none|0|0|sid|wh",
+        "",
+    ],
+)
+def test_a_line_in_another_format_is_not_read(line: str) -> None:
+    assert parse_line(Sku("p"), line) is None
 
 
 def test_a_malformed_payload_is_refused_as_the_events_module_refuses_it() -> None:
@@ -115,11 +185,11 @@ def test_a_malformed_payload_is_refused_as_the_events_module_refuses_it() -> Non
 
 
 def test_an_aggregate_parses() -> None:
-    parsed = CachedSku.parse("1\n1|2|3|4|sid-1|wh|odd\n5|0|5|1||b")
+    parsed = CachedSku.parse("1\n1|2|3|4|0||0|0|sid-1|wh|odd\n-5|5|0|1|0|2|9|5||b")
     assert parsed is not None and parsed.complete
-    # one line per warehouse, kept as sent (the reader, service/cache/queries.py, splits them)
-    assert parsed.lines == ("1|2|3|4|sid-1|wh|odd", "5|0|5|1||b")
-    incomplete = CachedSku.parse("0\n5|0|5|1||b")
+    # one line per warehouse, kept as sent (the reader parses them with parse_line)
+    assert parsed.lines == ("1|2|3|4|0||0|0|sid-1|wh|odd", "-5|5|0|1|0|2|9|5||b")
+    incomplete = CachedSku.parse("0\n5|0|5|1|0||0|0||b")
     assert incomplete is not None and not incomplete.complete
     negative = CachedSku.parse("1")
     assert negative is not None and negative.complete and negative.lines == ()
@@ -267,7 +337,7 @@ async def test_reads_that_arrive_during_one_go_out_together() -> None:
             self.reads.append(keys)
             self.in_flight.set()
             await self.gate.wait()
-            return ["1\n1|0|1|1|sid|w" if "q" in key else "" for key in keys]
+            return ["1\n1|0|1|1|0||0|0|sid|w" if "q" in key else "" for key in keys]
 
     client = GatedRedis()
     cache = StockCache(
@@ -291,4 +361,5 @@ async def test_reads_that_arrive_during_one_go_out_together() -> None:
         [sku_key(Sku("q"))] + [sku_key(Sku(f"r{i}")) for i in range(4)]
     )
     for answer in answers:
-        assert answer[0] is not None and answer[0].lines == ("1|0|1|1|sid|w",) and answer[1] is None
+        assert answer[0] is not None and answer[0].lines == ("1|0|1|1|0||0|0|sid|w",)
+        assert answer[1] is None

@@ -43,6 +43,7 @@ BAD_VALUES: dict[str, str] = {
     "topic_order_paid": "paid/orders",
     "topic_stock_changed": "stock changed",
     "topic_reservations": "x" * 250,
+    "topic_stock_alerts": "stock alerts",
     "topic_dlq": "dlq!",
     "app_id": "inventory service",
     "kafka_fetch_max_wait_ms": "0",

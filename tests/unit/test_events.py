@@ -21,12 +21,15 @@ from service.domain.events import (
     parse_reservation_changed,
     parse_stock_changed,
     reservation_payload,
+    stock_alert_payload,
     stock_changed_payload,
 )
 from service.domain.planner import plan_batch
+from service.domain.policies import Alert, StockAlert
 from service.domain.results import ReservationLine
 from service.domain.snapshot import OrderRow, ReservationRow, Snapshot, StockRow, Warehouse
 from service.domain.values import (
+    DEFAULT_POLICY,
     Item,
     Levels,
     OrderState,
@@ -35,6 +38,7 @@ from service.domain.values import (
     Shortage,
     Sku,
     StockOperation,
+    StockPolicy,
 )
 
 SCHEMAS = Path(__file__).resolve().parents[2] / "docs" / "events"
@@ -48,6 +52,11 @@ HELD_NO_VARIANT = ReservationLine(
 )
 REQUESTED = ReservationLine("", Sku("q"), "", 5, ReservationStatus.PENDING)  # no warehouse named
 SHORT = Shortage(Sku("q"), 5, 2)
+# 2 of the 5 units promised beyond the warehouse's sellable stock
+BACKORDERED = ReservationLine(RESERVATION_ID, PV, "wh", 5, ReservationStatus.PENDING, 2)
+POLICY = StockPolicy(safety_stock=1, reorder_point=5, backorder_limit=4)
+# backordered: 6 reserved of 4 on hand, 1 of them safety stock -> sellable -3, 3 owed
+BACKORDERED_ROW = StockRow("sid", PV, "wh", Levels(-2, 6, 4), 8, policy=POLICY, backordered=3)
 
 
 def wire(payload: dict[str, Any]) -> Any:
@@ -62,8 +71,18 @@ def test_the_stock_changed_payload_is_the_contract_byte_for_byte() -> None:
     row = StockRow("sid", PV, "wh", Levels(3, 2, 5), 7)
     assert json.dumps(stock_changed_payload(row, "RESERVE", "o-1", AT)) == (
         '{"product_id": "p", "variant_id": "v", "warehouse_id": "wh", "available": 3, '
-        '"reserved": 2, "total": 5, "version": 7, "cause": "RESERVE", "order_id": "o-1", '
-        '"at": "2026-01-02T03:04:05.678000+00:00"}'
+        '"reserved": 2, "total": 5, "version": 7, "sellable": 3, "backordered": 0, '
+        '"safety_stock": 0, "reorder_point": null, "backorder_limit": 0, '
+        '"cause": "RESERVE", "order_id": "o-1", "at": "2026-01-02T03:04:05.678000+00:00"}'
+    )
+
+
+def test_a_backordered_row_with_a_policy_is_the_contract_byte_for_byte() -> None:
+    assert json.dumps(stock_changed_payload(BACKORDERED_ROW, "RESERVE", "o-1", AT)) == (
+        '{"product_id": "p", "variant_id": "v", "warehouse_id": "wh", "available": -2, '
+        '"reserved": 6, "total": 4, "version": 8, "sellable": -3, "backordered": 3, '
+        '"safety_stock": 1, "reorder_point": 5, "backorder_limit": 4, '
+        '"cause": "RESERVE", "order_id": "o-1", "at": "2026-01-02T03:04:05.678000+00:00"}'
     )
 
 
@@ -88,6 +107,18 @@ def test_the_stock_changed_payload_is_the_contract_byte_for_byte() -> None:
             "o-2",
             StockChanged("p:x", "v/1", "w:1", 10, 0, 10, 42, "", AT),
         ),
+        (
+            BACKORDERED_ROW,
+            "RESERVE",
+            "o-3",
+            StockChanged("p", "v", "wh", -2, 6, 4, 8, "", AT, POLICY, 3),
+        ),
+        (  # backordered units committed before the stock came: nothing on hand, 3 owed
+            StockRow("sid", PV, "wh", Levels(-3, 0, -3), 9, policy=StockPolicy(0, None, 3)),
+            "COMMIT",
+            "o-4",
+            StockChanged("p", "v", "wh", -3, 0, -3, 9, "", AT, StockPolicy(0, None, 3)),
+        ),
     ],
 )
 def test_stock_changed_round_trips(
@@ -96,6 +127,10 @@ def test_stock_changed_round_trips(
     parsed = parse_stock_changed(wire(stock_changed_payload(row, cause, order_id, AT)))
     assert parsed == expected
     assert parsed.sku == row.sku
+    assert parsed.sellable == row.policy.sellable(row.levels.available)
+
+
+POLICY_FIELDS = ("sellable", "backordered", "safety_stock", "reorder_point", "backorder_limit")
 
 
 def stock_body(**change: Any) -> dict[str, Any]:
@@ -108,6 +143,11 @@ def stock_body(**change: Any) -> dict[str, Any]:
         "reserved": 0,
         "total": 1,
         "version": 1,
+        "sellable": 1,
+        "backordered": 0,
+        "safety_stock": 0,
+        "reorder_point": None,
+        "backorder_limit": 0,
         "cause": "ADD",
         "order_id": None,
         "at": "2025-01-01T00:00:00+00:00",
@@ -138,6 +178,41 @@ def test_stock_changed_reads_leniently_what_the_cache_does_not_need(
     assert getattr(parse_stock_changed(body), field) == value
 
 
+# an event from before stock policies: none of their fields
+BEFORE_POLICIES = stock_body(**dict.fromkeys(POLICY_FIELDS, ...))
+
+
+@pytest.mark.parametrize(
+    ("body", "field", "value"),
+    [
+        (BEFORE_POLICIES, "policy", DEFAULT_POLICY),
+        (BEFORE_POLICIES, "backordered", 0),
+        (BEFORE_POLICIES, "sellable", 1),  # all of available
+        (stock_body(safety_stock=...), "policy", DEFAULT_POLICY),
+        (stock_body(reorder_point=...), "policy", DEFAULT_POLICY),
+        (stock_body(backorder_limit=...), "policy", DEFAULT_POLICY),
+        (stock_body(backordered=...), "backordered", 0),
+        (
+            stock_body(safety_stock=2, reorder_point=5, backorder_limit=3),
+            "policy",
+            StockPolicy(2, 5, 3),
+        ),
+        (stock_body(reorder_point=0), "policy", StockPolicy(reorder_point=0)),
+        (stock_body(backordered=4), "backordered", 4),
+        # a backordered row goes below zero: available and total are any integers
+        (stock_body(available=-2, reserved=2, total=0), "available", -2),
+        (stock_body(available=-3, reserved=0, total=-3), "total", -3),
+        # sellable is derived from available and the safety stock, never read
+        (stock_body(available=5, total=5, safety_stock=2, sellable=99), "sellable", 3),
+        (stock_body(available=1, total=1, safety_stock=2, sellable=...), "sellable", -1),
+    ],
+)
+def test_stock_changed_reads_the_policy_fields_and_defaults_absent_ones(
+    body: dict[str, Any], field: str, value: Any
+) -> None:
+    assert getattr(parse_stock_changed(body), field) == value
+
+
 @pytest.mark.parametrize(
     ("body", "named"),
     [
@@ -147,9 +222,23 @@ def test_stock_changed_reads_leniently_what_the_cache_does_not_need(
         (stock_body(variant_id=5), "variant_id"),
         (stock_body(warehouse_id=None), "warehouse_id"),
         (stock_body(warehouse_id=...), "warehouse_id"),
-        (stock_body(available=-1), "available"),
+        (stock_body(available="1"), "available"),
+        (stock_body(available=None), "available"),
+        (stock_body(available=...), "available"),
         (stock_body(reserved=True), "reserved"),
+        (stock_body(reserved=-1), "reserved"),
         (stock_body(total=1.0), "total"),
+        (stock_body(total=...), "total"),
+        (stock_body(safety_stock=-1), "safety_stock"),
+        (stock_body(safety_stock="2"), "safety_stock"),
+        (stock_body(safety_stock=None), "safety_stock"),
+        (stock_body(reorder_point=-1), "reorder_point"),
+        (stock_body(reorder_point=1.5), "reorder_point"),
+        (stock_body(reorder_point=False), "reorder_point"),
+        (stock_body(backorder_limit=-4), "backorder_limit"),
+        (stock_body(backorder_limit=True), "backorder_limit"),
+        (stock_body(backordered=-1), "backordered"),
+        (stock_body(backordered=[1]), "backordered"),
         (stock_body(version="7"), "version"),
         (stock_body(version=...), "version"),
         (stock_body(stock_id=5), "stock_id"),
@@ -179,6 +268,19 @@ def test_the_reservation_payload_is_the_contract_byte_for_byte() -> None:
         '"reservation_id": "5d0e3f9a-1b2c-4d5e-8f60-718293a4b5c6"}], '
         '"at": "2026-01-02T03:04:05.678000+00:00", '
         '"expires_at": "2026-01-02T03:19:05.678000+00:00"}'
+    )
+
+
+def test_a_backordered_item_says_how_many_of_its_units_are_backordered() -> None:
+    payload = reservation_payload(
+        "o-1", ResultStatus.RESERVED, [BACKORDERED, HELD_NO_VARIANT], at=AT, expires_at=EXPIRES
+    )
+    # only the backordered item carries the field: absent means none
+    assert json.dumps(payload["items"]) == (
+        '[{"product_id": "p", "variant_id": "v", "warehouse_id": "wh", "quantity": 5, '
+        f'"reservation_id": "{RESERVATION_ID}", "backordered": 2}}, '
+        '{"product_id": "q", "variant_id": null, "warehouse_id": "wh-2", "quantity": 1, '
+        '"reservation_id": "5d0e3f9a-1b2c-4d5e-8f60-718293a4b5c6"}]'
     )
 
 
@@ -212,6 +314,8 @@ RESERVATION_CASES = [
     ("o-6", ResultStatus.RELEASED, [], {}),
     ("o-7", ResultStatus.EXPIRED, [HELD_NO_VARIANT], {}),
     ("o-8", ResultStatus.CANCEL_AFTER_COMMIT, [HELD], {"reason": "too late"}),
+    ("o-9", ResultStatus.RESERVED, [BACKORDERED, HELD_NO_VARIANT], {"expires_at": EXPIRES}),
+    ("o-10", ResultStatus.BACKORDER_FILLED, [HELD, HELD_NO_VARIANT], {}),
 ]
 
 
@@ -342,6 +446,14 @@ def test_built_reservation_events_meet_their_schema(
     [
         (StockRow("sid", PV, "wh", Levels(3, 2, 5), 7), "RESERVE", "o-1"),
         (StockRow("sid", Sku("p"), "wh", Levels(0, 0, 0), 1), "SET", None),
+        (BACKORDERED_ROW, "RESERVE", "o-2"),
+        (
+            StockRow("sid", PV, "wh", Levels(-3, 0, -3), 9, policy=POLICY, backordered=3),
+            "COMMIT",
+            "o",
+        ),
+        (StockRow("sid", PV, "wh", Levels(1, 0, 1), 2, policy=StockPolicy(4)), "SUBTRACT", None),
+        (StockRow("sid", PV, "wh", Levels(5, 0, 5), 3, policy=POLICY), "POLICY", None),
     ],
 )
 def test_built_stock_changed_events_meet_their_schema(
@@ -350,13 +462,87 @@ def test_built_stock_changed_events_meet_their_schema(
     validate("stock-changed", stock_changed_payload(row, cause, order_id, AT))
 
 
+ALERTS = [
+    Alert(StockAlert.LOW_STOCK, PV, "wh", 4),
+    Alert(StockAlert.LOW_STOCK, Sku("q"), "wh", -1),  # below the reorder point and backordered
+    Alert(StockAlert.OUT_OF_STOCK, PV, "wh", 0),
+    Alert(StockAlert.OUT_OF_STOCK, PV, "wh", -2),
+    Alert(StockAlert.OUT_OF_STOCK, PV, None, 0),
+    Alert(StockAlert.BACK_IN_STOCK, PV, "wh", 1),
+    Alert(StockAlert.BACK_IN_STOCK, Sku("q"), None, 40),
+]
+
+
+def test_the_stock_alert_payload_is_the_contract_byte_for_byte() -> None:
+    assert json.dumps(stock_alert_payload(Alert(StockAlert.OUT_OF_STOCK, PV, None, 0), AT)) == (
+        '{"alert": "OUT_OF_STOCK", "product_id": "p", "variant_id": "v", "warehouse_id": null, '
+        '"sellable": 0, "at": "2026-01-02T03:04:05.678000+00:00"}'
+    )
+
+
+@pytest.mark.parametrize("alert", ALERTS)
+def test_built_stock_alerts_meet_their_schema(alert: Alert) -> None:
+    validate("stock-alerts", stock_alert_payload(alert, AT))
+
+
+def test_every_alert_kind_is_in_the_schema() -> None:
+    schema = json.loads((SCHEMAS / "stock-alerts.schema.json").read_text())
+    assert schema["properties"]["alert"]["enum"] == [kind.value for kind in StockAlert]
+
+
+def test_the_schemas_examples_meet_their_schema() -> None:
+    for path in sorted(SCHEMAS.glob("*.schema.json")):
+        topic = path.name.removesuffix(".schema.json")
+        for example in json.loads(path.read_text()).get("examples", []):
+            validate(topic, example)
+    assert json.loads((SCHEMAS / "stock-alerts.schema.json").read_text())["examples"]
+
+
+def alert_body(**change: Any) -> dict[str, Any]:
+    """A valid stock-alerts body with ``change`` applied; ``...`` removes a field."""
+    body = {**stock_alert_payload(Alert(StockAlert.LOW_STOCK, PV, "wh", 3), AT), **change}
+    return {key: value for key, value in body.items() if value is not ...}
+
+
+def test_the_bodies_the_refusals_start_from_meet_their_schema() -> None:
+    # so each refusal below is about the one change it makes
+    validate("stock-changed", stock_body())
+    validate("stock-alerts", alert_body())
+    validate("inventory-reservations", reservation_body())
+    validate("inventory-reservations", reservation_body(items=[ITEM_BODY]))
+
+
+ITEM_BODY = {"product_id": "p", "variant_id": None, "warehouse_id": "w", "quantity": 3}
+
+
 @pytest.mark.parametrize(
     ("topic", "payload"),
     [
         ("stock-changed", stock_body(cause="LOST")),
         ("stock-changed", stock_body(stock_id="sid")),  # readable, but not the contract
+        ("stock-changed", stock_body(reserved=-1)),
+        ("stock-changed", stock_body(backordered=-1)),
+        ("stock-changed", stock_body(safety_stock=-1)),
+        ("stock-changed", stock_body(reorder_point=-1)),
+        ("stock-changed", stock_body(backorder_limit=1.5)),
+        ("stock-changed", stock_body(sellable=None)),
+        # produced from this version on: an event without them is the previous contract
+        *(("stock-changed", stock_body(**{field: ...})) for field in POLICY_FIELDS),
+        ("stock-alerts", alert_body(alert="RESTOCKED")),
+        ("stock-alerts", alert_body(warehouse_id=...)),
+        ("stock-alerts", alert_body(warehouse_id="")),
+        ("stock-alerts", alert_body(sellable=1.5)),
+        ("stock-alerts", alert_body(at="2024-05-01 11:45:00")),
+        ("stock-alerts", alert_body(reorder_point=5)),
+        ("stock-alerts", alert_body(warehouse_id=None)),  # LOW_STOCK is a row's alert only
+        ("stock-alerts", alert_body(alert="OUT_OF_STOCK", sellable=1)),
+        ("stock-alerts", alert_body(alert="BACK_IN_STOCK", sellable=0)),
+        ("stock-alerts", alert_body(alert="OUT_OF_STOCK", warehouse_id=None, sellable=-1)),
         ("inventory-reservations", reservation_body(status="ON_HOLD")),
         ("inventory-reservations", reservation_body(at="2024-05-01 11:45:00")),
+        ("inventory-reservations", reservation_body(items=[{**ITEM_BODY, "backordered": 0}])),
+        ("inventory-reservations", reservation_body(items=[{**ITEM_BODY, "backordered": -1}])),
+        ("inventory-reservations", reservation_body(items=[{**ITEM_BODY, "backordered": "2"}])),
     ],
 )
 def test_the_schema_check_refuses_what_the_contract_does_not_allow(
@@ -366,9 +552,20 @@ def test_the_schema_check_refuses_what_the_contract_does_not_allow(
         validate(topic, payload)
 
 
-def test_a_planned_batch_publishes_every_status_within_its_schema() -> None:
+def test_an_event_from_before_policies_still_parses() -> None:
+    # the schema wants the policy fields; the service's consumers read their absence as the
+    # defaults (docs/events/README.md, Compatibility)
+    with pytest.raises(jsonschema.ValidationError, match="sellable"):
+        validate("stock-changed", BEFORE_POLICIES)
+    assert parse_stock_changed(BEFORE_POLICIES) == StockChanged(
+        "p", None, "w", 1, 0, 1, 1, "", datetime(2025, 1, 1, tzinfo=UTC)
+    )
+
+
+def test_a_planned_batch_publishes_every_event_within_its_schema() -> None:
     sku = Sku("p")
     due = AT - timedelta(seconds=1)
+    backorders, low, empty = Sku("b"), Sku("l"), Sku("e")
     snapshot = Snapshot(
         orders={"late": OrderRow("late", OrderState.RESERVED, (Item(sku, 1),), 60, due, 1)},
         reservations={
@@ -378,7 +575,14 @@ def test_a_planned_batch_publishes_every_status_within_its_schema() -> None:
                 )
             ]
         },
-        stocks={"s1": StockRow("s1", sku, "w", Levels(5, 1, 6), 3)},
+        stocks={
+            "s1": StockRow("s1", sku, "w", Levels(5, 1, 6), 3),
+            "s2": StockRow(
+                "s2", backorders, "w", Levels(1, 0, 1), 1, policy=StockPolicy(0, None, 5)
+            ),
+            "s3": StockRow("s3", low, "w", Levels(8, 0, 8), 1, policy=StockPolicy(1, 5, 0)),
+            "s4": StockRow("s4", empty, "w", Levels(0, 0, 0), 1),
+        },
         warehouses={"w": Warehouse("w", 1, True)},
     )
     items = [{"product_id": "p", "quantity": 2}]
@@ -393,6 +597,12 @@ def test_a_planned_batch_publishes_every_status_within_its_schema() -> None:
         # REJECTED above, COMMIT_FAILED below: paid, and still too little stock
         Commit("c", Source.STREAM, "e4"),
         UpdateStock(sku, "w", StockOperation.ADD, 4, "restock"),
+        # RESERVED with 2 units backordered (available -2), then BACKORDER_FILLED by a restock
+        v.reserve("d", [{"product_id": "b", "quantity": 3}], 60, v.Limits(), source=Source.STREAM),
+        UpdateStock(backorders, "w", StockOperation.ADD, 4, "restock"),
+        # LOW_STOCK and OUT_OF_STOCK, for the row and the SKU; BACK_IN_STOCK for both
+        UpdateStock(low, "w", StockOperation.SUBTRACT, 8, "shrinkage"),
+        UpdateStock(empty, "w", StockOperation.ADD, 3, "restock"),
     ]
     uuids = (f"00000000-0000-4000-8000-{n:012d}" for n in itertools.count())
     plan = plan_batch(
@@ -403,8 +613,17 @@ def test_a_planned_batch_publishes_every_status_within_its_schema() -> None:
         allow_split=True,
         new_id=lambda: next(uuids),
     )
-    for event in plan.reservation_events:
-        validate("inventory-reservations", event.payload)
-    for change in plan.stock_changes.values():
-        validate("stock-changed", change.payload(AT))
-    assert {event.payload["status"] for event in plan.reservation_events} == set(ResultStatus)
+    outbox = plan.outbox(
+        AT,
+        stock_changed_topic="stock-changed",
+        reservations_topic="inventory-reservations",
+        stock_alerts_topic="stock-alerts",
+    )
+    for message in outbox:
+        validate(message.topic, message.payload)
+    published = {m.payload["status"] for m in outbox if m.topic == "inventory-reservations"}
+    assert published == set(ResultStatus)
+    alerts = {m.payload["alert"] for m in outbox if m.topic == "stock-alerts"}
+    assert alerts == set(StockAlert)
+    [reserved_d] = [m.payload for m in outbox if m.key == "d" and m.payload["status"] == "RESERVED"]
+    assert reserved_d["items"][0]["backordered"] == 2

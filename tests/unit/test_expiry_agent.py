@@ -75,6 +75,15 @@ async def test_reserved_puts_and_a_terminal_status_deletes(agent: ExpiryAgent) -
     assert changelog(agent).written == [(2, "o1", EXPIRES_S), (2, "o1", None)]
 
 
+async def test_a_backorder_filled_keeps_the_hold_it_reports_on(agent: ExpiryAgent) -> None:
+    # the order is still RESERVED with the same deadline: dropping its timer would leave it
+    # to the sweeper's backstop
+    await agent.apply([(2, *event("o1", "RESERVED", expires_at=EXPIRES))])
+    await agent.apply([(2, *event("o1", "BACKORDER_FILLED"))])
+    assert agent.schedule.entries() == [Entry("o1", EXPIRES_S, 2)]
+    assert changelog(agent).written == [(2, "o1", EXPIRES_S)]
+
+
 async def test_a_redelivery_writes_nothing_more(agent: ExpiryAgent) -> None:
     reserved = event("o1", "RESERVED", expires_at=EXPIRES)
     expired = event("o1", "EXPIRED")

@@ -95,23 +95,25 @@ class ItemAvailability(_message.Message):
     def __init__(self, product_id: _Optional[str] = ..., variant_id: _Optional[str] = ..., warehouse_id: _Optional[str] = ..., requested_quantity: _Optional[int] = ..., available_quantity: _Optional[int] = ..., available: _Optional[bool] = ..., known: _Optional[bool] = ..., available_by_warehouse: _Optional[_Mapping[str, int]] = ...) -> None: ...
 
 class Reservation(_message.Message):
-    __slots__ = ("reservation_id", "product_id", "variant_id", "warehouse_id", "quantity", "status")
+    __slots__ = ("reservation_id", "product_id", "variant_id", "warehouse_id", "quantity", "status", "backordered")
     RESERVATION_ID_FIELD_NUMBER: _ClassVar[int]
     PRODUCT_ID_FIELD_NUMBER: _ClassVar[int]
     VARIANT_ID_FIELD_NUMBER: _ClassVar[int]
     WAREHOUSE_ID_FIELD_NUMBER: _ClassVar[int]
     QUANTITY_FIELD_NUMBER: _ClassVar[int]
     STATUS_FIELD_NUMBER: _ClassVar[int]
+    BACKORDERED_FIELD_NUMBER: _ClassVar[int]
     reservation_id: str
     product_id: str
     variant_id: str
     warehouse_id: str
     quantity: int
     status: ReservationStatus
-    def __init__(self, reservation_id: _Optional[str] = ..., product_id: _Optional[str] = ..., variant_id: _Optional[str] = ..., warehouse_id: _Optional[str] = ..., quantity: _Optional[int] = ..., status: _Optional[_Union[ReservationStatus, str]] = ...) -> None: ...
+    backordered: int
+    def __init__(self, reservation_id: _Optional[str] = ..., product_id: _Optional[str] = ..., variant_id: _Optional[str] = ..., warehouse_id: _Optional[str] = ..., quantity: _Optional[int] = ..., status: _Optional[_Union[ReservationStatus, str]] = ..., backordered: _Optional[int] = ...) -> None: ...
 
 class StockLevel(_message.Message):
-    __slots__ = ("stock_id", "product_id", "variant_id", "warehouse_id", "available", "reserved", "total", "version")
+    __slots__ = ("stock_id", "product_id", "variant_id", "warehouse_id", "available", "reserved", "total", "version", "sellable", "backordered", "safety_stock", "reorder_point", "backorder_limit")
     STOCK_ID_FIELD_NUMBER: _ClassVar[int]
     PRODUCT_ID_FIELD_NUMBER: _ClassVar[int]
     VARIANT_ID_FIELD_NUMBER: _ClassVar[int]
@@ -120,6 +122,11 @@ class StockLevel(_message.Message):
     RESERVED_FIELD_NUMBER: _ClassVar[int]
     TOTAL_FIELD_NUMBER: _ClassVar[int]
     VERSION_FIELD_NUMBER: _ClassVar[int]
+    SELLABLE_FIELD_NUMBER: _ClassVar[int]
+    BACKORDERED_FIELD_NUMBER: _ClassVar[int]
+    SAFETY_STOCK_FIELD_NUMBER: _ClassVar[int]
+    REORDER_POINT_FIELD_NUMBER: _ClassVar[int]
+    BACKORDER_LIMIT_FIELD_NUMBER: _ClassVar[int]
     stock_id: str
     product_id: str
     variant_id: str
@@ -128,7 +135,12 @@ class StockLevel(_message.Message):
     reserved: int
     total: int
     version: int
-    def __init__(self, stock_id: _Optional[str] = ..., product_id: _Optional[str] = ..., variant_id: _Optional[str] = ..., warehouse_id: _Optional[str] = ..., available: _Optional[int] = ..., reserved: _Optional[int] = ..., total: _Optional[int] = ..., version: _Optional[int] = ...) -> None: ...
+    sellable: int
+    backordered: int
+    safety_stock: int
+    reorder_point: int
+    backorder_limit: int
+    def __init__(self, stock_id: _Optional[str] = ..., product_id: _Optional[str] = ..., variant_id: _Optional[str] = ..., warehouse_id: _Optional[str] = ..., available: _Optional[int] = ..., reserved: _Optional[int] = ..., total: _Optional[int] = ..., version: _Optional[int] = ..., sellable: _Optional[int] = ..., backordered: _Optional[int] = ..., safety_stock: _Optional[int] = ..., reorder_point: _Optional[int] = ..., backorder_limit: _Optional[int] = ...) -> None: ...
 
 class Shortage(_message.Message):
     __slots__ = ("product_id", "variant_id", "warehouse_id", "requested_quantity", "available_quantity")
@@ -285,17 +297,49 @@ class GetStockRequest(_message.Message):
     def __init__(self, product_id: _Optional[str] = ..., variant_id: _Optional[str] = ..., warehouse_id: _Optional[str] = ...) -> None: ...
 
 class GetStockResponse(_message.Message):
-    __slots__ = ("product_id", "variant_id", "warehouses", "available", "reserved", "total")
+    __slots__ = ("product_id", "variant_id", "warehouses", "available", "reserved", "total", "sellable", "backordered")
     PRODUCT_ID_FIELD_NUMBER: _ClassVar[int]
     VARIANT_ID_FIELD_NUMBER: _ClassVar[int]
     WAREHOUSES_FIELD_NUMBER: _ClassVar[int]
     AVAILABLE_FIELD_NUMBER: _ClassVar[int]
     RESERVED_FIELD_NUMBER: _ClassVar[int]
     TOTAL_FIELD_NUMBER: _ClassVar[int]
+    SELLABLE_FIELD_NUMBER: _ClassVar[int]
+    BACKORDERED_FIELD_NUMBER: _ClassVar[int]
     product_id: str
     variant_id: str
     warehouses: _containers.RepeatedCompositeFieldContainer[StockLevel]
     available: int
     reserved: int
     total: int
-    def __init__(self, product_id: _Optional[str] = ..., variant_id: _Optional[str] = ..., warehouses: _Optional[_Iterable[_Union[StockLevel, _Mapping]]] = ..., available: _Optional[int] = ..., reserved: _Optional[int] = ..., total: _Optional[int] = ...) -> None: ...
+    sellable: int
+    backordered: int
+    def __init__(self, product_id: _Optional[str] = ..., variant_id: _Optional[str] = ..., warehouses: _Optional[_Iterable[_Union[StockLevel, _Mapping]]] = ..., available: _Optional[int] = ..., reserved: _Optional[int] = ..., total: _Optional[int] = ..., sellable: _Optional[int] = ..., backordered: _Optional[int] = ...) -> None: ...
+
+class SetStockPolicyRequest(_message.Message):
+    __slots__ = ("product_id", "variant_id", "warehouse_id", "safety_stock", "reorder_point", "backorder_limit", "expected_version", "idempotency_key", "reason")
+    PRODUCT_ID_FIELD_NUMBER: _ClassVar[int]
+    VARIANT_ID_FIELD_NUMBER: _ClassVar[int]
+    WAREHOUSE_ID_FIELD_NUMBER: _ClassVar[int]
+    SAFETY_STOCK_FIELD_NUMBER: _ClassVar[int]
+    REORDER_POINT_FIELD_NUMBER: _ClassVar[int]
+    BACKORDER_LIMIT_FIELD_NUMBER: _ClassVar[int]
+    EXPECTED_VERSION_FIELD_NUMBER: _ClassVar[int]
+    IDEMPOTENCY_KEY_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    product_id: str
+    variant_id: str
+    warehouse_id: str
+    safety_stock: int
+    reorder_point: int
+    backorder_limit: int
+    expected_version: int
+    idempotency_key: str
+    reason: str
+    def __init__(self, product_id: _Optional[str] = ..., variant_id: _Optional[str] = ..., warehouse_id: _Optional[str] = ..., safety_stock: _Optional[int] = ..., reorder_point: _Optional[int] = ..., backorder_limit: _Optional[int] = ..., expected_version: _Optional[int] = ..., idempotency_key: _Optional[str] = ..., reason: _Optional[str] = ...) -> None: ...
+
+class SetStockPolicyResponse(_message.Message):
+    __slots__ = ("stock",)
+    STOCK_FIELD_NUMBER: _ClassVar[int]
+    stock: StockLevel
+    def __init__(self, stock: _Optional[_Union[StockLevel, _Mapping]] = ...) -> None: ...

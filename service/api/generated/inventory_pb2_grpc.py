@@ -69,6 +69,11 @@ class InventoryServiceStub:
                 request_serializer=inventory_dot_v1_dot_inventory__pb2.BulkCheckStockRequest.SerializeToString,
                 response_deserializer=inventory_dot_v1_dot_inventory__pb2.BulkCheckStockResponse.FromString,
                 _registered_method=True)
+        self.SetStockPolicy = channel.unary_unary(
+                '/inventory.v1.InventoryService/SetStockPolicy',
+                request_serializer=inventory_dot_v1_dot_inventory__pb2.SetStockPolicyRequest.SerializeToString,
+                response_deserializer=inventory_dot_v1_dot_inventory__pb2.SetStockPolicyResponse.FromString,
+                _registered_method=True)
 
 
 class InventoryServiceServicer:
@@ -128,6 +133,15 @@ class InventoryServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def SetStockPolicy(self, request, context):
+        """Admin: replace the stock policy of a SKU in a warehouse (safety stock, reorder point,
+        backorder limit; a field not given is its default). Same credential as UpdateStock.
+        FAILED_PRECONDITION for a backorder_limit below the units already backordered there.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_InventoryServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -165,6 +179,11 @@ def add_InventoryServiceServicer_to_server(servicer, server):
                     servicer.BulkCheckStock,
                     request_deserializer=inventory_dot_v1_dot_inventory__pb2.BulkCheckStockRequest.FromString,
                     response_serializer=inventory_dot_v1_dot_inventory__pb2.BulkCheckStockResponse.SerializeToString,
+            ),
+            'SetStockPolicy': grpc.unary_unary_rpc_method_handler(
+                    servicer.SetStockPolicy,
+                    request_deserializer=inventory_dot_v1_dot_inventory__pb2.SetStockPolicyRequest.FromString,
+                    response_serializer=inventory_dot_v1_dot_inventory__pb2.SetStockPolicyResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -356,6 +375,33 @@ class InventoryService:
             '/inventory.v1.InventoryService/BulkCheckStock',
             inventory_dot_v1_dot_inventory__pb2.BulkCheckStockRequest.SerializeToString,
             inventory_dot_v1_dot_inventory__pb2.BulkCheckStockResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SetStockPolicy(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/inventory.v1.InventoryService/SetStockPolicy',
+            inventory_dot_v1_dot_inventory__pb2.SetStockPolicyRequest.SerializeToString,
+            inventory_dot_v1_dot_inventory__pb2.SetStockPolicyResponse.FromString,
             options,
             channel_credentials,
             insecure,

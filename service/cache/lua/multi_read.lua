@@ -1,6 +1,7 @@
 -- The SKU aggregates KEYS in one call, each as one string ('' when absent): '1' if complete
--- else '0', then per warehouse a line 'available|reserved|total|version|stock_id|warehouse'
--- (ids are printable, so a newline cannot occur in them).
+-- else '0', then per warehouse a line: its field as versioned_write.lua packs it, then the
+-- warehouse, 'available|reserved|total|version|safety_stock|reorder_point|backorder_limit|
+-- backordered|stock_id|warehouse' (ids are printable, so a newline cannot occur in them).
 local out = {}
 for i = 1, #KEYS do
   local all = redis.call('HGETALL', KEYS[i])

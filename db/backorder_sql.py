@@ -1,0 +1,51 @@
+"""The open backordered lines a batch may fill, locked: see ``service/domain/policy_effects.py``.
+
+A restock fills lines of orders that are not in the batch, and an order is filled when all of
+its backordered lines are. Two batches restocking two rows of one order must not both miss
+(or both see) the order's last line: the lines are read ``FOR UPDATE``, in id order so that
+two batches never wait on each other crosswise, and a batch that waited reads the lines as
+the other one committed them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from service.domain.snapshot import ReservationRow
+from service.domain.values import ReservationStatus, Sku
+
+_OPEN = "status IN ('PENDING', 'COMMITTED') AND backordered > 0"
+
+LOCK_OPEN_LINES = text(
+    "SELECT id, order_id, stock_id, product_id, variant_id, warehouse_id, quantity, status,"
+    " expires_at, backordered, created_at FROM reservations"
+    f" WHERE {_OPEN} AND order_id IN (SELECT order_id FROM reservations"
+    f"  WHERE stock_id = ANY(CAST(:ids AS uuid[])) AND {_OPEN})"
+    " ORDER BY id FOR UPDATE"
+)
+
+
+async def lock_open_lines(conn: AsyncConnection, stock_ids: Sequence[str]) -> list[ReservationRow]:
+    """The open backordered lines on ``stock_ids``, and every other one of their orders,
+    oldest first (``created_at``, then id): the fill order. Call it after ``lock_stocks``."""
+    if not stock_ids:
+        return []
+    lines = [
+        ReservationRow(
+            reservation_id=str(row.id),
+            order_id=row.order_id,
+            stock_id=str(row.stock_id),
+            sku=Sku(row.product_id, row.variant_id),
+            warehouse_id=row.warehouse_id,
+            quantity=row.quantity,
+            status=ReservationStatus(row.status),
+            expires_at=row.expires_at,
+            backordered=row.backordered,
+            created_at=row.created_at,
+        )
+        for row in await conn.execute(LOCK_OPEN_LINES, {"ids": list(stock_ids)})
+    ]
+    return sorted(lines, key=lambda line: (line.created_at, line.reservation_id))
