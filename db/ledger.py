@@ -44,8 +44,9 @@ CLAIM_EVENTS = text(
 )
 
 LOAD_ORDERS = text(
-    "SELECT order_id, state, items, ttl_seconds, expires_at, version, last_event_id "
-    "FROM orders WHERE order_id IN (SELECT json_array_elements_text(CAST(:ids AS json)))"
+    "SELECT order_id, state, items, ttl_seconds, expires_at, version, last_event_id, "
+    "allow_partial FROM orders "
+    "WHERE order_id IN (SELECT json_array_elements_text(CAST(:ids AS json)))"
 )
 
 LOAD_RESERVATIONS = text(
@@ -103,13 +104,21 @@ WRITE_PLAN = text(
     "WHERE r.id = (e->>0)::uuid RETURNING 1), "
     "order_rows AS ("
     "INSERT INTO orders (order_id, state, items, ttl_seconds, expires_at, version, "
-    "last_event_id) SELECT e->>0, e->>1, (e->2)::jsonb, (e->>3)::integer, "
-    "(e->>4)::timestamptz, (e->>5)::bigint, e->>6 "
+    "last_event_id, allow_partial) SELECT e->>0, e->>1, (e->2)::jsonb, (e->>3)::integer, "
+    "(e->>4)::timestamptz, (e->>5)::bigint, e->>6, (e->>7)::boolean "
     "FROM plan, json_array_elements(plan.doc->'orders') AS e "
     "ON CONFLICT (order_id) DO UPDATE SET state = excluded.state, items = excluded.items, "
     "ttl_seconds = excluded.ttl_seconds, expires_at = excluded.expires_at, "
-    "version = excluded.version, last_event_id = excluded.last_event_id, updated_at = now() "
+    "version = excluded.version, last_event_id = excluded.last_event_id, "
+    "allow_partial = excluded.allow_partial, updated_at = now() "
     "RETURNING 1), "
+    # Append-only, in the plan's order (an order's steps of one batch keep theirs by id);
+    # ``at`` is the transaction's now(), the same for every row of the batch.
+    "history_rows AS ("
+    "INSERT INTO order_history (order_id, from_state, to_state, published, cause, at) "
+    "SELECT e->>0, e->>1, e->>2, e->>3, e->>4, now() "
+    "FROM plan, json_array_elements(plan.doc->'history') WITH ORDINALITY AS h(e, n) "
+    "ORDER BY h.n RETURNING 1), "
     "movement_rows AS ("
     "INSERT INTO stock_movements (stock_id, product_id, variant_id, warehouse_id, operation, "
     "quantity, available_after, reserved_after, total_after, reason, order_id, actor) "
@@ -122,6 +131,7 @@ WRITE_PLAN = text(
     "SELECT (SELECT count(*) FROM stock_rows), (SELECT count(*) FROM new_reservations), "
     "(SELECT count(*) FROM settled), (SELECT count(*) FROM order_rows), "
     "(SELECT count(*) FROM movement_rows), (SELECT count(*) FROM outbox_rows), "
+    "(SELECT count(*) FROM history_rows), "
     # Wakes the relay, in whichever process it runs, when this transaction commits (a
     # notification is delivered at commit, and not at all on rollback).
     f"(SELECT pg_notify('{OUTBOX_CHANNEL}', '') WHERE EXISTS (SELECT FROM outbox_rows))"
@@ -151,11 +161,12 @@ async def load_orders(conn: AsyncConnection, order_ids: Sequence[str]) -> dict[s
         row.order_id: OrderRow(
             order_id=row.order_id,
             state=OrderState(row.state),
-            items=tuple(_item(raw) for raw in row.items),
+            items=tuple(item_of(raw) for raw in row.items),
             ttl_seconds=row.ttl_seconds,
             expires_at=row.expires_at,
             version=row.version,
             last_event_id=row.last_event_id,
+            allow_partial=row.allow_partial,
         )
         for row in result
     }
@@ -311,8 +322,12 @@ async def write_plan(
                 iso(o.expires_at) if o.expires_at else None,
                 o.version,
                 o.last_event_id,
+                o.allow_partial,
             )
             for o in plan.orders.values()
+        ],
+        "history": [
+            (t.order_id, t.from_state, t.to_state, t.published, t.cause) for t in plan.transitions
         ],
         "movements": [
             (
@@ -358,7 +373,8 @@ def _json(value: Any) -> str:
     return _ENCODER.encode(value)
 
 
-def _item(raw: dict[str, Any]) -> Item:
+def item_of(raw: dict[str, Any]) -> Item:
+    """An item of ``orders.items`` (jsonb), as ``write_plan`` writes it."""
     return Item(
         Sku(raw["product_id"], raw.get("variant_id")), int(raw["quantity"]), raw.get("warehouse_id")
     )

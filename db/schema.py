@@ -15,11 +15,13 @@ from sqlalchemy import (
     CheckConstraint,
     DateTime,
     ForeignKey,
+    Identity,
     Index,
     Integer,
     MetaData,
     String,
     Text,
+    false,
     func,
     text,
 )
@@ -113,6 +115,30 @@ class Order(Timestamps, Base):
     expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     version: Mapped[int] = mapped_column(BigInteger, nullable=False, default=1)
     last_event_id: Mapped[str | None] = mapped_column(String(128))
+    # reserved line by line, each getting what it could (false: all or nothing)
+    allow_partial: Mapped[bool] = mapped_column(Boolean, nullable=False, server_default=false())
+
+
+class OrderHistory(Base):
+    """Append-only: one row per step that changes an order or reports on it (from and to state,
+    the status published, the cause), written by the engine in the batch's statement (``at`` is
+    that transaction's time); GetOrder reads it by ``(order_id, id)``.
+
+    Nothing updates or deletes a row. It grows with the steps (a few per order: one per event
+    or RPC that moved it), so it is bounded by the orders kept: it is pruned with its order once
+    retention exists.
+    """
+
+    __tablename__ = "order_history"
+    __table_args__ = (Index("ix_order_history_order_id_id", "order_id", "id"),)
+
+    id: Mapped[int] = mapped_column(BigInteger, Identity(always=False), primary_key=True)
+    order_id: Mapped[str] = mapped_column(String(128), nullable=False)
+    from_state: Mapped[str | None] = mapped_column(String(32))  # NULL: the order's first step
+    to_state: Mapped[str] = mapped_column(String(32), nullable=False)
+    published: Mapped[str | None] = mapped_column(String(32))  # the ResultStatus, if any
+    cause: Mapped[str] = mapped_column(String(200), nullable=False)  # event id, rpc:<Method>, ...
+    at: Mapped[datetime] = _now()
 
 
 class Reservation(Timestamps, Base):

@@ -16,6 +16,7 @@ from service.cache import StockCache, build_cache, build_queries
 from service.config import Settings
 from service.domain.validation import Limits
 from service.engine import EngineConfig, ReservationEngine
+from service.orders import OrderQueries
 from service.queries import StockQueries
 
 
@@ -38,6 +39,7 @@ class Container:
     db: AsyncEngine
     engine: ReservationEngine
     queries: StockQueries
+    orders: OrderQueries  # GetOrder, from PostgreSQL (the cache holds stock levels only)
     limits: Limits
     cache: StockCache | None = None
 
@@ -59,6 +61,7 @@ async def build(settings: Settings) -> AsyncIterator[Container]:
             db=db,
             engine=engine,
             queries=build_queries(settings, db, cache),
+            orders=OrderQueries(db),
             limits=limits_from(settings),
             cache=cache,
         )

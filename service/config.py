@@ -21,6 +21,7 @@ TOPIC_FIELDS = (
     "topic_order_created",
     "topic_order_paid",
     "topic_order_cancelled",
+    "topic_order_extended",
     "topic_stock_changed",
     "topic_reservations",
     "topic_stock_alerts",
@@ -136,6 +137,7 @@ class Settings(BaseSettings):
     topic_order_created: KafkaName = "order-created"
     topic_order_cancelled: KafkaName = "order-cancelled"
     topic_order_paid: KafkaName = "order-paid"
+    topic_order_extended: KafkaName = "order-extended"
     topic_stock_changed: KafkaName = "stock-changed"
     topic_reservations: KafkaName = "inventory-reservations"
     topic_stock_alerts: KafkaName = "stock-alerts"
@@ -253,8 +255,15 @@ class Settings(BaseSettings):
         return self.model_copy(update={**names, **changes})
 
     @property
-    def order_topics(self) -> tuple[str, str, str]:
-        return (self.topic_order_created, self.topic_order_paid, self.topic_order_cancelled)
+    def order_topics(self) -> tuple[str, str, str, str]:
+        """The consumed order topics: guarded by the OffsetGuard, co-partitioned with
+        ``topic_reservations``, read by ``inventory audit``."""
+        return (
+            self.topic_order_created,
+            self.topic_order_paid,
+            self.topic_order_cancelled,
+            self.topic_order_extended,
+        )
 
     def database(self, role: str | None = None) -> Database:
         """The plain connection values ``db`` takes; ``role`` names the connection in

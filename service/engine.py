@@ -30,6 +30,7 @@ from service.domain.commands import (
     Command,
     Commit,
     Expire,
+    Extend,
     OrderCommand,
     Release,
     Reserve,
@@ -142,6 +143,9 @@ class ReservationEngine:
         return _order_result(await self._enqueue(command))
 
     async def release(self, command: Release) -> OrderResult:
+        return _order_result(await self._enqueue(command))
+
+    async def extend(self, command: Extend) -> OrderResult:
         return _order_result(await self._enqueue(command))
 
     async def update_stock(self, command: UpdateStock) -> StockLevel:

@@ -31,7 +31,7 @@ from service.domain.commands import OrderEventKind
 from streams.handler import Incoming, OrderEventHandler
 from streams.kafka_transport import RawSchema
 from streams.offsets import OffsetGuard, Verdict
-from streams.records import KIND_LABELS, DeadLetter
+from streams.records import KIND_LABELS, DeadLetter, TopicKinds
 
 log = logging.getLogger(__name__)
 
@@ -209,11 +209,7 @@ def register_order_agents(
     """One agent per order topic, each with its own runner (``depth`` batches in flight)."""
     window_s = max(settings.batch_window_ms / 1000, MIN_TAKE_WINDOW_S)
     runners = []
-    for kind, name in (
-        (OrderEventKind.CREATED, settings.topic_order_created),
-        (OrderEventKind.PAID, settings.topic_order_paid),
-        (OrderEventKind.CANCELLED, settings.topic_order_cancelled),
-    ):
+    for kind, name in TopicKinds.from_settings(settings).pairs():
         runner = BatchRunner(app, guard, handler, depth)
         body = order_agent(kind, runner, settings.batch_max_size, window_s)
         app.agent(raw_topic(app, name, settings), name=f"orders-{kind.value}", concurrency=1)(body)

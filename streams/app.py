@@ -62,6 +62,7 @@ class Topics:
     order_created: str
     order_paid: str
     order_cancelled: str
+    order_extended: str
     stock_changed: str
     reservations: str
     stock_alerts: str
@@ -74,6 +75,7 @@ class Topics:
             order_created=settings.topic_order_created,
             order_paid=settings.topic_order_paid,
             order_cancelled=settings.topic_order_cancelled,
+            order_extended=settings.topic_order_extended,
             stock_changed=settings.topic_stock_changed,
             reservations=settings.topic_reservations,
             stock_alerts=settings.topic_stock_alerts,
@@ -87,6 +89,7 @@ class Topics:
             self.order_created,
             self.order_paid,
             self.order_cancelled,
+            self.order_extended,
             self.stock_changed,
             self.reservations,
             self.stock_alerts,

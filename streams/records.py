@@ -11,14 +11,25 @@ import base64
 import json
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import faust
 
 from service.domain import validation
-from service.domain.commands import Commit, OrderCommand, OrderEventKind, Release, Reserve, Source
+from service.domain.commands import (
+    Commit,
+    Extend,
+    OrderCommand,
+    OrderEventKind,
+    Release,
+    Reserve,
+    Source,
+)
 from service.domain.errors import InvalidArgument
 from service.domain.validation import Limits
+
+if TYPE_CHECKING:
+    from service.config import Settings
 
 # A dead letter must fit in one Kafka message (producers and brokers refuse about 1 MB and
 # more by default): it carries at most this much of the original key and value, and says so.
@@ -130,6 +141,7 @@ def _occurred_at(value: Any) -> None:
 def _command(
     kind: OrderEventKind, body: dict[str, Any], event_id: str, limits: Limits
 ) -> OrderCommand:
+    # the same checks as the RPCs (ReserveStock, ExtendReservation): one contract for both
     if kind is OrderEventKind.CREATED:
         return validation.reserve(
             body.get("order_id"),
@@ -138,6 +150,7 @@ def _command(
             limits,
             source=Source.STREAM,
             event_id=event_id,
+            allow_partial=body.get("allow_partial"),
         )
     if kind is OrderEventKind.PAID:
         return validation.commit(
@@ -147,6 +160,14 @@ def _command(
         return validation.release(
             body.get("order_id"),
             body.get("reason"),
+            limits,
+            source=Source.STREAM,
+            event_id=event_id,
+        )
+    if kind is OrderEventKind.EXTENDED:
+        return validation.extend(
+            body.get("order_id"),
+            body.get("ttl_seconds"),
             limits,
             source=Source.STREAM,
             event_id=event_id,
@@ -177,15 +198,31 @@ class TopicKinds:
     created: str
     paid: str
     cancelled: str
+    extended: str
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> TopicKinds:
+        return cls(
+            created=settings.topic_order_created,
+            paid=settings.topic_order_paid,
+            cancelled=settings.topic_order_cancelled,
+            extended=settings.topic_order_extended,
+        )
 
     def kind_of(self, topic: str) -> OrderEventKind:
-        if topic == self.created:
-            return OrderEventKind.CREATED
-        if topic == self.paid:
-            return OrderEventKind.PAID
-        if topic == self.cancelled:
-            return OrderEventKind.CANCELLED
+        for kind, name in self.pairs():
+            if name == topic:
+                return kind
         raise KeyError(topic)
+
+    def pairs(self) -> tuple[tuple[OrderEventKind, str], ...]:
+        """Each order topic's kind and name, in the order of ``Settings.order_topics``."""
+        return (
+            (OrderEventKind.CREATED, self.created),
+            (OrderEventKind.PAID, self.paid),
+            (OrderEventKind.CANCELLED, self.cancelled),
+            (OrderEventKind.EXTENDED, self.extended),
+        )
 
 
 # The logical names of the order topics, for metric labels that must not grow with renames.
@@ -193,12 +230,14 @@ KIND_LABELS: dict[OrderEventKind, str] = {
     OrderEventKind.CREATED: "order-created",
     OrderEventKind.PAID: "order-paid",
     OrderEventKind.CANCELLED: "order-cancelled",
+    OrderEventKind.EXTENDED: "order-extended",
 }
 
 __all__ = [
     "KIND_LABELS",
     "Commit",
     "DeadLetter",
+    "Extend",
     "InvalidEvent",
     "Release",
     "Reserve",

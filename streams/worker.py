@@ -18,7 +18,6 @@ import faust
 
 from service import metrics
 from service.config import Settings
-from service.domain.commands import OrderEventKind
 from service.sweeper import ExpirySweeper
 from streams.agents import BatchRunner, TopicDeadLetterSink, register_order_agents
 from streams.app import check_topic_layout, create_app, ensure_topics
@@ -26,7 +25,7 @@ from streams.expiry.agent import ExpiryAgent, register_expiry
 from streams.handler import OrderEventHandler
 from streams.offsets import OffsetGuard
 from streams.outbox import OutboxRelay
-from streams.records import KIND_LABELS
+from streams.records import KIND_LABELS, TopicKinds
 from streams.warmer import register_warmer
 
 if TYPE_CHECKING:
@@ -169,11 +168,8 @@ class StreamWorker:
         """Set the consumer lag gauge per order topic; returns the total."""
         if self.app is None:
             return 0
-        labels = {
-            self._settings.topic_order_created: KIND_LABELS[OrderEventKind.CREATED],
-            self._settings.topic_order_paid: KIND_LABELS[OrderEventKind.PAID],
-            self._settings.topic_order_cancelled: KIND_LABELS[OrderEventKind.CANCELLED],
-        }
+        kinds = TopicKinds.from_settings(self._settings)
+        labels = {name: KIND_LABELS[kind] for kind, name in kinds.pairs()}
         per_topic: dict[str, int] = defaultdict(int)
         consumer: Any = self.app.consumer
         with contextlib.suppress(Exception):

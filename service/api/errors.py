@@ -111,9 +111,14 @@ def tolerant(deserializer: Deserializer | None) -> Deserializer | None:
 def wrap(method: str, handler: Handler) -> Handler:
     """``handler`` with errors mapped to statuses, counted and timed under ``method``."""
 
+    def observe(code: grpc.StatusCode, started: float) -> None:
+        metrics.RPC_REQUESTS.labels(method, code.name).inc()
+        metrics.RPC_SECONDS.labels(method).observe(time.perf_counter() - started)
+
     async def answer(request: Any, context: grpc.aio.ServicerContext) -> Any:
         started = time.perf_counter()
         code = grpc.StatusCode.OK
+        observed = False
         try:
             if request is UNDECODABLE:
                 raise InvalidArgument("request", "not a valid protobuf message for this method")
@@ -127,10 +132,13 @@ def wrap(method: str, handler: Handler) -> Handler:
         except Exception as exc:
             code, message, trailers = to_status(exc)
             _log(method, code, exc)
+            # counted before abort sends the status: a caller holding its answer finds it counted
+            observe(code, started)
+            observed = True
             await context.abort(code, message, trailing_metadata=trailers)
         finally:
-            metrics.RPC_REQUESTS.labels(method, code.name).inc()
-            metrics.RPC_SECONDS.labels(method).observe(time.perf_counter() - started)
+            if not observed:
+                observe(code, started)
 
     return answer
 

@@ -14,11 +14,34 @@ from google.protobuf.timestamp_pb2 import Timestamp
 
 from service.api.generated import inventory_pb2 as pb
 from service.domain import validation
-from service.domain.commands import Commit, Release, Reserve, SetStockPolicy, UpdateStock
+from service.domain.commands import (
+    Commit,
+    Extend,
+    Release,
+    Reserve,
+    SetStockPolicy,
+    UpdateStock,
+)
 from service.domain.errors import InvalidArgument
-from service.domain.results import Availability, OrderResult, ReservationLine, StockLevel, StockView
+from service.domain.results import (
+    Availability,
+    LineOutcome,
+    OrderResult,
+    OrderView,
+    ReservationLine,
+    StockLevel,
+    StockView,
+    Transition,
+)
 from service.domain.validation import Limits
-from service.domain.values import Item, OrderState, ReservationStatus, Sku, StockOperation
+from service.domain.values import (
+    Item,
+    OrderState,
+    ReservationStatus,
+    ResultStatus,
+    Sku,
+    StockOperation,
+)
 
 # -- requests --
 
@@ -65,7 +88,16 @@ def reserve(request: pb.ReserveStockRequest, limits: Limits) -> Reserve:
         [item_fields(item) for item in request.items],
         request.ttl_seconds,
         limits,
+        allow_partial=request.allow_partial,
     )
+
+
+def extend(request: pb.ExtendReservationRequest, limits: Limits) -> Extend:
+    return validation.extend(request.order_id, request.ttl_seconds, limits)
+
+
+def get_order(request: pb.GetOrderRequest, limits: Limits) -> str:
+    return validation.require_id(request.order_id, "order_id", limits)
 
 
 def release(request: pb.ReleaseReservationRequest, limits: Limits) -> Release:
@@ -204,15 +236,73 @@ def timestamp(moment: datetime) -> Timestamp:
     return stamp
 
 
+def line_outcome(line: LineOutcome) -> pb.LineOutcome:
+    return pb.LineOutcome(
+        product_id=line.sku.product_id,
+        variant_id=line.sku.variant_id or "",
+        warehouse_id=line.warehouse_id or "",
+        requested=line.requested,
+        reserved=line.reserved,
+        short=line.short,
+    )
+
+
 def reserve_response(result: OrderResult) -> pb.ReserveStockResponse:
     response = pb.ReserveStockResponse(
         order_id=result.order_id,
         state=order_state(result),
         reservations=[reservation(line) for line in result.reservations],
         duplicate=result.duplicate,
+        lines=[line_outcome(line) for line in result.lines],
     )
     if result.expires_at is not None:
         response.expires_at.CopyFrom(timestamp(result.expires_at))
+    return response
+
+
+def extend_response(result: OrderResult) -> pb.ExtendReservationResponse:
+    response = pb.ExtendReservationResponse(
+        order_id=result.order_id,
+        state=order_state(result),
+        reservations=[reservation(line) for line in result.reservations],
+        # the engine publishes EXTENDED exactly when the deadline moved
+        extended=result.published is ResultStatus.EXTENDED,
+    )
+    if result.expires_at is not None:
+        response.expires_at.CopyFrom(timestamp(result.expires_at))
+    return response
+
+
+def stock_item(item: Item) -> pb.StockItem:
+    return pb.StockItem(
+        product_id=item.sku.product_id,
+        variant_id=item.sku.variant_id or "",
+        quantity=item.quantity,
+        warehouse_id=item.warehouse_id or "",
+    )
+
+
+def transition(step: Transition) -> pb.Transition:
+    return pb.Transition(
+        at=timestamp(step.at),
+        from_state=_ORDER_STATES[step.from_state],
+        to_state=_ORDER_STATES[step.to_state],
+        published=step.published.value if step.published is not None else "",
+        cause=step.cause,
+    )
+
+
+def order_view(view: OrderView) -> pb.GetOrderResponse:
+    response = pb.GetOrderResponse(
+        order_id=view.order_id,
+        state=_ORDER_STATES[view.state],
+        items=[stock_item(item) for item in view.items],
+        reservations=[reservation(line) for line in view.reservations],
+        allow_partial=view.allow_partial,
+        history=[transition(step) for step in view.history],
+    )
+    if view.expires_at is not None:
+        response.expires_at.CopyFrom(timestamp(view.expires_at))
     return response
 
 

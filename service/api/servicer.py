@@ -35,6 +35,9 @@ class InventoryServicer(pb_grpc.InventoryServiceServicer):
     def __init__(self, container: Container, auth: AdminAuth) -> None:
         self._engine = container.engine
         self._queries = container.queries
+        # GetOrder looks up container.orders per call: a container that serves no GetOrder
+        # (the TLS tests' fake) need not have it
+        self._container = container
         self._limits = container.limits
         self._default_warehouse = container.settings.default_warehouse_id
         self._auth = auth
@@ -64,6 +67,17 @@ class InventoryServicer(pb_grpc.InventoryServiceServicer):
         command = mapping.reserve(request, self._limits)
         _before_write(context)
         return mapping.reserve_response(await self._engine.reserve(command))
+
+    async def ExtendReservation(
+        self, request: pb.ExtendReservationRequest, context: Context
+    ) -> pb.ExtendReservationResponse:
+        command = mapping.extend(request, self._limits)
+        _before_write(context)
+        return mapping.extend_response(await self._engine.extend(command))
+
+    async def GetOrder(self, request: pb.GetOrderRequest, context: Context) -> pb.GetOrderResponse:
+        order_id = mapping.get_order(request, self._limits)
+        return mapping.order_view(await self._container.orders.get_order(order_id))
 
     async def ReleaseReservation(
         self, request: pb.ReleaseReservationRequest, context: Context

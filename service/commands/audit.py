@@ -1,6 +1,6 @@
 """`inventory audit`: reconcile the order topics with the ledger.
 
-Reads the three order topics over a window (default: everything retained, up to each
+Reads the four order topics over a window (default: everything retained, up to each
 partition's end at the start) and the whole DLQ, and reports every event that has neither a
 processed_events row nor a dead letter: "lost" when the consumer group (INVENTORY_APP_ID)
 committed past it, "pending" when it is not consumed yet. Then every order whose created

@@ -229,6 +229,7 @@ def topic_for(settings: Settings, kind: OrderEventKind) -> str:
         OrderEventKind.CREATED: settings.topic_order_created,
         OrderEventKind.PAID: settings.topic_order_paid,
         OrderEventKind.CANCELLED: settings.topic_order_cancelled,
+        OrderEventKind.EXTENDED: settings.topic_order_extended,
     }[kind]
 
 

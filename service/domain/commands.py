@@ -20,6 +20,7 @@ class OrderEventKind(StrEnum):
     PAID = "paid"
     CANCELLED = "cancelled"
     EXPIRE = "expire"
+    EXTENDED = "extended"
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,6 +30,8 @@ class Reserve:
     ttl_seconds: int
     source: Source = Source.API
     event_id: str | None = None
+    # each line reserves what it can (at least one unit over the order, or it is REJECTED)
+    allow_partial: bool = False
 
     kind = OrderEventKind.CREATED
 
@@ -88,6 +91,18 @@ class SetStockPolicy:
     idempotency_key: str | None = None
 
 
-OrderCommand = Reserve | Commit | Release | Expire
+@dataclass(frozen=True, slots=True)
+class Extend:
+    """A RESERVED order's hold runs until now + ``ttl_seconds`` (within the configured bounds)."""
+
+    order_id: str
+    ttl_seconds: int
+    source: Source = Source.API
+    event_id: str | None = None
+
+    kind = OrderEventKind.EXTENDED
+
+
+OrderCommand = Reserve | Commit | Release | Expire | Extend
 StockCommand = UpdateStock | SetStockPolicy
 Command = OrderCommand | StockCommand

@@ -18,7 +18,7 @@ from datetime import UTC, datetime
 from typing import Any, TypeAlias
 
 from service.domain.policies import Alert
-from service.domain.results import ReservationLine
+from service.domain.results import LineOutcome, ReservationLine
 from service.domain.snapshot import StockRow
 from service.domain.values import DEFAULT_POLICY, ResultStatus, Shortage, Sku, StockPolicy
 
@@ -190,6 +190,7 @@ def reservation_payload(
     shortages: Sequence[Shortage] = (),
     expires_at: datetime | None = None,
     iso: Callable[[datetime], str] = datetime.isoformat,
+    outcomes: Sequence[LineOutcome] = (),
 ) -> dict[str, Any]:
     """The ``inventory-reservations`` payload of an order's new ``status``.
 
@@ -210,7 +211,20 @@ def reservation_payload(
         payload["shortages"] = [_shortage_payload(shortage) for shortage in shortages]
     if expires_at is not None:
         payload["expires_at"] = iso(expires_at)
+    if outcomes:  # a partial reservation: what each requested line got
+        payload["lines"] = [_outcome_payload(outcome) for outcome in outcomes]
     return payload
+
+
+def _outcome_payload(outcome: LineOutcome) -> dict[str, Any]:
+    return {
+        "product_id": outcome.sku.product_id,
+        "variant_id": outcome.sku.variant_id,
+        "warehouse_id": outcome.warehouse_id,
+        "requested": outcome.requested,
+        "reserved": outcome.reserved,
+        "short": outcome.short,
+    }
 
 
 def _item_payload(line: ReservationLine) -> dict[str, Any]:
@@ -242,16 +256,19 @@ class ReservationChanged:
     """An ``inventory-reservations`` event, as far as the expiry schedule reads it."""
 
     order_id: str
-    # As sent, even one this version does not know: any status but RESERVED ends the hold.
+    # As sent, even one this version does not know: RESERVED and EXTENDED set the deadline,
+    # BACKORDER_FILLED and NOT_EXTENDED leave it, any other status ends the hold.
     status: str
-    # RESERVED only: when the hold lapses. None for every other status, whatever the body says.
+    # RESERVED and EXTENDED only: when the hold lapses. None for every other status, whatever
+    # the body says.
     expires_at: EpochSeconds | None
 
     @property
     def changes_hold(self) -> bool:
         """False for a report about an order that changes nothing of its hold: a
-        BACKORDER_FILLED order is still RESERVED (or COMMITTED), with the same deadline."""
-        return self.status != ResultStatus.BACKORDER_FILLED
+        BACKORDER_FILLED order is still RESERVED (or COMMITTED), with the same deadline; a
+        NOT_EXTENDED order is as it was (an extension it refused)."""
+        return self.status not in _KEEPS_HOLD
 
 
 def parse_reservation_changed(
@@ -260,8 +277,8 @@ def parse_reservation_changed(
     """A decoded ``inventory-reservations`` body; ``MalformedEvent`` if it cannot be used.
 
     ``key`` is the message's key (the order id), the order id when the body has no
-    non-empty ``order_id`` string. ``status`` must be a string; a RESERVED event needs an
-    ``expires_at``: ISO 8601 (naive means UTC) or a number of epoch seconds.
+    non-empty ``order_id`` string. ``status`` must be a string; a RESERVED or EXTENDED event
+    needs an ``expires_at``: ISO 8601 (naive means UTC) or a number of epoch seconds.
     """
     if not isinstance(body, Mapping):
         raise MalformedEvent(f"inventory-reservations: not a JSON object: {body!r}")
@@ -273,12 +290,18 @@ def parse_reservation_changed(
     status = body.get("status")
     if not isinstance(status, str):
         raise MalformedEvent(f"inventory-reservations: {order_id} has no status")
-    if status != ResultStatus.RESERVED:
+    if status not in _SETS_DEADLINE:
         return ReservationChanged(order_id, status, None)
     expires_at = body.get("expires_at")
     if expires_at is None:
-        raise MalformedEvent(f"inventory-reservations: RESERVED {order_id} has no expires_at")
+        raise MalformedEvent(f"inventory-reservations: {status} {order_id} has no expires_at")
     return ReservationChanged(order_id, status, _epoch_seconds(order_id, expires_at))
+
+
+# statuses whose event carries the hold's (new) deadline, and reports that leave it alone
+# (plain strings: a status is compared as sent)
+_SETS_DEADLINE = frozenset({ResultStatus.RESERVED.value, ResultStatus.EXTENDED.value})
+_KEEPS_HOLD = frozenset({ResultStatus.BACKORDER_FILLED.value, ResultStatus.NOT_EXTENDED.value})
 
 
 def decode_reservation_changed(key: bytes | None, value: bytes | None) -> ReservationChanged:

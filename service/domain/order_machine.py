@@ -1,6 +1,6 @@
 """The order state machine (docs/architecture.md, Order semantics), as data.
 
-Kafka delivers at least once and the three order topics are not ordered against each other,
+Kafka delivers at least once and the four order topics are not ordered against each other,
 so every event is a transition on the order's ledger state. RPCs use the same machine; they
 differ where a synchronous caller deserves an error instead of a remembered intent.
 """
@@ -23,6 +23,7 @@ class Action(StrEnum):
     RESERVE_AND_COMMIT = "reserve_and_commit"  # reserve and commit in one step, or fail
     MOVE = "move"  # change state only (remember an early event, or release with nothing held)
     REPORT = "report"  # no stock or state change, but tell the pipeline (cancel after commit)
+    EXTEND = "extend"  # a RESERVED order's hold runs to a new deadline
     NOT_FOUND = "not_found"  # RPC on an order we do not know
     WRONG_STATE = "wrong_state"  # RPC that the order's state does not allow
 
@@ -41,6 +42,9 @@ _RESERVE_AND_COMMIT = Step(
     Action.RESERVE_AND_COMMIT, OrderState.COMMITTED, OrderState.COMMIT_FAILED
 )
 _TO_RELEASED = Step(Action.MOVE, OrderState.RELEASED)
+_EXTEND = Step(Action.EXTEND, OrderState.RESERVED)
+# an order-extended event that finds no RESERVED order: nothing changes, the pipeline is told
+_NOT_EXTENDED = Step(Action.REPORT, report=ResultStatus.NOT_EXTENDED)
 
 S = OrderState
 E = OrderEventKind
@@ -51,45 +55,52 @@ STREAM_TABLE: dict[OrderState | None, dict[OrderEventKind, Step]] = {
         E.PAID: Step(Action.MOVE, S.PAID_EARLY),
         E.CANCELLED: Step(Action.MOVE, S.CANCELLED_EARLY),
         E.EXPIRE: _DUP,
+        E.EXTENDED: _NOT_EXTENDED,
     },
     S.RESERVED: {
         E.CREATED: _DUP,
         E.PAID: Step(Action.COMMIT, S.COMMITTED),
         E.CANCELLED: Step(Action.RELEASE, S.RELEASED),
         E.EXPIRE: Step(Action.EXPIRE, S.EXPIRED),
+        E.EXTENDED: _EXTEND,
     },
     S.REJECTED: {
         E.CREATED: _DUP,
         E.PAID: _RESERVE_AND_COMMIT,
         E.CANCELLED: _TO_RELEASED,
         E.EXPIRE: _DUP,
+        E.EXTENDED: _NOT_EXTENDED,
     },
     S.PAID_EARLY: {
         E.CREATED: _RESERVE_AND_COMMIT,
         E.PAID: _DUP,
         E.CANCELLED: _TO_RELEASED,
         E.EXPIRE: _DUP,
+        E.EXTENDED: _NOT_EXTENDED,
     },
     S.CANCELLED_EARLY: {
         E.CREATED: _TO_RELEASED,
         E.PAID: _DUP,
         E.CANCELLED: _DUP,
         E.EXPIRE: _DUP,
+        E.EXTENDED: _NOT_EXTENDED,
     },
     S.EXPIRED: {
         E.CREATED: _DUP,
         E.PAID: _RESERVE_AND_COMMIT,
         E.CANCELLED: _TO_RELEASED,
         E.EXPIRE: _DUP,
+        E.EXTENDED: _NOT_EXTENDED,
     },
     S.COMMITTED: {
         E.CREATED: _DUP,
         E.PAID: _DUP,
         E.CANCELLED: Step(Action.REPORT, report=ResultStatus.CANCEL_AFTER_COMMIT),
         E.EXPIRE: _DUP,
+        E.EXTENDED: _NOT_EXTENDED,
     },
-    S.RELEASED: dict.fromkeys(E, _DUP),
-    S.COMMIT_FAILED: dict.fromkeys(E, _DUP),
+    S.RELEASED: {**dict.fromkeys(E, _DUP), E.EXTENDED: _NOT_EXTENDED},
+    S.COMMIT_FAILED: {**dict.fromkeys(E, _DUP), E.EXTENDED: _NOT_EXTENDED},
 }
 
 _NOT_FOUND = Step(Action.NOT_FOUND)
@@ -99,15 +110,30 @@ _WRONG = Step(Action.WRONG_STATE)
 # (rather than reports) what the state does not allow. A reservation that an RPC could not
 # make changes nothing, so a rejected order may be reserved again.
 API_TABLE: dict[OrderState | None, dict[OrderEventKind, Step]] = {
-    None: {E.CREATED: _RESERVE, E.PAID: _NOT_FOUND, E.CANCELLED: _NOT_FOUND},
+    None: {
+        E.CREATED: _RESERVE,
+        E.PAID: _NOT_FOUND,
+        E.CANCELLED: _NOT_FOUND,
+        E.EXTENDED: _NOT_FOUND,
+    },
     S.RESERVED: STREAM_TABLE[S.RESERVED],
-    S.REJECTED: {E.CREATED: _RESERVE, E.PAID: _RESERVE_AND_COMMIT, E.CANCELLED: _TO_RELEASED},
-    S.PAID_EARLY: STREAM_TABLE[S.PAID_EARLY],
-    S.CANCELLED_EARLY: {E.CREATED: _WRONG, E.PAID: _WRONG, E.CANCELLED: _DUP},
-    S.EXPIRED: {E.CREATED: _WRONG, E.PAID: _RESERVE_AND_COMMIT, E.CANCELLED: _TO_RELEASED},
-    S.COMMITTED: {E.CREATED: _DUP, E.PAID: _DUP, E.CANCELLED: _WRONG},
-    S.RELEASED: {E.CREATED: _WRONG, E.PAID: _WRONG, E.CANCELLED: _DUP},
-    S.COMMIT_FAILED: {E.CREATED: _WRONG, E.PAID: _WRONG, E.CANCELLED: _DUP},
+    S.REJECTED: {
+        E.CREATED: _RESERVE,
+        E.PAID: _RESERVE_AND_COMMIT,
+        E.CANCELLED: _TO_RELEASED,
+        E.EXTENDED: _WRONG,
+    },
+    S.PAID_EARLY: {**STREAM_TABLE[S.PAID_EARLY], E.EXTENDED: _WRONG},
+    S.CANCELLED_EARLY: {E.CREATED: _WRONG, E.PAID: _WRONG, E.CANCELLED: _DUP, E.EXTENDED: _WRONG},
+    S.EXPIRED: {
+        E.CREATED: _WRONG,
+        E.PAID: _RESERVE_AND_COMMIT,
+        E.CANCELLED: _TO_RELEASED,
+        E.EXTENDED: _WRONG,
+    },
+    S.COMMITTED: {E.CREATED: _DUP, E.PAID: _DUP, E.CANCELLED: _WRONG, E.EXTENDED: _WRONG},
+    S.RELEASED: {E.CREATED: _WRONG, E.PAID: _WRONG, E.CANCELLED: _DUP, E.EXTENDED: _WRONG},
+    S.COMMIT_FAILED: {E.CREATED: _WRONG, E.PAID: _WRONG, E.CANCELLED: _DUP, E.EXTENDED: _WRONG},
 }
 
 

@@ -11,7 +11,7 @@ from service.domain.events import stock_alert_payload, stock_changed_payload
 from service.domain.policies import Alert
 from service.domain.results import OrderResult, StockLevel
 from service.domain.snapshot import OrderRow, ReservationRow, StockRow
-from service.domain.values import Levels, ReservationStatus, Sku
+from service.domain.values import Levels, OrderState, ReservationStatus, ResultStatus, Sku
 
 # Slotted and not frozen, like the snapshot's rows: a batch makes thousands of these, and a
 # frozen dataclass's __init__ costs about twice as much.
@@ -53,6 +53,17 @@ class StockChange:
 Result = OrderResult | StockLevel | InventoryError
 
 
+@dataclass(slots=True)
+class TransitionRow:
+    """A row of ``order_history``: the batch's time is the transaction's, written by the db."""
+
+    order_id: str
+    from_state: OrderState | None
+    to_state: OrderState
+    published: ResultStatus | None
+    cause: str
+
+
 class OutboxMessage(NamedTuple):
     topic: str
     key: str
@@ -71,6 +82,7 @@ class Plan:
     # reservation id -> its units still backordered, for lines that restock (partly) filled
     backorder_fills: dict[str, int] = field(default_factory=dict)
     alerts: list[Alert] = field(default_factory=list)
+    transitions: list[TransitionRow] = field(default_factory=list)
 
     @property
     def changed_stock_ids(self) -> set[str]:

@@ -15,6 +15,7 @@ from datetime import datetime, timedelta
 from service.domain.commands import (
     Command,
     Expire,
+    Extend,
     OrderCommand,
     Reserve,
     Source,
@@ -27,12 +28,13 @@ from service.domain.errors import (
     NotFound,
     WrongState,
 )
-from service.domain.events import reservation_payload
 from service.domain.order_machine import Action, Step, next_step, published_status
-from service.domain.plan import Plan, ReservationEvent, Result
+from service.domain.order_records import OrderRecords
+from service.domain.partial import allocate_partially
+from service.domain.plan import Plan, Result
 from service.domain.policies import Allocation, allocate_with_policies
 from service.domain.policy_effects import PolicyEffects
-from service.domain.results import OrderResult, ReservationLine, StockLevel
+from service.domain.results import LineOutcome, OrderResult, ReservationLine, StockLevel
 from service.domain.snapshot import OrderRow, ReservationRow, Snapshot, StockRow
 from service.domain.stock_changes import StockChanges
 from service.domain.timestamps import IsoFormats
@@ -40,7 +42,6 @@ from service.domain.values import (
     Item,
     OrderState,
     ReservationStatus,
-    ResultStatus,
     Shortage,
     Sku,
 )
@@ -70,7 +71,7 @@ def plan_batch(
     return plan
 
 
-class _Planner:
+class _Planner(OrderRecords):
     def __init__(
         self, snapshot: Snapshot, now: datetime, allow_split: bool, new_id: Callable[[], str]
     ) -> None:
@@ -143,12 +144,11 @@ class _Planner:
         elif action is Action.EXPIRE:
             lines = self._settle(command.order_id, ReservationStatus.EXPIRED, "EXPIRE", reason)
         elif action is Action.REPORT:
-            assert step.report is not None and order is not None
-            lines = self._lines(command.order_id)
-            self._publish(command.order_id, step.report, lines, reason=reason)
-            return OrderResult(
-                command.order_id, order.state, tuple(lines), order.expires_at, step.report
-            )
+            assert step.report is not None
+            return self._report(command, order, step.report, reason)
+        elif action is Action.EXTEND:
+            assert isinstance(command, Extend) and order is not None
+            return self._extend(command, order)
         else:  # MOVE
             lines = []
         assert step.success is not None
@@ -164,19 +164,33 @@ class _Planner:
         ttl: int | None,
     ) -> OrderResult:
         and_commit = step.action is Action.RESERVE_AND_COMMIT
-        allocation, shortages = allocate_with_policies(
-            items,
-            self.by_sku,
-            self.snap.warehouses,
-            {},  # each row's own policy
-            allow_split=self.allow_split,
-            raise_unknown=command.source is Source.API,
-        )
+        outcomes: tuple[LineOutcome, ...] = ()
+        if _allows_partial(command, order):
+            allocation, shortages, outcomes = allocate_partially(
+                items,
+                self.by_sku,
+                self.snap.warehouses,
+                allow_split=self.allow_split,
+                raise_unknown=command.source is Source.API,
+            )
+            if allocation:  # at least one line got units: what is short is in ``outcomes``
+                shortages = []
+        else:
+            allocation, shortages = allocate_with_policies(
+                items,
+                self.by_sku,
+                self.snap.warehouses,
+                {},  # each row's own policy
+                allow_split=self.allow_split,
+                raise_unknown=command.source is Source.API,
+            )
         if not shortages:
             assert step.success is not None
             expires = self.now if and_commit else self._expiry(ttl or 0)
             lines = self._take(command.order_id, allocation, expires, and_commit)
-            return self._transition(command, order, step.success, items, ttl, expires, lines, None)
+            return self._transition(
+                command, order, step.success, items, ttl, expires, lines, None, outcomes=outcomes
+            )
         if command.source is Source.API:
             raise InsufficientStock(shortages)
         assert step.failure is not None
@@ -202,6 +216,7 @@ class _Planner:
         reason: str | None,
         *,
         shortages: tuple[Shortage, ...] = (),
+        outcomes: tuple[LineOutcome, ...] = (),
     ) -> OrderResult:
         row = OrderRow(
             order_id=command.order_id,
@@ -211,10 +226,12 @@ class _Planner:
             expires_at=expires_at,
             version=(order.version + 1) if order else 1,
             last_event_id=command.event_id,
+            allow_partial=_allows_partial(command, order),
         )
         self.snap.orders[row.order_id] = row
         self.plan.orders[row.order_id] = row
         status = published_status(state)
+        self._history(command, order, state, status)
         if status is not None:
             shown = lines if lines else self._requested(items) if shortages else ()
             self._publish(
@@ -224,6 +241,7 @@ class _Planner:
                 reason=reason,
                 shortages=shortages,
                 expires_at=expires_at if state is OrderState.RESERVED else None,
+                outcomes=outcomes,
             )
         return OrderResult(
             row.order_id,
@@ -233,16 +251,7 @@ class _Planner:
             expires_at,
             status,
             shortages=shortages,
-        )
-
-    def _unchanged(self, order_id: str, order: OrderRow | None, *, duplicate: bool) -> OrderResult:
-        return OrderResult(
-            order_id,
-            order.state if order else None,
-            tuple(self._lines(order_id)),
-            order.expires_at if order else None,
-            None,
-            duplicate=duplicate,
+            lines=outcomes,
         )
 
     # -- stock effects --
@@ -320,44 +329,6 @@ class _Planner:
             settled.append(rows[position].line())
         return settled
 
-    def publish_filled(self, order_id: str, lines: list[ReservationRow]) -> None:
-        self._publish(order_id, ResultStatus.BACKORDER_FILLED, [line.line() for line in lines])
-
-    # -- reading the working state --
-
-    def _lines(self, order_id: str) -> list[ReservationLine]:
-        return [r.line() for r in self.snap.reservations.get(order_id, [])]
-
-    def _requested(self, items: tuple[Item, ...]) -> list[ReservationLine]:
-        return [
-            ReservationLine(
-                "", item.sku, item.warehouse_id or "", item.quantity, ReservationStatus.PENDING
-            )
-            for item in items
-        ]
-
-    def _publish(
-        self,
-        order_id: str,
-        status: ResultStatus,
-        lines: Sequence[ReservationLine],
-        *,
-        reason: str | None = None,
-        shortages: tuple[Shortage, ...] = (),
-        expires_at: datetime | None = None,
-    ) -> None:
-        payload = reservation_payload(
-            order_id,
-            status,
-            lines,
-            at=self.now,
-            reason=reason,
-            shortages=shortages,
-            expires_at=expires_at,
-            iso=self.iso,
-        )
-        self.plan.reservation_events.append(ReservationEvent(order_id, payload))
-
 
 def _same_items(recorded: tuple[Item, ...], requested: tuple[Item, ...]) -> bool:
     return sorted(recorded, key=_item_key) == sorted(requested, key=_item_key)
@@ -365,3 +336,9 @@ def _same_items(recorded: tuple[Item, ...], requested: tuple[Item, ...]) -> bool
 
 def _item_key(item: Item) -> tuple[str, str, str, int]:
     return (item.sku.product_id, item.sku.variant_id or "", item.warehouse_id or "", item.quantity)
+
+
+def _allows_partial(command: OrderCommand, order: OrderRow | None) -> bool:
+    if isinstance(command, Reserve):
+        return command.allow_partial
+    return order is not None and order.allow_partial

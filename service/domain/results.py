@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from service.domain.values import (
+    Item,
     OrderState,
     ReservationStatus,
     ResultStatus,
@@ -35,6 +36,46 @@ class OrderResult:
     published: ResultStatus | None = None
     duplicate: bool = False
     shortages: tuple[Shortage, ...] = ()
+    # a partial reservation: per requested line, what it got (empty for all-or-nothing)
+    lines: tuple[LineOutcome, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class LineOutcome:
+    """One requested line of a partial reservation: ``reserved + short == requested``."""
+
+    sku: Sku
+    warehouse_id: str | None
+    requested: int
+    reserved: int
+
+    @property
+    def short(self) -> int:
+        return self.requested - self.reserved
+
+
+@dataclass(frozen=True, slots=True)
+class Transition:
+    """One step of an order's history: what moved it, and when."""
+
+    at: datetime
+    from_state: OrderState | None
+    to_state: OrderState
+    published: ResultStatus | None
+    cause: str  # the event id, or "rpc:<Method>", or "expiry"
+
+
+@dataclass(frozen=True, slots=True)
+class OrderView:
+    """GetOrder: an order as the ledger holds it, with its history in order."""
+
+    order_id: str
+    state: OrderState
+    items: tuple[Item, ...]
+    reservations: tuple[ReservationLine, ...]
+    expires_at: datetime | None
+    allow_partial: bool
+    history: tuple[Transition, ...]
 
 
 @dataclass(frozen=True, slots=True)

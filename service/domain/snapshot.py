@@ -91,6 +91,7 @@ class OrderRow:
     expires_at: datetime | None
     version: int
     last_event_id: str | None = None
+    allow_partial: bool = False
 
 
 @dataclass

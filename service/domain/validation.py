@@ -10,7 +10,15 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from service.domain.commands import Commit, Release, Reserve, SetStockPolicy, Source, UpdateStock
+from service.domain.commands import (
+    Commit,
+    Extend,
+    Release,
+    Reserve,
+    SetStockPolicy,
+    Source,
+    UpdateStock,
+)
 from service.domain.errors import InvalidArgument
 from service.domain.values import Item, Sku, StockOperation
 
@@ -125,6 +133,15 @@ def merge_repeated(items: Iterable[Item], limits: Limits) -> tuple[Item, ...]:
     return tuple(Item(sku, quantity, warehouse) for (sku, warehouse), quantity in merged.items())
 
 
+def optional_bool(value: Any, field: str) -> bool:
+    """Absent and null mean False; anything but a boolean (1, "true") is refused."""
+    if value is None:
+        return False
+    if not isinstance(value, bool):
+        raise InvalidArgument(field, "must be true or false")
+    return value
+
+
 def reserve(
     order_id: Any,
     items: Any,
@@ -133,6 +150,7 @@ def reserve(
     *,
     source: Source = Source.API,
     event_id: str | None = None,
+    allow_partial: Any = False,
 ) -> Reserve:
     order = require_id(order_id, "order_id", limits)
     if not isinstance(items, (list, tuple)):
@@ -148,6 +166,34 @@ def reserve(
         order_id=order,
         items=merge_repeated(parsed, limits),
         ttl_seconds=ttl(ttl_seconds, limits),
+        source=source,
+        event_id=event_id,
+        allow_partial=optional_bool(allow_partial, "allow_partial"),
+    )
+
+
+def extend(
+    order_id: Any,
+    ttl_seconds: Any,
+    limits: Limits,
+    *,
+    source: Source = Source.API,
+    event_id: str | None = None,
+) -> Extend:
+    """The hold runs until now + ``ttl_seconds``, within the bounds of a reservation's TTL.
+
+    Unlike a reservation's, the TTL is required: absent or null is ``InvalidArgument``
+    ("required"), and 0 (the proto default) is out of bounds like any other value, never
+    clamped; each error names ``ttl_seconds``.
+    """
+    order = require_id(order_id, "order_id", limits)
+    if ttl_seconds is None:
+        raise InvalidArgument("ttl_seconds", "required")
+    return Extend(
+        order,
+        ttl_seconds=require_int(
+            ttl_seconds, "ttl_seconds", low=limits.min_ttl_seconds, high=limits.max_ttl_seconds
+        ),
         source=source,
         event_id=event_id,
     )

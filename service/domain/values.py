@@ -41,6 +41,8 @@ class ResultStatus(StrEnum):
     EXPIRED = "EXPIRED"
     CANCEL_AFTER_COMMIT = "CANCEL_AFTER_COMMIT"
     BACKORDER_FILLED = "BACKORDER_FILLED"  # restock covered every backordered unit of the order
+    EXTENDED = "EXTENDED"  # a RESERVED order's hold runs to a new expires_at
+    NOT_EXTENDED = "NOT_EXTENDED"  # an order-extended event that changed nothing, and why
 
 
 @dataclass(frozen=True, slots=True)

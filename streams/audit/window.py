@@ -84,9 +84,7 @@ class _Reader:
         self.admin = admin
         self.consumer = consumer
         self.since_ms = None if since is None else int(since.timestamp() * 1000)
-        self.kinds = TopicKinds(
-            settings.topic_order_created, settings.topic_order_paid, settings.topic_order_cancelled
-        )
+        self.kinds = TopicKinds.from_settings(settings)
         self.limits: Limits = limits_from(settings)
         self.window = Window(group=settings.app_id)
 

@@ -1,13 +1,15 @@
 """The expiry agent and its timer table: order id -> ``expires_at``, a changelog-backed Faust table.
 
 The agent consumes ``inventory-reservations`` (keyed by order id). A RESERVED event puts
-``order id -> expires_at`` (epoch seconds) into the table; any other status (COMMITTED,
-RELEASED, EXPIRED, REJECTED, ...) ends the reservation and deletes the entry. The table's
-changelog has the topic's partition count and each write goes to the partition of the event
-that caused it, so the schedule is co-partitioned with the topic: a worker recovers exactly the
-entries of the partitions it is assigned. A batch's changelog records are acknowledged by the
-broker before the batch's offsets may be committed (at least once: a crash replays the events,
-and a replayed event is a no-op).
+``order id -> expires_at`` (epoch seconds) into the table, and an EXTENDED event puts the
+order's new ``expires_at`` in place of the old one (the timer table reschedules it; the
+sweeper is only the backstop); BACKORDER_FILLED and NOT_EXTENDED leave the entry as it is; any
+other status (COMMITTED, RELEASED, EXPIRED, REJECTED, ...) ends the reservation and deletes the
+entry. The table's changelog has the topic's partition count and each write goes to the
+partition of the event that caused it, so the schedule is co-partitioned with the topic: a
+worker recovers exactly the entries of the partitions it is assigned. A batch's changelog
+records are acknowledged by the broker before the batch's offsets may be committed (at least
+once: a crash replays the events, and a replayed event is a no-op).
 
 The index (``ExpirySchedule``) is trimmed when partitions are assigned (revoked ones leave) and
 rebuilt from the table when recovery from the changelog completes. The timer (``timer.py``)

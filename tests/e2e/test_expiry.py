@@ -88,6 +88,15 @@ class Pipeline:
         body = {"event_id": unique(f"{order}-cancel"), "order_id": order, "occurred_at": WHEN}
         await self.send(self.settings.topic_order_cancelled, order, body)
 
+    async def extended(self, order: str, ttl: int) -> None:
+        body = {
+            "event_id": unique(f"{order}-extended"),
+            "order_id": order,
+            "ttl_seconds": ttl,
+            "occurred_at": WHEN,
+        }
+        await self.send(self.settings.topic_order_extended, order, body)
+
     async def stock(self, sku: str, quantity: int) -> None:
         await self.container.engine.update_stock(
             UpdateStock(Sku(sku), "default", StockOperation.SET, quantity, "test stock")
@@ -198,6 +207,53 @@ async def test_a_2s_reservation_expires_and_its_stock_comes_back(
     await pipeline.unscheduled(order)
     assert await check(pipeline.container.db) == []
     print(f"EXPIRED seen {seen_at - deadline_of(pipeline, order):.2f}s after the deadline")
+
+
+# The example extends to 30 s; any TTL well past the 5 s check proves the point, and
+# 8 s keeps the test short (INVENTORY_MIN_TTL_SECONDS is 1).
+EXTENDED_TTL_S = 8
+
+
+async def test_an_extension_over_kafka_moves_the_timer_to_the_new_deadline(
+    pipeline: Pipeline,
+) -> None:
+    sku, order = unique("sku"), unique("order")
+    await pipeline.stock(sku, 10)
+    timer_before = metric("inventory_reservations_expired_total", via="timer")
+    catches_before = metric("inventory_expiry_sweeper_catches_total")
+    started = time.time()
+    await pipeline.created(order, sku, 3, ttl=2)
+    await pipeline.outcome(order, "RESERVED")
+    await pipeline.scheduled(order)
+    await asyncio.sleep(max(started + 1 - time.time(), 0))
+    await pipeline.extended(order, EXTENDED_TTL_S)
+    assert await pipeline.outcome(order, "RESERVED", "EXTENDED") == ["RESERVED", "EXTENDED"]
+    old_deadline = deadline_of(pipeline, order)
+    extended = pipeline.events(order)[1]
+    new_deadline = datetime.fromisoformat(extended["expires_at"]).timestamp()
+    assert new_deadline >= old_deadline + EXTENDED_TTL_S - 3
+
+    # well past the old deadline: still held, and the timer table has the new one
+    await asyncio.sleep(max(started + 5 - time.time(), 0))
+    assert await pipeline.state(order) == "RESERVED"
+    assert pipeline.statuses(order) == ["RESERVED", "EXTENDED"]
+    assert await pipeline.levels(sku) == (7, 3, 10)
+    expiry = pipeline.worker.expiry
+    assert expiry is not None
+    assert expiry.table[order] == pytest.approx(new_deadline)
+
+    # then it expires once, after the new deadline, by the timer table
+    statuses = await pipeline.outcome(order, "RESERVED", "EXTENDED", "EXPIRED")
+    assert statuses == ["RESERVED", "EXTENDED", "EXPIRED"]
+    expired_at = datetime.fromisoformat(pipeline.events(order)[2]["at"]).timestamp()
+    assert expired_at >= new_deadline
+    assert await pipeline.levels(sku) == (10, 0, 10)
+    assert metric("inventory_reservations_expired_total", via="timer") >= timer_before + 1
+    assert metric("inventory_expiry_sweeper_catches_total") == catches_before
+    await pipeline.unscheduled(order)
+    await asyncio.sleep(0.5)  # a second EXPIRED would be published by now
+    assert pipeline.statuses(order) == ["RESERVED", "EXTENDED", "EXPIRED"]
+    print(f"EXPIRED {expired_at - new_deadline:.2f}s after the extended deadline")
 
 
 async def test_a_commit_before_the_deadline_wins(pipeline: Pipeline) -> None:

@@ -12,6 +12,7 @@ import json
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -70,7 +71,12 @@ class Pipeline:
         self.sent += 1
 
     async def created(
-        self, order: str, *items: tuple[str, int], event: str | None = None, ttl: int | None = None
+        self,
+        order: str,
+        *items: tuple[str, int],
+        event: str | None = None,
+        ttl: int | None = None,
+        allow_partial: bool | None = None,
     ) -> None:
         body: dict[str, Any] = {
             "event_id": event or f"{order}-created-{uuid.uuid4().hex[:6]}",
@@ -80,7 +86,18 @@ class Pipeline:
         }
         if ttl is not None:
             body["ttl_seconds"] = ttl
+        if allow_partial is not None:
+            body["allow_partial"] = allow_partial
         await self.send(self.settings.topic_order_created, order, body)
+
+    async def extended(self, order: str, ttl: int, event: str | None = None) -> None:
+        body = {
+            "event_id": event or f"{order}-extended-{uuid.uuid4().hex[:6]}",
+            "order_id": order,
+            "ttl_seconds": ttl,
+            "occurred_at": WHEN,
+        }
+        await self.send(self.settings.topic_order_extended, order, body)
 
     async def paid(self, order: str, event: str | None = None) -> None:
         body = {
@@ -365,6 +382,125 @@ async def test_database_down_holds_the_events_until_it_is_back(
         stack.start_postgres()
     assert await pipeline.outcome(order, "RESERVED") == ["RESERVED"]
     assert await pipeline.levels(sku) == (9, 1, 10)
+
+
+async def test_an_extension_moves_a_reserved_orders_deadline(pipeline: Pipeline) -> None:
+    sku, order = unique("sku"), unique("order")
+    await pipeline.stock(sku, 10)
+    await pipeline.created(order, (sku, 2), ttl=60)
+    await pipeline.outcome(order, "RESERVED")
+    asked_at = datetime.now().astimezone()
+    await pipeline.extended(order, 600)
+    assert await pipeline.outcome(order, "RESERVED", "EXTENDED") == ["RESERVED", "EXTENDED"]
+    reserved, extended = (
+        r.value for r in pipeline.out.by_key(pipeline.settings.topic_reservations, order)
+    )
+    new_deadline = datetime.fromisoformat(extended["expires_at"])
+    assert new_deadline > datetime.fromisoformat(reserved["expires_at"])
+    # ttl_seconds from when the event was processed (whole seconds), not from the reservation
+    assert 598 <= (new_deadline - asked_at).total_seconds() <= 630
+    assert [(i["product_id"], i["quantity"]) for i in extended["items"]] == [(sku, 2)]
+    stored = await pipeline.scalar("SELECT expires_at FROM orders WHERE order_id = :o", o=order)
+    assert stored == new_deadline
+    assert await pipeline.scalar("SELECT state FROM orders WHERE order_id = :o", o=order) == (
+        "RESERVED"
+    )
+    assert await pipeline.levels(sku) == (8, 2, 10)  # the hold itself is unchanged
+
+
+async def test_an_extension_of_an_unknown_order_is_refused_and_not_remembered(
+    pipeline: Pipeline,
+) -> None:
+    order = unique("ghost")
+    await pipeline.extended(order, 600)
+    assert await pipeline.outcome(order, "NOT_EXTENDED") == ["NOT_EXTENDED"]
+    refused = pipeline.out.by_key(pipeline.settings.topic_reservations, order)[0].value
+    assert refused["reason"] == "unknown order"
+    assert refused["items"] == [] and "expires_at" not in refused
+    assert await pipeline.scalar("SELECT count(*) FROM orders WHERE order_id = :o", o=order) == 0
+
+
+async def test_an_extension_of_a_committed_order_says_why_not(pipeline: Pipeline) -> None:
+    sku, order = unique("sku"), unique("order")
+    await pipeline.stock(sku, 10)
+    await pipeline.created(order, (sku, 1))
+    await pipeline.outcome(order, "RESERVED")
+    await pipeline.paid(order)
+    await pipeline.outcome(order, "RESERVED", "COMMITTED")
+    await pipeline.extended(order, 600)
+    statuses = await pipeline.outcome(order, "RESERVED", "COMMITTED", "NOT_EXTENDED")
+    assert statuses == ["RESERVED", "COMMITTED", "NOT_EXTENDED"]
+    refused = pipeline.out.by_key(pipeline.settings.topic_reservations, order)[2].value
+    assert refused["reason"] == "order is COMMITTED"
+    assert await pipeline.levels(sku) == (9, 0, 9)
+
+
+async def test_malformed_extensions_go_to_the_dlq_and_the_partition_goes_on(
+    pipeline: Pipeline,
+) -> None:
+    sku, order = unique("sku"), unique("order")
+    await pipeline.stock(sku, 10)
+    await pipeline.created(order, (sku, 1), ttl=60)
+    await pipeline.outcome(order, "RESERVED")
+    topic = pipeline.settings.topic_order_extended
+
+    def event(**change: Any) -> bytes:
+        body: dict[str, Any] = {
+            "event_id": unique("bad"),
+            "order_id": order,
+            "ttl_seconds": 600,
+            "occurred_at": WHEN,
+        }
+        body.update(change)
+        return json.dumps({k: v for k, v in body.items() if v is not ...}).encode()
+
+    bad = {
+        b'{"event_id": "x", "order_id": ': "not valid JSON",
+        event(ttl_seconds=...): "ttl_seconds: required",
+        event(ttl_seconds=0): "ttl_seconds: must be between 1 and 86400, got 0",
+        event(ttl_seconds=86_401): "ttl_seconds: must be between",
+        event(ttl_seconds="600"): "ttl_seconds: must be an integer",
+        event(order_id=...): "order_id: must be a string",
+    }
+    for raw in bad:
+        await pipeline.send(topic, order, raw)  # one key: one partition
+    await pipeline.extended(order, 300)
+    assert await pipeline.outcome(order, "RESERVED", "EXTENDED") == ["RESERVED", "EXTENDED"]
+
+    letters = await pipeline.out.wait_for(
+        lambda: (
+            len(dlq := pipeline.out.by_key(pipeline.settings.topic_dlq, order)) >= len(bad) and dlq
+        ),
+        what="dead letters",
+    )
+    assert len(letters) == len(bad)
+    by_value = {base64.b64decode(r.value["value_base64"]): r.value for r in letters}
+    assert set(by_value) == set(bad)
+    for raw, reason in bad.items():
+        letter = by_value[raw]
+        assert letter["source_topic"] == topic and letter["key"] == order
+        assert reason in letter["reason"], (letter["reason"], reason)
+    offsets = sorted(letter["offset"] for letter in by_value.values())
+    assert offsets == list(range(offsets[0], offsets[0] + len(bad)))
+    assert await pipeline.levels(sku) == (9, 1, 10)
+
+
+async def test_a_partial_order_reserves_what_there_is(pipeline: Pipeline) -> None:
+    sku, other, order = unique("sku"), unique("sku"), unique("order")
+    await pipeline.stock(sku, 2)
+    await pipeline.stock(other, 5)
+    await pipeline.created(order, (sku, 5), (other, 1), allow_partial=True)
+    assert await pipeline.outcome(order, "RESERVED") == ["RESERVED"]
+    reserved = pipeline.out.by_key(pipeline.settings.topic_reservations, order)[0].value
+    assert [
+        (line["product_id"], line["requested"], line["reserved"], line["short"])
+        for line in reserved["lines"]
+    ] == [
+        (sku, 5, 2, 3),
+        (other, 1, 1, 0),
+    ]
+    assert await pipeline.levels(sku) == (0, 2, 2)
+    assert await pipeline.levels(other) == (4, 1, 5)
 
 
 def schema_validator(name: str) -> jsonschema.protocols.Validator:

@@ -4,13 +4,14 @@
 values; this module sends what a well-formed client never would: bytes that are not a valid
 message (random, or a valid message cut or corrupted), unknown fields, and any
 ``authorization`` metadata. Every RPC answers a specific client status, never INTERNAL or
-UNKNOWN, and the admin RPCs open only to the configured token. SetStockPolicy, the newest RPC,
-also gets any values in its fields here.
+UNKNOWN, and the admin RPCs open only to the configured token. SetStockPolicy, ExtendReservation
+and GetOrder, the newest RPCs, also get any values in their fields here.
 """
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import grpc
@@ -54,6 +55,8 @@ VALID: dict[str, Any] = {
     "SetStockPolicy": pb.SetStockPolicyRequest(
         product_id="prod-456", safety_stock=2, reorder_point=5, backorder_limit=3
     ),
+    "ExtendReservation": pb.ExtendReservationRequest(order_id="fuzz-order", ttl_seconds=600),
+    "GetOrder": pb.GetOrderRequest(order_id="fuzz-order"),
 }
 ADMIN_METHODS = {"UpdateStock", "SetStockPolicy"}
 ADMIN = (("authorization", f"Bearer {TOKEN}"),)
@@ -263,3 +266,130 @@ async def test_set_stock_policy_with_any_field_values_gets_a_client_answer(
         )
         assert stock.HasField("reorder_point") == request.HasField("reorder_point")
     assert stock.sellable == stock.available - stock.safety_stock
+
+
+# -- ExtendReservation and GetOrder: any order id, any TTL --
+
+RESERVED_ORDER = "fuzz-reserved"
+COMMITTED_ORDER = "fuzz-committed"
+# mostly the orders that exist (so that OK and FAILED_PRECONDITION come often), and anything
+order_ids = st.integers(0, 3).flatmap(
+    lambda k: (
+        st.text(max_size=140)
+        if k == 0
+        else st.sampled_from([RESERVED_ORDER, COMMITTED_ORDER, "no-such-order", "", " ", "o" * 129])
+    )
+)
+# around the bounds (0, the default maximum) and anywhere in int64; mostly within them
+ttls = st.integers(0, 2).flatmap(
+    lambda k: (
+        st.one_of(st.integers(-3, 3), st.integers(86_390, 86_410), INT64)
+        if k == 0
+        else st.integers(1, 3_600)
+    )
+)
+
+
+@pytest.fixture
+async def orders(channel: grpc.aio.Channel) -> None:
+    """A RESERVED and a COMMITTED order of the seed's stock."""
+    reserve = channel.unary_unary(
+        SERVICE + "ReserveStock",
+        request_serializer=pb.ReserveStockRequest.SerializeToString,
+        response_deserializer=pb.ReserveStockResponse.FromString,
+    )
+    commit = channel.unary_unary(
+        SERVICE + "CommitReservation",
+        request_serializer=pb.CommitReservationRequest.SerializeToString,
+        response_deserializer=pb.CommitReservationResponse.FromString,
+    )
+    for order_id in (RESERVED_ORDER, COMMITTED_ORDER):
+        item = pb.StockItem(product_id="prod-123", variant_id="var-456", quantity=1)
+        await reserve(pb.ReserveStockRequest(order_id=order_id, items=[item]), timeout=10)
+    await commit(pb.CommitReservationRequest(order_id=COMMITTED_ORDER), timeout=10)
+
+
+def refused(error: grpc.aio.AioRpcError, request: Any, fields: set[str]) -> None:
+    event(error.code().name)
+    assert error.code() in CLIENT_ERRORS, (request, error.code(), error.details())
+    if error.code() is grpc.StatusCode.INVALID_ARGUMENT:
+        assert error.details().split(":")[0] in fields, error.details()
+
+
+@settings(
+    max_examples=150,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(order_id=order_ids, ttl=ttls)
+async def test_extend_with_any_field_values_gets_a_client_answer(
+    channel: grpc.aio.Channel, container: Container, orders: None, order_id: str, ttl: int
+) -> None:
+    call = channel.unary_unary(
+        SERVICE + "ExtendReservation",
+        request_serializer=pb.ExtendReservationRequest.SerializeToString,
+        response_deserializer=pb.ExtendReservationResponse.FromString,
+    )
+    request = pb.ExtendReservationRequest(order_id=order_id, ttl_seconds=ttl)
+    before = datetime.now(UTC)
+    try:
+        answer = await call(request, timeout=10)
+    except grpc.aio.AioRpcError as error:
+        refused(error, request, {"order_id", "ttl_seconds"})
+        if order_id == COMMITTED_ORDER and error.code() is grpc.StatusCode.FAILED_PRECONDITION:
+            assert "COMMITTED" in error.details()
+        return
+    event("OK")
+    assert order_id == RESERVED_ORDER  # only the RESERVED order may be extended
+    assert answer.state == pb.ORDER_STATE_RESERVED
+    limits = container.limits
+    assert limits.min_ttl_seconds <= ttl <= limits.max_ttl_seconds  # no default, no clamping
+    expires = answer.expires_at.ToDatetime(tzinfo=UTC)
+    assert before + timedelta(seconds=ttl - 2) <= expires
+    assert expires <= datetime.now(UTC) + timedelta(seconds=ttl + 1)
+
+
+@settings(
+    max_examples=100,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(order_id=order_ids)
+async def test_get_order_with_any_order_id_gets_a_client_answer(
+    channel: grpc.aio.Channel, container: Container, orders: None, order_id: str
+) -> None:
+    call = channel.unary_unary(
+        SERVICE + "GetOrder",
+        request_serializer=pb.GetOrderRequest.SerializeToString,
+        response_deserializer=pb.GetOrderResponse.FromString,
+    )
+    request = pb.GetOrderRequest(order_id=order_id)
+    try:
+        answer = await call(request, timeout=10)
+    except grpc.aio.AioRpcError as error:
+        refused(error, request, {"order_id"})
+        assert order_id not in (RESERVED_ORDER, COMMITTED_ORDER)
+        return
+    event("OK")
+    assert order_id in (RESERVED_ORDER, COMMITTED_ORDER) and answer.order_id == order_id
+    assert answer.history and answer.history[0].from_state == pb.ORDER_STATE_UNSPECIFIED
+    assert answer.history[-1].to_state == answer.state
+
+
+async def test_the_new_rpcs_leave_the_ledger_sound(
+    channel: grpc.aio.Channel, container: Container, orders: None
+) -> None:
+    requests: list[tuple[str, Any]] = [
+        ("ExtendReservation", pb.ExtendReservationRequest(order_id=RESERVED_ORDER, ttl_seconds=5)),
+        ("ExtendReservation", pb.ExtendReservationRequest(order_id=COMMITTED_ORDER, ttl_seconds=9)),
+        ("ExtendReservation", pb.ExtendReservationRequest(order_id="no-such-order", ttl_seconds=9)),
+        ("GetOrder", pb.GetOrderRequest(order_id=COMMITTED_ORDER)),
+    ]
+    codes = [await raw_call(channel, m, r.SerializeToString()) for m, r in requests]
+    assert codes == [
+        grpc.StatusCode.OK,
+        grpc.StatusCode.FAILED_PRECONDITION,
+        grpc.StatusCode.NOT_FOUND,
+        grpc.StatusCode.OK,
+    ]
+    assert await check(container.db) == []

@@ -92,6 +92,10 @@ class Orders:
         body = {"event_id": event, "order_id": order, "occurred_at": WHEN, "reason": "no"}
         return await self.send(self.settings.topic_order_cancelled, body, partition)
 
+    async def extended(self, order: str, event: str, partition: int = 0) -> int:
+        body = {"event_id": event, "order_id": order, "ttl_seconds": 600, "occurred_at": WHEN}
+        return await self.send(self.settings.topic_order_extended, body, partition)
+
 
 @pytest.fixture
 async def topics(settings: Settings) -> Settings:
@@ -297,9 +301,45 @@ async def test_a_batch_that_straddles_the_end_is_read_whole(orders: Orders) -> N
     assert [u.position.offset for u in report.pending] == list(range(20))
 
 
+async def test_extensions_are_accounted_for_by_their_processed_rows(
+    orders: Orders, db_engine: Any
+) -> None:
+    """An order-extended event never changes an order's state (EXTENDED keeps it RESERVED,
+    NOT_EXTENDED changes nothing), so its processed_events row is its only trace: without it,
+    once the group is past it, it is lost, and its order does not disagree."""
+    sku, run = f"sku-{uuid.uuid4().hex[:6]}", uuid.uuid4().hex[:6]
+    await stock(orders.settings, sku, 2)
+    await orders.created(f"o1-{run}", sku, f"c1-{run}")
+    # EXTENDED, or NOT_EXTENDED if it overtakes the created event (another topic): either way
+    # it is processed and claimed
+    offset = await orders.extended(f"o1-{run}", f"x1-{run}")
+    await orders.extended(f"ghost-{run}", f"x2-{run}", partition=1)  # NOT_EXTENDED
+    await orders.send(orders.settings.topic_order_extended, b'{"ttl_seconds": 0}', partition=1)
+    await apply_with_a_worker(orders.settings, processed_rows=3)
+
+    report = await audit(orders.settings)
+    assert_clean(report)
+    topic = orders.settings.topic_order_extended
+    assert report.read_by_topic[topic] == 3 and report.dead_letters == 1
+    assert report.orders_checked == 1
+
+    async with db_engine.begin() as conn:
+        await conn.execute(
+            text("DELETE FROM processed_events WHERE topic = 'extended' AND event_id = :e"),
+            {"e": f"x1-{run}"},
+        )
+    report = await audit(orders.settings)
+    assert [(u.position.topic, u.position.offset, u.event_id) for u in report.lost] == [
+        (topic, offset, f"x1-{run}")
+    ]
+    assert report.disagreeing == [] and report.pending == []
+    assert not report.clean
+
+
 async def test_a_missing_order_topic_is_not_created(settings: Settings) -> None:
     missing = isolated(settings)
-    await create_topics(missing, (missing.topic_order_created, missing.topic_order_paid))
+    present = (missing.topic_order_created, missing.topic_order_paid, missing.topic_order_extended)
+    await create_topics(missing, present)
     with pytest.raises(CannotAudit, match=f"order topic {missing.topic_order_cancelled} "):
         await audit(missing)
     assert missing.topic_order_cancelled not in await topic_names(missing)

@@ -17,7 +17,13 @@ from service.devtools.load_generator import LoadConfig, publish
 from streams.app import check_topic_layout, co_partitioned, ensure_topics, layout_problem
 from tests.e2e.worker_process import start_worker
 
-NAMES = ("order-created", "order-paid", "order-cancelled", "inventory-reservations")
+NAMES = (
+    "order-created",
+    "order-paid",
+    "order-cancelled",
+    "order-extended",
+    "inventory-reservations",
+)
 
 
 @pytest.mark.parametrize(
@@ -27,6 +33,7 @@ NAMES = ("order-created", "order-paid", "order-cancelled", "inventory-reservatio
         ({**dict.fromkeys(NAMES, 8), "order-paid": 4}, 8, "same partition count"),
         (dict.fromkeys(NAMES, 4), 8, "INVENTORY_TOPIC_PARTITIONS=4"),
         ({n: 4 for n in NAMES if n != "order-paid"}, 4, "order-paid do not exist"),
+        ({**dict.fromkeys(NAMES, 4), "order-extended": 2}, 4, "order-extended 2"),
     ],
 )
 def test_layout_problem(counts: dict[str, int], partitions: int, says: str | None) -> None:
@@ -86,4 +93,5 @@ async def test_loadgen_creates_the_order_topics_with_the_configured_count(
     isolated = settings.isolated(f"layout-{uuid.uuid4().hex[:6]}", topic_partitions=6)
     await publish(LoadConfig(count=20, rate=0), isolated)
     counts = await partition_counts(isolated)
+    assert len(isolated.order_topics) == 4
     assert {counts[name] for name in isolated.order_topics} == {6}

@@ -10,7 +10,7 @@ import asyncio
 from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from types import SimpleNamespace
 from typing import Any
 
@@ -26,27 +26,40 @@ from service.api.generated import inventory_pb2_grpc as pb_grpc
 from service.bootstrap import limits_from
 from service.config import Settings
 from service.domain import errors
-from service.domain.commands import Commit, Release, Reserve, SetStockPolicy, UpdateStock
+from service.domain.commands import (
+    Commit,
+    Extend,
+    Release,
+    Reserve,
+    SetStockPolicy,
+    UpdateStock,
+)
 from service.domain.results import (
     Availability,
+    LineOutcome,
     OrderResult,
+    OrderView,
     ReservationLine,
     StockLevel,
     StockView,
+    Transition,
 )
 from service.domain.values import (
     Item,
     OrderState,
     ReservationStatus,
+    ResultStatus,
     Shortage,
     Sku,
     StockPolicy,
 )
+from service.orders import OrderQueries
 from service.queries import StockQueries
 
 TOKEN = "unit-admin-token"
 SKU = Sku("prod-123", "var-456")
 EXPIRES = datetime(2030, 1, 2, 3, 4, 5, tzinfo=UTC)
+EXTENDED_TO = datetime(2030, 1, 2, 4, 0, 0, tzinfo=UTC)
 
 
 def level(warehouse: str = "default", available: int = 7, reserved: int = 3) -> StockLevel:
@@ -59,6 +72,8 @@ class FakeEngine:
     fail: BaseException | None = None
     delay_s: float = 0.0
     backordered: dict[Sku, int] = field(default_factory=dict)  # per SKU, on its reservation
+    outcomes: tuple[LineOutcome, ...] = ()  # what a partial reservation answers per line
+    extended: bool = True  # whether ExtendReservation moves the deadline
 
     async def _answer(self, command: Any) -> None:
         self.calls.append(command)
@@ -80,7 +95,18 @@ class FakeEngine:
             )
             for i, item in enumerate(command.items)
         )
-        return OrderResult(command.order_id, OrderState.RESERVED, lines, EXPIRES)
+        return OrderResult(
+            command.order_id, OrderState.RESERVED, lines, EXPIRES, lines=self.outcomes
+        )
+
+    async def extend(self, command: Extend) -> OrderResult:
+        await self._answer(command)
+        line = ReservationLine("r0", SKU, "default", 2, ReservationStatus.PENDING)
+        if not self.extended:
+            return OrderResult(command.order_id, OrderState.RESERVED, (line,), EXPIRES)
+        return OrderResult(
+            command.order_id, OrderState.RESERVED, (line,), EXTENDED_TO, ResultStatus.EXTENDED
+        )
 
     async def commit(self, command: Commit) -> OrderResult:
         await self._answer(command)
@@ -131,6 +157,23 @@ class FakeQueries:
         ]
 
 
+@dataclass
+class FakeOrders:
+    """GetOrder's reads (service/orders.py's OrderQueries) over views held in memory."""
+
+    views: dict[str, OrderView] = field(default_factory=dict)
+    calls: list[str] = field(default_factory=list)
+    fail: BaseException | None = None
+
+    async def get_order(self, order_id: str) -> OrderView:
+        self.calls.append(order_id)
+        if self.fail is not None:
+            raise self.fail
+        if order_id not in self.views:
+            raise errors.NotFound(f"unknown order {order_id}")
+        return self.views[order_id]
+
+
 class _NoDatabase:
     def execution_options(self, **_: Any) -> _NoDatabase:
         return self
@@ -156,6 +199,7 @@ class Api:
     engine: FakeEngine
     queries: Any  # FakeQueries, or RowQueries
     channel: grpc.aio.Channel
+    orders: FakeOrders
 
 
 @asynccontextmanager
@@ -166,13 +210,19 @@ async def serving(queries: Any, admin_tokens: tuple[str, ...] = (TOKEN,)) -> Asy
         admin_token_sha256=[token_digest(token) for token in admin_tokens],
     )
     engine = FakeEngine()
+    orders = FakeOrders()
     container = SimpleNamespace(
-        settings=settings, engine=engine, queries=queries, limits=limits_from(settings), db=None
+        settings=settings,
+        engine=engine,
+        queries=queries,
+        orders=orders,
+        limits=limits_from(settings),
+        db=None,
     )
     server = await grpc_api.start(settings, container)  # type: ignore[arg-type]
     channel = grpc.aio.insecure_channel(f"127.0.0.1:{server.port}")
     try:
-        yield Api(pb_grpc.InventoryServiceStub(channel), engine, queries, channel)
+        yield Api(pb_grpc.InventoryServiceStub(channel), engine, queries, channel, orders)
     finally:
         await channel.close()
         await server.stop(0)
@@ -709,3 +759,331 @@ async def test_get_stock_over_the_real_reads_reports_every_row_as_it_is(rows_api
         ("west", 40, 40),
     ]
     assert (answer.available, answer.sellable, answer.backordered) == (46, 40, 2)
+
+
+# -- the reservation lifecycle: allow_partial, ExtendReservation, GetOrder --
+
+
+def one_line(**fields: Any) -> pb.ReserveStockRequest:
+    return pb.ReserveStockRequest(
+        order_id="o1",
+        items=[
+            pb.StockItem(product_id="prod-123", variant_id="var-456", quantity=5),
+            pb.StockItem(product_id="prod-456", quantity=2, warehouse_id="east"),
+        ],
+        **fields,
+    )
+
+
+async def test_reserve_passes_allow_partial_and_answers_each_line(api: Api) -> None:
+    api.engine.outcomes = (
+        LineOutcome(SKU, None, requested=5, reserved=3),
+        LineOutcome(Sku("prod-456"), "east", requested=2, reserved=2),
+    )
+    answer = await api.stub.ReserveStock(one_line(allow_partial=True))
+    [command] = api.engine.calls
+    assert command.allow_partial is True
+    assert [
+        (o.product_id, o.variant_id, o.warehouse_id, o.requested, o.reserved, o.short)
+        for o in answer.lines
+    ] == [("prod-123", "var-456", "", 5, 3, 2), ("prod-456", "", "east", 2, 2, 0)]
+
+
+async def test_reserve_is_all_or_nothing_unless_asked(api: Api) -> None:
+    answer = await api.stub.ReserveStock(one_line())
+    [command] = api.engine.calls
+    assert command.allow_partial is False
+    assert list(answer.lines) == []
+
+
+async def test_extend_maps_the_command_and_the_order_after(api: Api) -> None:
+    answer = await api.stub.ExtendReservation(
+        pb.ExtendReservationRequest(order_id="o1", ttl_seconds=600)
+    )
+    assert api.engine.calls == [Extend("o1", 600)]
+    assert (answer.order_id, answer.state, answer.extended) == ("o1", pb.ORDER_STATE_RESERVED, True)
+    assert answer.expires_at.ToDatetime(tzinfo=UTC) == EXTENDED_TO
+    [line] = answer.reservations
+    assert (line.reservation_id, line.quantity, line.status) == (
+        "r0",
+        2,
+        pb.RESERVATION_STATUS_PENDING,
+    )
+
+
+async def test_an_extension_that_changed_nothing_is_not_extended(api: Api) -> None:
+    api.engine.extended = False
+    answer = await api.stub.ExtendReservation(
+        pb.ExtendReservationRequest(order_id="o1", ttl_seconds=600)
+    )
+    assert not answer.extended
+    assert answer.expires_at.ToDatetime(tzinfo=UTC) == EXPIRES  # the deadline it had
+
+
+async def test_extend_needs_no_admin_token(api: Api) -> None:
+    # like ReserveStock: no authorization metadata at all, and a wrong token is not looked at
+    for metadata in ((), (("authorization", "Bearer wrong"),)):
+        request = pb.ExtendReservationRequest(order_id="o1", ttl_seconds=60)
+        await api.stub.ExtendReservation(request, metadata=metadata)
+    assert api.engine.calls == [Extend("o1", 60), Extend("o1", 60)]
+
+
+@pytest.mark.parametrize(
+    ("request_", "field_"),
+    [
+        pytest.param(
+            pb.ExtendReservationRequest(order_id="o1"), "ttl_seconds", id="no ttl: no default"
+        ),
+        pytest.param(
+            pb.ExtendReservationRequest(order_id="o1", ttl_seconds=-1), "ttl_seconds", id="-1"
+        ),
+        pytest.param(
+            pb.ExtendReservationRequest(order_id="o1", ttl_seconds=Settings().max_ttl_seconds + 1),
+            "ttl_seconds",
+            id="over the maximum",
+        ),
+        pytest.param(
+            pb.ExtendReservationRequest(order_id="o1", ttl_seconds=-(2**63)),
+            "ttl_seconds",
+            id="int64 min",
+        ),
+        pytest.param(
+            pb.ExtendReservationRequest(order_id="", ttl_seconds=60), "order_id", id="no order"
+        ),
+        pytest.param(
+            pb.ExtendReservationRequest(order_id="o\x01", ttl_seconds=60),
+            "order_id",
+            id="a control character",
+        ),
+    ],
+)
+async def test_extend_validation_names_the_field(
+    api: Api, request_: pb.ExtendReservationRequest, field_: str
+) -> None:
+    error = await code_of(lambda: api.stub.ExtendReservation(request_))
+    assert error.code() is grpc.StatusCode.INVALID_ARGUMENT
+    assert error.details().startswith(f"{field_}:"), error.details()
+    assert api.engine.calls == []
+
+
+async def test_extend_out_of_bounds_says_the_bounds(api: Api) -> None:
+    bounds = Settings()
+    error = await code_of(
+        lambda: api.stub.ExtendReservation(
+            pb.ExtendReservationRequest(order_id="o1", ttl_seconds=bounds.max_ttl_seconds + 1)
+        )
+    )
+    assert error.details() == (
+        f"ttl_seconds: must be between {bounds.min_ttl_seconds} and {bounds.max_ttl_seconds}, "
+        f"got {bounds.max_ttl_seconds + 1}"
+    )
+
+
+@pytest.mark.parametrize(
+    ("raised", "code"),
+    [
+        (errors.NotFound("order o1 has no reservation"), grpc.StatusCode.NOT_FOUND),
+        (errors.WrongState("order o1 is COMMITTED"), grpc.StatusCode.FAILED_PRECONDITION),
+        (errors.Unavailable("database unavailable"), grpc.StatusCode.UNAVAILABLE),
+        (RuntimeError("a bug at 10.0.0.7"), grpc.StatusCode.INTERNAL),
+    ],
+)
+async def test_extend_errors_map_to_their_status(
+    api: Api, raised: BaseException, code: grpc.StatusCode
+) -> None:
+    api.engine.fail = raised
+    before = counted("ExtendReservation", code.name)
+    error = await code_of(
+        lambda: api.stub.ExtendReservation(
+            pb.ExtendReservationRequest(order_id="o1", ttl_seconds=60)
+        )
+    )
+    assert error.code() is code
+    assert counted("ExtendReservation", code.name) == before + 1
+    if isinstance(raised, errors.InventoryError):
+        assert error.details() == raised.message  # "order o1 is COMMITTED": the state named
+    else:
+        assert error.details() == "internal error"
+
+
+AT = datetime(2030, 1, 1, 12, 0, 0, 123000, tzinfo=UTC)
+COMMITTED_VIEW = OrderView(
+    order_id="o1",
+    state=OrderState.COMMITTED,
+    items=(Item(SKU, 3), Item(Sku("prod-456"), 1, "east")),
+    reservations=(
+        ReservationLine("r1", SKU, "default", 3, ReservationStatus.COMMITTED, backordered=1),
+        ReservationLine("r2", Sku("prod-456"), "east", 1, ReservationStatus.COMMITTED),
+    ),
+    expires_at=None,
+    allow_partial=True,
+    history=(
+        Transition(AT, None, OrderState.RESERVED, ResultStatus.RESERVED, "rpc:ReserveStock"),
+        Transition(
+            AT + timedelta(seconds=1),
+            OrderState.RESERVED,
+            OrderState.RESERVED,
+            ResultStatus.EXTENDED,
+            "rpc:ExtendReservation",
+        ),
+        Transition(
+            AT + timedelta(seconds=2),
+            OrderState.RESERVED,
+            OrderState.COMMITTED,
+            ResultStatus.COMMITTED,
+            "evt-paid-1",
+        ),
+    ),
+)
+
+
+async def test_get_order_maps_the_view(api: Api) -> None:
+    api.orders.views["o1"] = COMMITTED_VIEW
+    answer = await api.stub.GetOrder(pb.GetOrderRequest(order_id="o1"))
+    assert api.orders.calls == ["o1"]
+    assert (answer.order_id, answer.state, answer.allow_partial) == (
+        "o1",
+        pb.ORDER_STATE_COMMITTED,
+        True,
+    )
+    assert not answer.HasField("expires_at")
+    assert [(i.product_id, i.variant_id, i.quantity, i.warehouse_id) for i in answer.items] == [
+        ("prod-123", "var-456", 3, ""),
+        ("prod-456", "", 1, "east"),
+    ]
+    assert [
+        (r.reservation_id, r.warehouse_id, r.quantity, r.backordered, r.status)
+        for r in answer.reservations
+    ] == [
+        ("r1", "default", 3, 1, pb.RESERVATION_STATUS_COMMITTED),
+        ("r2", "east", 1, 0, pb.RESERVATION_STATUS_COMMITTED),
+    ]
+    assert [
+        (t.at.ToDatetime(tzinfo=UTC), t.from_state, t.to_state, t.published, t.cause)
+        for t in answer.history
+    ] == [
+        (AT, pb.ORDER_STATE_UNSPECIFIED, pb.ORDER_STATE_RESERVED, "RESERVED", "rpc:ReserveStock"),
+        (
+            AT + timedelta(seconds=1),
+            pb.ORDER_STATE_RESERVED,
+            pb.ORDER_STATE_RESERVED,
+            "EXTENDED",
+            "rpc:ExtendReservation",
+        ),
+        (
+            AT + timedelta(seconds=2),
+            pb.ORDER_STATE_RESERVED,
+            pb.ORDER_STATE_COMMITTED,
+            "COMMITTED",
+            "evt-paid-1",
+        ),
+    ]
+    # from the order reads alone: neither the stock reads (the cache) nor the engine
+    assert api.queries.calls == [] and api.engine.calls == []
+
+
+async def test_get_order_reports_the_deadline_and_a_step_that_published_nothing(
+    api: Api,
+) -> None:
+    api.orders.views["o2"] = OrderView(
+        "o2",
+        OrderState.PAID_EARLY,
+        (Item(SKU, 1),),
+        (),
+        EXPIRES,
+        False,
+        (Transition(AT, None, OrderState.PAID_EARLY, None, "evt-paid-2"),),
+    )
+    answer = await api.stub.GetOrder(pb.GetOrderRequest(order_id="o2"))
+    assert answer.state == pb.ORDER_STATE_PAID_EARLY and not answer.allow_partial
+    assert answer.expires_at.ToDatetime(tzinfo=UTC) == EXPIRES
+    [step] = answer.history
+    assert (step.published, step.cause) == ("", "evt-paid-2")
+
+
+@pytest.mark.parametrize(
+    ("order_id", "code"),
+    [
+        ("nobody", grpc.StatusCode.NOT_FOUND),
+        ("", grpc.StatusCode.INVALID_ARGUMENT),
+        ("o" * 129, grpc.StatusCode.INVALID_ARGUMENT),
+    ],
+)
+async def test_get_order_refusals(api: Api, order_id: str, code: grpc.StatusCode) -> None:
+    error = await code_of(lambda: api.stub.GetOrder(pb.GetOrderRequest(order_id=order_id)))
+    assert error.code() is code
+    if code is grpc.StatusCode.INVALID_ARGUMENT:
+        assert error.details().startswith("order_id:")
+        assert api.orders.calls == []
+    else:
+        assert error.details() == "unknown order nobody"
+
+
+async def test_get_order_database_down_is_unavailable(api: Api) -> None:
+    api.orders.fail = errors.Unavailable("database unavailable")
+    error = await code_of(lambda: api.stub.GetOrder(pb.GetOrderRequest(order_id="o1")))
+    assert error.code() is grpc.StatusCode.UNAVAILABLE
+
+
+# -- OrderQueries (service/orders.py): one read, one retry on a fresh connection --
+
+
+class _Connections:
+    """An AsyncEngine's ``execution_options`` and ``connect``, counting connections."""
+
+    def __init__(self) -> None:
+        self.opened = 0
+        self.options: dict[str, Any] = {}
+
+    def execution_options(self, **options: Any) -> _Connections:
+        self.options = options
+        return self
+
+    @asynccontextmanager
+    async def connect(self) -> AsyncIterator[int]:
+        self.opened += 1
+        yield self.opened
+
+
+async def test_order_queries_read_the_ledger_and_retry_once(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    answers: list[Any] = [ConnectionResetError("10.0.0.7:5432"), COMMITTED_VIEW, None]
+    seen: list[tuple[int, str]] = []
+
+    async def load(conn: int, order_id: str) -> OrderView | None:
+        seen.append((conn, order_id))
+        answer = answers.pop(0)
+        if isinstance(answer, BaseException):
+            raise answer
+        return answer  # type: ignore[no-any-return]
+
+    monkeypatch.setattr("service.orders.load_order_view", load)
+    db = _Connections()
+    orders = OrderQueries(db)  # type: ignore[arg-type]
+    assert await orders.get_order("o1") == COMMITTED_VIEW
+    assert seen == [(1, "o1"), (2, "o1")]  # the second try on a fresh connection
+    with pytest.raises(errors.NotFound, match="unknown order o2"):
+        await orders.get_order("o2")
+    assert db.options == {"isolation_level": "AUTOCOMMIT"}
+
+
+async def test_order_queries_unavailable_after_two_failures_and_bugs_propagate(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    failures: list[BaseException] = [
+        ConnectionRefusedError("down"),
+        ConnectionRefusedError("still down"),
+        RuntimeError("a bug"),
+    ]
+
+    async def load(conn: int, order_id: str) -> OrderView | None:
+        raise failures.pop(0)
+
+    monkeypatch.setattr("service.orders.load_order_view", load)
+    orders = OrderQueries(_Connections())  # type: ignore[arg-type]
+    with pytest.raises(errors.Unavailable):
+        await orders.get_order("o1")
+    with pytest.raises(RuntimeError, match="a bug"):
+        await orders.get_order("o1")
+    assert failures == []

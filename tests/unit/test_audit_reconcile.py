@@ -23,10 +23,12 @@ from streams.audit.report import (
 )
 
 C, P, X = OrderEventKind.CREATED, OrderEventKind.PAID, OrderEventKind.CANCELLED
+E = OrderEventKind.EXTENDED
 S = OrderState
 
 CREATED, PAID, CANCELLED = "order-created", "order-paid", "order-cancelled"
-TOPIC_OF = {C: CREATED, P: PAID, X: CANCELLED}
+EXTENDED = "order-extended"
+TOPIC_OF = {C: CREATED, P: PAID, X: CANCELLED, E: EXTENDED}
 
 
 # --- reachable states ----------------------------------------------------------------------
@@ -49,6 +51,13 @@ TOPIC_OF = {C: CREATED, P: PAID, X: CANCELLED}
 )
 def test_reachable_states(kinds: set[OrderEventKind], expected: set[OrderState | None]) -> None:
     assert reachable_states(kinds) == expected
+
+
+@pytest.mark.parametrize("kinds", [set(), {C}, {P}, {X}, {C, P}, {C, X}, {P, X}, {C, P, X}])
+def test_an_extension_never_moves_an_order(kinds: set[OrderEventKind]) -> None:
+    # EXTENDED keeps a RESERVED order RESERVED and NOT_EXTENDED changes nothing: the ledger's
+    # trace of an order-extended event is its processed_events row alone
+    assert reachable_states(kinds | {E}) == reachable_states(kinds)
 
 
 def test_a_paid_order_is_never_left_reserved() -> None:
@@ -237,6 +246,41 @@ def test_an_order_left_behind_by_a_lost_event_names_it() -> None:
     assert order.problem == (
         "ledger says RESERVED, its events (created, paid) allow only "
         "COMMITTED, RELEASED, COMMIT_FAILED; lost: paid p1"
+    )
+
+
+def test_an_extension_is_accounted_for_by_its_processed_row() -> None:
+    w = window(
+        event(C, 0, 0, "c1", "o1"),
+        event(E, 0, 0, "x1", "o1"),  # extended: RESERVED with a new deadline
+        event(E, 0, 1, "x2", "ghost"),  # refused (NOT_EXTENDED): unknown order, no row
+        committed={(CREATED, 0): 1, (EXTENDED, 0): 2},
+    )
+    processed = {("created", "c1"), ("extended", "x1"), ("extended", "x2")}
+    report = reconcile(w, processed, {"o1": "RESERVED"})
+    assert report.clean, report.lines()
+    assert report.orders_checked == 1  # ghost has no created event in the window
+    assert w.event_keys() == [("created", "c1"), ("extended", "x1"), ("extended", "x2")]
+
+
+def test_an_extension_without_its_processed_row_is_lost_though_the_order_agrees() -> None:
+    # the group committed past it and the ledger never claimed it: lost, even though the
+    # order's state cannot tell (an extension never changes it)
+    w = window(
+        event(C, 0, 0, "c1", "o1"),
+        event(E, 1, 4, "x1", "o1"),
+        committed={(CREATED, 0): 1, (EXTENDED, 1): 5},
+    )
+    report = reconcile(w, {("created", "c1")}, {"o1": "RESERVED"})
+    assert [(u.position, u.kind, u.event_id) for u in report.lost] == [
+        (Position(EXTENDED, 1, 4), E, "x1")
+    ]
+    assert report.pending == [] and report.orders_pending == []
+    assert report.disagreeing == [] and report.orders_checked == 1
+    assert not report.clean
+    assert report.lost_ranges == [LostRange(EXTENDED, 1, 4, 4, 1)]
+    assert "lost    order-extended[1]@4 event x1 order o1: not in the ledger" in "\n".join(
+        report.lines()
     )
 
 

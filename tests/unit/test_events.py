@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import itertools
 import json
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -13,7 +14,15 @@ import jsonschema
 import pytest
 
 from service.domain import validation as v
-from service.domain.commands import Command, Commit, Expire, Release, Source, UpdateStock
+from service.domain.commands import (
+    Command,
+    Commit,
+    Expire,
+    Extend,
+    Release,
+    Source,
+    UpdateStock,
+)
 from service.domain.events import (
     MalformedEvent,
     ReservationChanged,
@@ -26,7 +35,7 @@ from service.domain.events import (
 )
 from service.domain.planner import plan_batch
 from service.domain.policies import Alert, StockAlert
-from service.domain.results import ReservationLine
+from service.domain.results import LineOutcome, ReservationLine
 from service.domain.snapshot import OrderRow, ReservationRow, Snapshot, StockRow, Warehouse
 from service.domain.values import (
     DEFAULT_POLICY,
@@ -57,6 +66,9 @@ BACKORDERED = ReservationLine(RESERVATION_ID, PV, "wh", 5, ReservationStatus.PEN
 POLICY = StockPolicy(safety_stock=1, reorder_point=5, backorder_limit=4)
 # backordered: 6 reserved of 4 on hand, 1 of them safety stock -> sellable -3, 3 owed
 BACKORDERED_ROW = StockRow("sid", PV, "wh", Levels(-2, 6, 4), 8, policy=POLICY, backordered=3)
+EXTENDED_TO = EXPIRES + timedelta(minutes=30)
+# a partial reservation: 2 of the 5 units of p/v held, none of q (no warehouse named)
+PARTIAL = (LineOutcome(PV, "wh", 5, 2), LineOutcome(Sku("q"), None, 1, 0))
 
 
 def wire(payload: dict[str, Any]) -> Any:
@@ -316,6 +328,10 @@ RESERVATION_CASES = [
     ("o-8", ResultStatus.CANCEL_AFTER_COMMIT, [HELD], {"reason": "too late"}),
     ("o-9", ResultStatus.RESERVED, [BACKORDERED, HELD_NO_VARIANT], {"expires_at": EXPIRES}),
     ("o-10", ResultStatus.BACKORDER_FILLED, [HELD, HELD_NO_VARIANT], {}),
+    ("o-11", ResultStatus.EXTENDED, [HELD, HELD_NO_VARIANT], {"expires_at": EXTENDED_TO}),
+    ("o-12", ResultStatus.NOT_EXTENDED, [], {"reason": "unknown order"}),
+    ("o-13", ResultStatus.NOT_EXTENDED, [HELD], {"reason": "order is COMMITTED"}),
+    ("o-14", ResultStatus.RESERVED, [HELD], {"expires_at": EXPIRES, "outcomes": PARTIAL}),
 ]
 
 
@@ -324,10 +340,27 @@ def test_reservation_events_round_trip(
     order_id: str, status: ResultStatus, lines: list[ReservationLine], details: dict[str, Any]
 ) -> None:
     payload = reservation_payload(order_id, status, lines, at=AT, **details)
-    expires_at = EXPIRES.timestamp() if status is ResultStatus.RESERVED else None
-    assert parse_reservation_changed(wire(payload)) == ReservationChanged(
-        order_id, status, expires_at
+    deadline = details.get("expires_at")
+    expires_at = deadline.timestamp() if deadline is not None else None
+    parsed = parse_reservation_changed(wire(payload))
+    assert parsed == ReservationChanged(order_id, status, expires_at)
+    # only the reports leave the hold as it is; everything else sets or ends it
+    keeps = status in (ResultStatus.BACKORDER_FILLED, ResultStatus.NOT_EXTENDED)
+    assert parsed.changes_hold is not keeps
+
+
+def test_a_partial_reservation_says_what_each_requested_line_got() -> None:
+    payload = reservation_payload(
+        "o-1", ResultStatus.RESERVED, [HELD], at=AT, expires_at=EXPIRES, outcomes=PARTIAL
     )
+    assert json.dumps(payload["lines"]) == (
+        '[{"product_id": "p", "variant_id": "v", "warehouse_id": "wh", "requested": 5, '
+        '"reserved": 2, "short": 3}, '
+        '{"product_id": "q", "variant_id": null, "warehouse_id": null, "requested": 1, '
+        '"reserved": 0, "short": 1}]'
+    )
+    # an all-or-nothing order's events are as they were: no lines
+    assert "lines" not in reservation_payload("o-2", ResultStatus.RESERVED, [HELD], at=AT)
 
 
 def reservation_body(**change: Any) -> dict[str, Any]:
@@ -363,6 +396,22 @@ MAY_FIRST_NOON = 1714564800.0
             ReservationChanged("o", "COMMITTED", None),
         ),
         (reservation_body(status="ON_HOLD"), None, ReservationChanged("o", "ON_HOLD", None)),
+        # EXTENDED carries the new deadline, like RESERVED; NOT_EXTENDED none
+        (
+            reservation_body(status="EXTENDED"),
+            None,
+            ReservationChanged("o", "EXTENDED", MAY_FIRST_NOON),
+        ),
+        (
+            reservation_body(status="NOT_EXTENDED", expires_at=..., reason="unknown order"),
+            None,
+            ReservationChanged("o", "NOT_EXTENDED", None),
+        ),
+        (
+            reservation_body(status="NOT_EXTENDED", expires_at="tomorrow"),
+            None,
+            ReservationChanged("o", "NOT_EXTENDED", None),
+        ),
         (reservation_body(status="", items=...), None, ReservationChanged("o", "", None)),
     ],
 )
@@ -402,11 +451,29 @@ def test_expires_at_forms(expires_at: Any, epoch_seconds: float) -> None:
         (reservation_body(expires_at="tomorrow"), None, "expires_at is not ISO 8601"),
         (reservation_body(expires_at=True), None, "expires_at must be a date-time"),
         (reservation_body(expires_at=[1]), None, "expires_at must be a date-time"),
+        (reservation_body(status="EXTENDED", expires_at=...), None, "EXTENDED o has no expires_at"),
+        (reservation_body(status="EXTENDED", expires_at="soon"), None, "expires_at is not ISO"),
     ],
 )
 def test_unusable_reservation_events_are_refused(body: Any, key: str | None, named: str) -> None:
     with pytest.raises(MalformedEvent, match=f"^inventory-reservations: .*{named}"):
         parse_reservation_changed(body, key=key)
+
+
+@pytest.mark.parametrize(
+    ("status", "changes_hold"),
+    [
+        ("RESERVED", True),  # a deadline
+        ("EXTENDED", True),  # a new deadline in place of the old one
+        ("COMMITTED", True),  # the end of the hold
+        ("EXPIRED", True),
+        ("ON_HOLD", True),  # unknown to this version: ends the hold
+        ("BACKORDER_FILLED", False),
+        ("NOT_EXTENDED", False),  # a refused extension: the old deadline stands
+    ],
+)
+def test_which_statuses_change_the_hold(status: str, changes_hold: bool) -> None:
+    assert parse_reservation_changed(reservation_body(status=status)).changes_hold is changes_hold
 
 
 def test_a_malformed_event_is_a_value_error() -> None:
@@ -510,9 +577,21 @@ def test_the_bodies_the_refusals_start_from_meet_their_schema() -> None:
     validate("stock-alerts", alert_body())
     validate("inventory-reservations", reservation_body())
     validate("inventory-reservations", reservation_body(items=[ITEM_BODY]))
+    validate("inventory-reservations", reservation_body(lines=[LINE_BODY]))
+    validate("inventory-reservations", reservation_body(status="EXTENDED"))
+    validate("inventory-reservations", NOT_EXTENDED_BODY)
 
 
 ITEM_BODY = {"product_id": "p", "variant_id": None, "warehouse_id": "w", "quantity": 3}
+LINE_BODY = {
+    "product_id": "p",
+    "variant_id": None,
+    "warehouse_id": None,
+    "requested": 5,
+    "reserved": 3,
+    "short": 2,
+}
+NOT_EXTENDED_BODY = reservation_body(status="NOT_EXTENDED", expires_at=..., reason="unknown order")
 
 
 @pytest.mark.parametrize(
@@ -543,6 +622,16 @@ ITEM_BODY = {"product_id": "p", "variant_id": None, "warehouse_id": "w", "quanti
         ("inventory-reservations", reservation_body(items=[{**ITEM_BODY, "backordered": 0}])),
         ("inventory-reservations", reservation_body(items=[{**ITEM_BODY, "backordered": -1}])),
         ("inventory-reservations", reservation_body(items=[{**ITEM_BODY, "backordered": "2"}])),
+        ("inventory-reservations", reservation_body(status="EXTENDED", expires_at=...)),
+        ("inventory-reservations", {k: v for k, v in NOT_EXTENDED_BODY.items() if k != "reason"}),
+        ("inventory-reservations", {**NOT_EXTENDED_BODY, "expires_at": "2024-05-01T12:00:00Z"}),
+        ("inventory-reservations", reservation_body(lines=[{**LINE_BODY, "short": -1}])),
+        ("inventory-reservations", reservation_body(lines=[{**LINE_BODY, "requested": 0}])),
+        ("inventory-reservations", reservation_body(lines=[{**LINE_BODY, "lost": 1}])),
+        (
+            "inventory-reservations",
+            reservation_body(lines=[{k: v for k, v in LINE_BODY.items() if k != "short"}]),
+        ),
     ],
 )
 def test_the_schema_check_refuses_what_the_contract_does_not_allow(
@@ -565,7 +654,7 @@ def test_an_event_from_before_policies_still_parses() -> None:
 def test_a_planned_batch_publishes_every_event_within_its_schema() -> None:
     sku = Sku("p")
     due = AT - timedelta(seconds=1)
-    backorders, low, empty = Sku("b"), Sku("l"), Sku("e")
+    backorders, low, empty, scarce = Sku("b"), Sku("l"), Sku("e"), Sku("h")
     snapshot = Snapshot(
         orders={"late": OrderRow("late", OrderState.RESERVED, (Item(sku, 1),), 60, due, 1)},
         reservations={
@@ -582,13 +671,17 @@ def test_a_planned_batch_publishes_every_event_within_its_schema() -> None:
             ),
             "s3": StockRow("s3", low, "w", Levels(8, 0, 8), 1, policy=StockPolicy(1, 5, 0)),
             "s4": StockRow("s4", empty, "w", Levels(0, 0, 0), 1),
+            "s5": StockRow("s5", scarce, "w", Levels(2, 0, 2), 1),
         },
         warehouses={"w": Warehouse("w", 1, True)},
     )
     items = [{"product_id": "p", "quantity": 2}]
     commands: list[Command] = [
         v.reserve("a", items, 60, v.Limits(), source=Source.STREAM),  # RESERVED
+        Extend("a", 120, Source.STREAM, "e5"),  # EXTENDED
+        Extend("ghost", 120, Source.STREAM, "e6"),  # NOT_EXTENDED: unknown order
         Commit("a", Source.STREAM, "e1"),  # COMMITTED
+        Extend("a", 120, Source.STREAM, "e7"),  # NOT_EXTENDED: order is COMMITTED
         Release("a", "too late", Source.STREAM, "e2"),  # CANCEL_AFTER_COMMIT
         v.reserve("b", items, 60, v.Limits(), source=Source.STREAM),  # RESERVED
         Release("b", "changed mind", Source.STREAM, "e3"),  # RELEASED
@@ -603,6 +696,13 @@ def test_a_planned_batch_publishes_every_event_within_its_schema() -> None:
         # LOW_STOCK and OUT_OF_STOCK, for the row and the SKU; BACK_IN_STOCK for both
         UpdateStock(low, "w", StockOperation.SUBTRACT, 8, "shrinkage"),
         UpdateStock(empty, "w", StockOperation.ADD, 3, "restock"),
+        # RESERVED with lines: 2 of the 5 units wanted
+        replace(
+            v.reserve(
+                "f", [{"product_id": "h", "quantity": 5}], 60, v.Limits(), source=Source.STREAM
+            ),
+            allow_partial=True,
+        ),
     ]
     uuids = (f"00000000-0000-4000-8000-{n:012d}" for n in itertools.count())
     plan = plan_batch(
@@ -627,3 +727,24 @@ def test_a_planned_batch_publishes_every_event_within_its_schema() -> None:
     assert alerts == set(StockAlert)
     [reserved_d] = [m.payload for m in outbox if m.key == "d" and m.payload["status"] == "RESERVED"]
     assert reserved_d["items"][0]["backordered"] == 2
+    by_order = {
+        (m.key, m.payload["status"]): m.payload
+        for m in outbox
+        if m.topic == "inventory-reservations"
+    }
+    extended = by_order["a", "EXTENDED"]
+    assert (
+        extended["expires_at"] == (AT + timedelta(seconds=120)).replace(microsecond=0).isoformat()
+    )
+    assert by_order["ghost", "NOT_EXTENDED"]["reason"] == "unknown order"
+    assert by_order["a", "NOT_EXTENDED"]["reason"] == "order is COMMITTED"
+    assert by_order["f", "RESERVED"]["lines"] == [
+        {
+            "product_id": "h",
+            "variant_id": None,
+            "warehouse_id": None,
+            "requested": 5,
+            "reserved": 2,
+            "short": 3,
+        }
+    ]

@@ -84,6 +84,63 @@ async def test_a_backorder_filled_keeps_the_hold_it_reports_on(agent: ExpiryAgen
     assert changelog(agent).written == [(2, "o1", EXPIRES_S)]
 
 
+LATER = "2030-01-01T00:30:00+00:00"  # EXPIRES + 30 minutes
+LATER_S = EXPIRES_S + 1800
+
+
+async def test_an_extension_reschedules_the_timer_to_the_new_deadline(agent: ExpiryAgent) -> None:
+    await agent.apply([(2, *event("o1", "RESERVED", expires_at=EXPIRES))])
+    await agent.apply([(2, *event("o1", "EXTENDED", expires_at=LATER))])
+    assert agent.table.data["o1"] == LATER_S
+    assert agent.schedule.entries() == [Entry("o1", LATER_S, 2)]
+    assert agent.schedule.next_due() == LATER_S  # the old deadline is gone from the index
+    assert changelog(agent).written == [(2, "o1", EXPIRES_S), (2, "o1", LATER_S)]
+    # the order then ends like any other: the entry goes
+    await agent.apply([(2, *event("o1", "EXPIRED"))])
+    assert "o1" not in agent and len(agent.schedule) == 0
+
+
+async def test_an_extension_of_an_entry_in_flight_replaces_it(agent: ExpiryAgent) -> None:
+    # the timer took the old deadline to the engine; the extension lands meanwhile: the new
+    # deadline waits, and the engine's answer for the old one does not settle it
+    await agent.apply([(0, *event("o1", "RESERVED", expires_at=EXPIRES))])
+    assert agent.schedule.take_due(EXPIRES_S, 10) == [Entry("o1", EXPIRES_S, 0)]
+    await agent.apply([(0, *event("o1", "EXTENDED", expires_at=LATER))])
+    assert agent.schedule.done("o1") is None
+    assert agent.schedule.entries() == [Entry("o1", LATER_S, 0)]
+    assert agent.schedule.take_due(LATER_S - 1, 10) == []
+
+
+async def test_an_extension_the_table_never_saw_reserved_is_scheduled(agent: ExpiryAgent) -> None:
+    # its RESERVED event went to another worker before a rebalance, or was skipped
+    await agent.apply([(1, *event("o1", "EXTENDED", expires_at=LATER))])
+    assert agent.schedule.entries() == [Entry("o1", LATER_S, 1)]
+    assert changelog(agent).written == [(1, "o1", LATER_S)]
+
+
+async def test_a_refused_extension_changes_nothing(agent: ExpiryAgent) -> None:
+    await agent.apply([(2, *event("o1", "RESERVED", expires_at=EXPIRES))])
+    await agent.apply([(2, *event("o1", "NOT_EXTENDED", reason="order is RESERVED"))])
+    # an unknown order's refusal schedules nothing either
+    await agent.apply([(2, *event("o2", "NOT_EXTENDED", reason="unknown order"))])
+    assert agent.schedule.entries() == [Entry("o1", EXPIRES_S, 2)]
+    assert agent.table.data["o1"] == EXPIRES_S and "o2" not in agent
+    assert changelog(agent).written == [(2, "o1", EXPIRES_S)]
+
+
+async def test_an_extension_without_a_deadline_is_skipped(agent: ExpiryAgent) -> None:
+    await agent.apply([(2, *event("o1", "RESERVED", expires_at=EXPIRES))])
+    await agent.apply([(2, *event("o1", "EXTENDED"))])  # unusable: the old deadline stands
+    assert agent.schedule.entries() == [Entry("o1", EXPIRES_S, 2)]
+
+
+async def test_a_redelivered_extension_writes_nothing_more(agent: ExpiryAgent) -> None:
+    extended = event("o1", "EXTENDED", expires_at=LATER)
+    await agent.apply([(3, *event("o1", "RESERVED", expires_at=EXPIRES)), (3, *extended)])
+    await agent.apply([(3, *extended)])
+    assert changelog(agent).written == [(3, "o1", EXPIRES_S), (3, "o1", LATER_S)]
+
+
 async def test_a_redelivery_writes_nothing_more(agent: ExpiryAgent) -> None:
     reserved = event("o1", "RESERVED", expires_at=EXPIRES)
     expired = event("o1", "EXPIRED")

@@ -41,6 +41,16 @@ STREAM_CELLS = [
     (S.COMMIT_FAILED, E.CREATED, A.DUPLICATE, None, None),
     (S.COMMIT_FAILED, E.PAID, A.DUPLICATE, None, None),
     (S.COMMIT_FAILED, E.CANCELLED, A.DUPLICATE, None, None),
+    # order-extended: only a RESERVED order's hold moves; any other state is reported
+    (None, E.EXTENDED, A.REPORT, None, None),
+    (S.RESERVED, E.EXTENDED, A.EXTEND, S.RESERVED, None),
+    (S.REJECTED, E.EXTENDED, A.REPORT, None, None),
+    (S.PAID_EARLY, E.EXTENDED, A.REPORT, None, None),
+    (S.CANCELLED_EARLY, E.EXTENDED, A.REPORT, None, None),
+    (S.EXPIRED, E.EXTENDED, A.REPORT, None, None),
+    (S.COMMITTED, E.EXTENDED, A.REPORT, None, None),
+    (S.RELEASED, E.EXTENDED, A.REPORT, None, None),
+    (S.COMMIT_FAILED, E.EXTENDED, A.REPORT, None, None),
 ]
 
 
@@ -53,7 +63,7 @@ def test_stream_table(state, event, action, success, failure):
 def test_every_state_and_event_has_a_cell():
     covered = {(state, event) for state, event, *_ in STREAM_CELLS}
     for state in [None, *S]:
-        for event in (E.CREATED, E.PAID, E.CANCELLED):
+        for event in (E.CREATED, E.PAID, E.CANCELLED, E.EXTENDED):
             assert (state, event) in covered
 
 
@@ -79,3 +89,14 @@ API_CELLS = [
 @pytest.mark.parametrize(("state", "event", "action"), API_CELLS)
 def test_api_table(state, event, action):
     assert next_step(state, event, Source.API).action is action
+
+
+@pytest.mark.parametrize("state", [None, *S])
+def test_an_extension_the_state_does_not_allow(state):
+    stream = next_step(state, E.EXTENDED, Source.STREAM)
+    api = next_step(state, E.EXTENDED, Source.API)
+    if state is S.RESERVED:
+        assert stream.action is api.action is A.EXTEND
+    else:
+        assert (stream.action, stream.report) == (A.REPORT, R.NOT_EXTENDED)
+        assert api.action is (A.NOT_FOUND if state is None else A.WRONG_STATE)

@@ -8,8 +8,9 @@ from collections.abc import Sequence
 from typing import Any
 
 import pytest
+from prometheus_client import REGISTRY
 
-from service.domain.commands import Command, OrderEventKind, Reserve
+from service.domain.commands import Command, Extend, OrderEventKind, Reserve, Source
 from service.domain.errors import InvalidArgument, Unavailable
 from service.domain.results import OrderResult
 from service.domain.validation import Limits
@@ -180,3 +181,58 @@ async def test_kinds_map_to_their_commands(kind: OrderEventKind) -> None:
 
 async def _answer_all(cmds: Sequence[Command]) -> list[Any]:
     return [OrderResult(c.order_id, OrderState.RESERVED) for c in cmds]  # type: ignore[union-attr]
+
+
+def extended(order: str, offset: int, **override: Any) -> Incoming:
+    body: dict[str, Any] = {
+        "event_id": f"x-{order}-{offset}",
+        "order_id": order,
+        "ttl_seconds": 600,
+        "occurred_at": "2024-05-01T12:00:00Z",
+    }
+    body.update(override)
+    raw = json.dumps(body).encode()
+    return Incoming(OrderEventKind.EXTENDED, "extensions", 1, offset, order.encode(), raw)
+
+
+def metric(name: str, **labels: str) -> float:
+    return REGISTRY.get_sample_value(name, labels) or 0.0
+
+
+async def test_order_extended_events_are_handled_like_the_others() -> None:
+    seen: list[Command] = []
+
+    async def answer(cmds: Sequence[Command]) -> list[Any]:
+        seen.extend(cmds)
+        return [
+            OrderResult(c.order_id, OrderState.RESERVED, published=ResultStatus.EXTENDED)
+            if c.order_id == "o1"
+            else OrderResult(c.order_id, None, published=ResultStatus.NOT_EXTENDED)
+            for c in cmds
+        ]
+
+    engine = FakeEngine()
+    engine.execute_many = answer  # type: ignore[method-assign]
+    dlq = FakeDlq()
+    h = handler(engine, dlq)
+    label = {"topic": "order-extended"}
+    before = {
+        outcome: metric("inventory_events_total", **label, outcome=outcome)
+        for outcome in ("extended", "not_extended", "dlq")
+    }
+    invalid_before = metric("inventory_dlq_events_total", **label, reason="invalid")
+
+    batch = [extended("o1", 0), extended("o2", 1, ttl_seconds=0), extended("ghost", 2)]
+    assert await h.handle(batch)
+
+    assert seen == [
+        Extend("o1", 600, source=Source.STREAM, event_id="x-o1-0"),
+        Extend("ghost", 600, source=Source.STREAM, event_id="x-ghost-2"),
+    ]
+    [letter] = dlq.letters
+    assert (letter.source_topic, letter.partition, letter.offset) == ("extensions", 1, 1)
+    assert letter.error == "invalid" and letter.event_id == "x-o2-1"
+    assert letter.reason == "ttl_seconds: must be between 1 and 86400, got 0"
+    for outcome in ("extended", "not_extended", "dlq"):
+        assert metric("inventory_events_total", **label, outcome=outcome) == before[outcome] + 1
+    assert metric("inventory_dlq_events_total", **label, reason="invalid") == invalid_before + 1

@@ -10,10 +10,10 @@ from typing import Any
 import jsonschema
 import pytest
 
-from service.domain.commands import Commit, OrderEventKind, Release, Reserve, Source
+from service.domain.commands import Commit, Extend, OrderEventKind, Release, Reserve, Source
 from service.domain.validation import Limits
 from service.domain.values import Item, Sku
-from streams.records import InvalidEvent, dead_letter, decode_order_event
+from streams.records import KIND_LABELS, InvalidEvent, TopicKinds, dead_letter, decode_order_event
 
 SCHEMAS = Path(__file__).resolve().parents[2] / "docs" / "events"
 LIMITS = Limits(max_items_per_order=3, max_quantity_per_item=50)
@@ -69,6 +69,109 @@ def test_paid_and_cancelled_become_commit_and_release() -> None:
     assert decode_order_event(OrderEventKind.CANCELLED, cancelled, LIMITS) == Release(
         "o-1", reason="customer", source=Source.STREAM, event_id="e-3"
     )
+
+
+def extended(**fields: Any) -> bytes:
+    """An order-extended event, as a producer sends it; ``...`` removes a field."""
+    body: dict[str, Any] = {
+        "event_id": "e-4",
+        "order_id": "o-1",
+        "ttl_seconds": 600,
+        "occurred_at": WHEN,
+    }
+    body.update(fields)
+    return json.dumps({k: v for k, v in body.items() if v is not ...}).encode()
+
+
+def test_order_extended_becomes_a_stream_extend() -> None:
+    cmd = decode_order_event(OrderEventKind.EXTENDED, extended(), LIMITS)
+    assert cmd == Extend("o-1", 600, source=Source.STREAM, event_id="e-4")
+    assert cmd.kind is OrderEventKind.EXTENDED
+
+
+@pytest.mark.parametrize("ttl", [1, 86_400])  # the bounds of order-created's ttl_seconds
+def test_order_extended_takes_the_ttl_bounds_of_order_created(ttl: int) -> None:
+    cmd = decode_order_event(OrderEventKind.EXTENDED, extended(ttl_seconds=ttl), Limits())
+    assert isinstance(cmd, Extend) and cmd.ttl_seconds == ttl
+    created_cmd = decode_order_event(OrderEventKind.CREATED, created(ttl_seconds=ttl), Limits())
+    assert isinstance(created_cmd, Reserve) and created_cmd.ttl_seconds == ttl
+
+
+@pytest.mark.parametrize(
+    ("raw", "error", "reason"),
+    [
+        (None, "empty", "no value"),
+        (b"{not json", "json", "not valid JSON"),
+        (b"[]", "invalid", "must be a JSON object"),
+        (extended(event_id=...), "invalid", "event_id: must be a string"),
+        (extended(occurred_at=...), "invalid", "occurred_at"),
+        (extended(order_id=...), "invalid", "order_id: must be a string"),
+        (extended(order_id=""), "invalid", "order_id: must not be empty"),
+        (extended(order_id="o" * 129), "invalid", "order_id: longer than 128"),
+        # required: unlike order-created's, an absent, null or 0 TTL is no default
+        (extended(ttl_seconds=...), "invalid", "ttl_seconds: required"),
+        (extended(ttl_seconds=None), "invalid", "ttl_seconds: required"),
+        (extended(ttl_seconds=0), "invalid", "ttl_seconds: must be between 1 and 86400, got 0"),
+        (extended(ttl_seconds=-5), "invalid", "ttl_seconds: must be between"),
+        (extended(ttl_seconds=86_401), "invalid", "ttl_seconds: must be between 1 and 86400"),
+        (extended(ttl_seconds="60"), "invalid", "ttl_seconds: must be an integer"),
+        (extended(ttl_seconds=60.0), "invalid", "ttl_seconds: must be an integer"),
+        (extended(ttl_seconds=True), "invalid", "ttl_seconds: must be an integer"),
+    ],
+)
+def test_bad_order_extended_is_invalid_with_a_reason(
+    raw: bytes | None, error: str, reason: str
+) -> None:
+    with pytest.raises(InvalidEvent) as caught:
+        decode_order_event(OrderEventKind.EXTENDED, raw, Limits())
+    assert caught.value.error == error
+    assert reason in caught.value.reason, caught.value.reason
+
+
+def test_an_invalid_order_extended_keeps_its_event_id_for_the_dlq() -> None:
+    with pytest.raises(InvalidEvent) as caught:
+        decode_order_event(OrderEventKind.EXTENDED, extended(ttl_seconds=0), LIMITS)
+    assert caught.value.event_id == "e-4"
+
+
+def test_order_extended_follows_the_configured_ttl_bounds() -> None:
+    limits = Limits(min_ttl_seconds=60, default_ttl_seconds=300, max_ttl_seconds=3600)
+    with pytest.raises(InvalidEvent, match="ttl_seconds: must be between 60 and 3600, got 59"):
+        decode_order_event(OrderEventKind.EXTENDED, extended(ttl_seconds=59), limits)
+    cmd = decode_order_event(OrderEventKind.EXTENDED, extended(ttl_seconds=3600), limits)
+    assert isinstance(cmd, Extend) and cmd.ttl_seconds == 3600
+
+
+@pytest.mark.parametrize(
+    ("value", "allow_partial"), [(..., False), (None, False), (False, False), (True, True)]
+)
+def test_order_created_may_allow_a_partial_reservation(value: Any, allow_partial: bool) -> None:
+    cmd = decode_order_event(OrderEventKind.CREATED, created(allow_partial=value), LIMITS)
+    assert isinstance(cmd, Reserve) and cmd.allow_partial is allow_partial
+    assert cmd.items == (Item(Sku("p-1", "v-1"), 2),) and cmd.event_id == "e-1"
+
+
+@pytest.mark.parametrize("value", ["true", 1, 0, "yes", [True], {"on": True}])
+def test_allow_partial_must_be_a_boolean(value: Any) -> None:
+    with pytest.raises(InvalidEvent) as caught:
+        decode_order_event(OrderEventKind.CREATED, created(allow_partial=value), LIMITS)
+    assert caught.value.error == "invalid"
+    assert caught.value.reason == "allow_partial: must be true or false"
+    assert caught.value.event_id == "e-1"
+
+
+def test_every_order_topic_has_its_kind_and_a_metric_label() -> None:
+    kinds = TopicKinds("c", "p", "x", "e")
+    assert [kinds.kind_of(name) for _, name in kinds.pairs()] == [
+        OrderEventKind.CREATED,
+        OrderEventKind.PAID,
+        OrderEventKind.CANCELLED,
+        OrderEventKind.EXTENDED,
+    ]
+    with pytest.raises(KeyError):
+        kinds.kind_of("stock-changed")
+    assert set(KIND_LABELS) == {kind for kind, _ in kinds.pairs()}
+    assert KIND_LABELS[OrderEventKind.EXTENDED] == "order-extended"
 
 
 def test_unknown_fields_are_ignored() -> None:
@@ -144,6 +247,33 @@ def test_events_validate_against_their_schemas() -> None:
     validate("order-paid", envelope("e", "o"))
     validate("order-cancelled", envelope("e", "o", reason=None))
     validate("order-cancelled", envelope("e", "o", reason="customer"))
+    for allow_partial in (True, False, None):
+        validate("order-created", created(allow_partial=allow_partial))
+    validate("order-extended", extended())
+    validate("order-extended", extended(ttl_seconds=1, channel="web"))
+
+
+@pytest.mark.parametrize(
+    ("name", "raw"),
+    [
+        ("order-extended", extended(ttl_seconds=...)),
+        ("order-extended", extended(ttl_seconds=None)),
+        ("order-extended", extended(ttl_seconds=0)),
+        ("order-extended", extended(ttl_seconds=86_401)),
+        ("order-extended", extended(ttl_seconds="60")),
+        ("order-extended", extended(order_id="")),
+        ("order-extended", extended(event_id=...)),
+        ("order-extended", extended(occurred_at=...)),
+        ("order-created", created(allow_partial="true")),
+        ("order-created", created(allow_partial=1)),
+    ],
+)
+def test_the_schemas_reject_what_the_decoder_rejects(name: str, raw: bytes) -> None:
+    kind = OrderEventKind.EXTENDED if name == "order-extended" else OrderEventKind.CREATED
+    with pytest.raises(InvalidEvent):
+        decode_order_event(kind, raw, Limits())
+    with pytest.raises(jsonschema.ValidationError):
+        validate(name, raw)
 
 
 def test_the_schema_rejects_what_the_decoder_rejects() -> None:

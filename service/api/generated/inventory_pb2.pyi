@@ -199,28 +199,48 @@ class BulkCheckStockResponse(_message.Message):
     def __init__(self, all_available: _Optional[bool] = ..., items: _Optional[_Iterable[_Union[ItemAvailability, _Mapping]]] = ...) -> None: ...
 
 class ReserveStockRequest(_message.Message):
-    __slots__ = ("order_id", "items", "ttl_seconds")
+    __slots__ = ("order_id", "items", "ttl_seconds", "allow_partial")
     ORDER_ID_FIELD_NUMBER: _ClassVar[int]
     ITEMS_FIELD_NUMBER: _ClassVar[int]
     TTL_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    ALLOW_PARTIAL_FIELD_NUMBER: _ClassVar[int]
     order_id: str
     items: _containers.RepeatedCompositeFieldContainer[StockItem]
     ttl_seconds: int
-    def __init__(self, order_id: _Optional[str] = ..., items: _Optional[_Iterable[_Union[StockItem, _Mapping]]] = ..., ttl_seconds: _Optional[int] = ...) -> None: ...
+    allow_partial: bool
+    def __init__(self, order_id: _Optional[str] = ..., items: _Optional[_Iterable[_Union[StockItem, _Mapping]]] = ..., ttl_seconds: _Optional[int] = ..., allow_partial: _Optional[bool] = ...) -> None: ...
 
 class ReserveStockResponse(_message.Message):
-    __slots__ = ("order_id", "state", "reservations", "expires_at", "duplicate")
+    __slots__ = ("order_id", "state", "reservations", "expires_at", "duplicate", "lines")
     ORDER_ID_FIELD_NUMBER: _ClassVar[int]
     STATE_FIELD_NUMBER: _ClassVar[int]
     RESERVATIONS_FIELD_NUMBER: _ClassVar[int]
     EXPIRES_AT_FIELD_NUMBER: _ClassVar[int]
     DUPLICATE_FIELD_NUMBER: _ClassVar[int]
+    LINES_FIELD_NUMBER: _ClassVar[int]
     order_id: str
     state: OrderState
     reservations: _containers.RepeatedCompositeFieldContainer[Reservation]
     expires_at: _timestamp_pb2.Timestamp
     duplicate: bool
-    def __init__(self, order_id: _Optional[str] = ..., state: _Optional[_Union[OrderState, str]] = ..., reservations: _Optional[_Iterable[_Union[Reservation, _Mapping]]] = ..., expires_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., duplicate: _Optional[bool] = ...) -> None: ...
+    lines: _containers.RepeatedCompositeFieldContainer[LineOutcome]
+    def __init__(self, order_id: _Optional[str] = ..., state: _Optional[_Union[OrderState, str]] = ..., reservations: _Optional[_Iterable[_Union[Reservation, _Mapping]]] = ..., expires_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., duplicate: _Optional[bool] = ..., lines: _Optional[_Iterable[_Union[LineOutcome, _Mapping]]] = ...) -> None: ...
+
+class LineOutcome(_message.Message):
+    __slots__ = ("product_id", "variant_id", "warehouse_id", "requested", "reserved", "short")
+    PRODUCT_ID_FIELD_NUMBER: _ClassVar[int]
+    VARIANT_ID_FIELD_NUMBER: _ClassVar[int]
+    WAREHOUSE_ID_FIELD_NUMBER: _ClassVar[int]
+    REQUESTED_FIELD_NUMBER: _ClassVar[int]
+    RESERVED_FIELD_NUMBER: _ClassVar[int]
+    SHORT_FIELD_NUMBER: _ClassVar[int]
+    product_id: str
+    variant_id: str
+    warehouse_id: str
+    requested: int
+    reserved: int
+    short: int
+    def __init__(self, product_id: _Optional[str] = ..., variant_id: _Optional[str] = ..., warehouse_id: _Optional[str] = ..., requested: _Optional[int] = ..., reserved: _Optional[int] = ..., short: _Optional[int] = ...) -> None: ...
 
 class ReleaseReservationRequest(_message.Message):
     __slots__ = ("order_id", "reason")
@@ -343,3 +363,63 @@ class SetStockPolicyResponse(_message.Message):
     STOCK_FIELD_NUMBER: _ClassVar[int]
     stock: StockLevel
     def __init__(self, stock: _Optional[_Union[StockLevel, _Mapping]] = ...) -> None: ...
+
+class ExtendReservationRequest(_message.Message):
+    __slots__ = ("order_id", "ttl_seconds")
+    ORDER_ID_FIELD_NUMBER: _ClassVar[int]
+    TTL_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    order_id: str
+    ttl_seconds: int
+    def __init__(self, order_id: _Optional[str] = ..., ttl_seconds: _Optional[int] = ...) -> None: ...
+
+class ExtendReservationResponse(_message.Message):
+    __slots__ = ("order_id", "state", "expires_at", "reservations", "extended")
+    ORDER_ID_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    EXPIRES_AT_FIELD_NUMBER: _ClassVar[int]
+    RESERVATIONS_FIELD_NUMBER: _ClassVar[int]
+    EXTENDED_FIELD_NUMBER: _ClassVar[int]
+    order_id: str
+    state: OrderState
+    expires_at: _timestamp_pb2.Timestamp
+    reservations: _containers.RepeatedCompositeFieldContainer[Reservation]
+    extended: bool
+    def __init__(self, order_id: _Optional[str] = ..., state: _Optional[_Union[OrderState, str]] = ..., expires_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., reservations: _Optional[_Iterable[_Union[Reservation, _Mapping]]] = ..., extended: _Optional[bool] = ...) -> None: ...
+
+class GetOrderRequest(_message.Message):
+    __slots__ = ("order_id",)
+    ORDER_ID_FIELD_NUMBER: _ClassVar[int]
+    order_id: str
+    def __init__(self, order_id: _Optional[str] = ...) -> None: ...
+
+class Transition(_message.Message):
+    __slots__ = ("at", "from_state", "to_state", "published", "cause")
+    AT_FIELD_NUMBER: _ClassVar[int]
+    FROM_STATE_FIELD_NUMBER: _ClassVar[int]
+    TO_STATE_FIELD_NUMBER: _ClassVar[int]
+    PUBLISHED_FIELD_NUMBER: _ClassVar[int]
+    CAUSE_FIELD_NUMBER: _ClassVar[int]
+    at: _timestamp_pb2.Timestamp
+    from_state: OrderState
+    to_state: OrderState
+    published: str
+    cause: str
+    def __init__(self, at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., from_state: _Optional[_Union[OrderState, str]] = ..., to_state: _Optional[_Union[OrderState, str]] = ..., published: _Optional[str] = ..., cause: _Optional[str] = ...) -> None: ...
+
+class GetOrderResponse(_message.Message):
+    __slots__ = ("order_id", "state", "items", "reservations", "expires_at", "allow_partial", "history")
+    ORDER_ID_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    ITEMS_FIELD_NUMBER: _ClassVar[int]
+    RESERVATIONS_FIELD_NUMBER: _ClassVar[int]
+    EXPIRES_AT_FIELD_NUMBER: _ClassVar[int]
+    ALLOW_PARTIAL_FIELD_NUMBER: _ClassVar[int]
+    HISTORY_FIELD_NUMBER: _ClassVar[int]
+    order_id: str
+    state: OrderState
+    items: _containers.RepeatedCompositeFieldContainer[StockItem]
+    reservations: _containers.RepeatedCompositeFieldContainer[Reservation]
+    expires_at: _timestamp_pb2.Timestamp
+    allow_partial: bool
+    history: _containers.RepeatedCompositeFieldContainer[Transition]
+    def __init__(self, order_id: _Optional[str] = ..., state: _Optional[_Union[OrderState, str]] = ..., items: _Optional[_Iterable[_Union[StockItem, _Mapping]]] = ..., reservations: _Optional[_Iterable[_Union[Reservation, _Mapping]]] = ..., expires_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., allow_partial: _Optional[bool] = ..., history: _Optional[_Iterable[_Union[Transition, _Mapping]]] = ...) -> None: ...

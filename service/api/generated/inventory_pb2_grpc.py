@@ -74,6 +74,16 @@ class InventoryServiceStub:
                 request_serializer=inventory_dot_v1_dot_inventory__pb2.SetStockPolicyRequest.SerializeToString,
                 response_deserializer=inventory_dot_v1_dot_inventory__pb2.SetStockPolicyResponse.FromString,
                 _registered_method=True)
+        self.ExtendReservation = channel.unary_unary(
+                '/inventory.v1.InventoryService/ExtendReservation',
+                request_serializer=inventory_dot_v1_dot_inventory__pb2.ExtendReservationRequest.SerializeToString,
+                response_deserializer=inventory_dot_v1_dot_inventory__pb2.ExtendReservationResponse.FromString,
+                _registered_method=True)
+        self.GetOrder = channel.unary_unary(
+                '/inventory.v1.InventoryService/GetOrder',
+                request_serializer=inventory_dot_v1_dot_inventory__pb2.GetOrderRequest.SerializeToString,
+                response_deserializer=inventory_dot_v1_dot_inventory__pb2.GetOrderResponse.FromString,
+                _registered_method=True)
 
 
 class InventoryServiceServicer:
@@ -87,8 +97,9 @@ class InventoryServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def ReserveStock(self, request, context):
-        """Reserve every item of an order, or nothing. Repeating the call with the same order id
-        and items returns the existing reservation; different items are ALREADY_EXISTS.
+        """Reserve every item of an order, or nothing (with allow_partial: what can be had of each
+        item). Repeating the call with the same order id and items returns the existing
+        reservation; different items are ALREADY_EXISTS.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -142,6 +153,23 @@ class InventoryServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ExtendReservation(self, request, context):
+        """Hold a RESERVED order's reservations until now + ttl_seconds (whole seconds). NOT_FOUND
+        for an unknown order, FAILED_PRECONDITION naming the state for an order in any other
+        state. `extended` is false when nothing changed (the deadline was that already).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetOrder(self, request, context):
+        """An order as PostgreSQL holds it (never the cache): its state, the items as requested,
+        its reservations and its history of transitions, oldest first. NOT_FOUND if unknown.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_InventoryServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -184,6 +212,16 @@ def add_InventoryServiceServicer_to_server(servicer, server):
                     servicer.SetStockPolicy,
                     request_deserializer=inventory_dot_v1_dot_inventory__pb2.SetStockPolicyRequest.FromString,
                     response_serializer=inventory_dot_v1_dot_inventory__pb2.SetStockPolicyResponse.SerializeToString,
+            ),
+            'ExtendReservation': grpc.unary_unary_rpc_method_handler(
+                    servicer.ExtendReservation,
+                    request_deserializer=inventory_dot_v1_dot_inventory__pb2.ExtendReservationRequest.FromString,
+                    response_serializer=inventory_dot_v1_dot_inventory__pb2.ExtendReservationResponse.SerializeToString,
+            ),
+            'GetOrder': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetOrder,
+                    request_deserializer=inventory_dot_v1_dot_inventory__pb2.GetOrderRequest.FromString,
+                    response_serializer=inventory_dot_v1_dot_inventory__pb2.GetOrderResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -402,6 +440,60 @@ class InventoryService:
             '/inventory.v1.InventoryService/SetStockPolicy',
             inventory_dot_v1_dot_inventory__pb2.SetStockPolicyRequest.SerializeToString,
             inventory_dot_v1_dot_inventory__pb2.SetStockPolicyResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ExtendReservation(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/inventory.v1.InventoryService/ExtendReservation',
+            inventory_dot_v1_dot_inventory__pb2.ExtendReservationRequest.SerializeToString,
+            inventory_dot_v1_dot_inventory__pb2.ExtendReservationResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetOrder(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/inventory.v1.InventoryService/GetOrder',
+            inventory_dot_v1_dot_inventory__pb2.GetOrderRequest.SerializeToString,
+            inventory_dot_v1_dot_inventory__pb2.GetOrderResponse.FromString,
             options,
             channel_credentials,
             insecure,
