@@ -40,6 +40,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/rebalance.py
 	$(BIN)/python bench/outbox_latency.py
 	$(BIN)/python bench/expiry.py
+	$(BIN)/python bench/as_of.py
 	$(BIN)/python bench/load.py
 
 clean:

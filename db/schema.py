@@ -38,6 +38,9 @@ NAMING = {
 
 
 ZERO = text("0")
+# ListStock compares ids in byte order: the "C" collation (db/stock_lists.py)
+VARIANT_KEY_C = "coalesce(variant_id COLLATE \"C\", '')"
+C_COLLATED = {"product_id": 'COLLATE "C"', "warehouse_id": 'COLLATE "C"'}
 
 
 class Base(DeclarativeBase):
@@ -82,6 +85,27 @@ class Stock(Timestamps, Base):
             text("coalesce(variant_id, '')"),
             "warehouse_id",
             unique=True,
+        ),
+        # ListStock's order in byte order, all rows and per warehouse (db/stock_lists.py).
+        # The columns' "C" collation goes in postgresql_ops, where CREATE INDEX takes it, so
+        # that the comparison with the database (which reflects no index collation) holds.
+        Index(
+            "ix_stocks_listing",
+            "product_id",
+            text(VARIANT_KEY_C),
+            "warehouse_id",
+            "id",
+            postgresql_ops=C_COLLATED,
+            postgresql_where=text("deleted_at IS NULL"),
+        ),
+        Index(
+            "ix_stocks_warehouse_listing",
+            "warehouse_id",
+            "product_id",
+            text(VARIANT_KEY_C),
+            "id",
+            postgresql_ops=C_COLLATED,
+            postgresql_where=text("deleted_at IS NULL"),
         ),
     )
 
@@ -196,7 +220,18 @@ class StockMovement(Base):
     """Append-only audit trail: one row per change of a stock row, in the same transaction."""
 
     __tablename__ = "stock_movements"
-    __table_args__ = (Index("ix_stock_movements_stock_id_id", "stock_id", "id"),)
+    __table_args__ = (
+        Index("ix_stock_movements_stock_id_id", "stock_id", "id"),
+        # a row's movements up to an instant (GetStock as_of), a SKU's within a time range
+        Index("ix_stock_movements_stock_id_created_at", "stock_id", "created_at", "id"),
+        # ListMovements by order: only the rows that name one
+        Index(
+            "ix_stock_movements_order_id_id",
+            "order_id",
+            "id",
+            postgresql_where=text("order_id IS NOT NULL"),
+        ),
+    )
 
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
     stock_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("stocks.id"), nullable=False)

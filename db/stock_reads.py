@@ -7,6 +7,7 @@ backordered units: what ``StockLevel.sellable`` and the API report follow from t
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import Any
 
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -14,10 +15,14 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from service.domain.results import StockLevel
 from service.domain.values import Sku
 
+# What ``level_of`` reads: a stock row's levels, version and policy (``s`` is ``stocks``).
+LEVEL_COLUMNS = (
+    "s.id, s.product_id, s.variant_id, s.warehouse_id, s.available, s.reserved, s.total, "
+    "s.version, s.safety_stock, s.reorder_point, s.backorder_limit, s.backordered"
+)
+
 LEVELS_OF_SKUS = text(
-    "SELECT s.id, s.product_id, s.variant_id, s.warehouse_id, s.available, s.reserved, "
-    "s.total, s.version, s.safety_stock, s.reorder_point, s.backorder_limit, s.backordered, "
-    "w.active FROM stocks s JOIN warehouses w ON w.id = s.warehouse_id "
+    f"SELECT {LEVEL_COLUMNS}, w.active FROM stocks s JOIN warehouses w ON w.id = s.warehouse_id "
     "WHERE s.deleted_at IS NULL AND (s.product_id, coalesce(s.variant_id, '')) IN "
     "(SELECT * FROM unnest(CAST(:products AS text[]), CAST(:variants AS text[]))) "
     "ORDER BY w.priority, s.warehouse_id"
@@ -40,19 +45,23 @@ async def levels_of(
         },
     )
     for row in result:
-        sku = Sku(row.product_id, row.variant_id)
-        level = StockLevel(
-            str(row.id),
-            sku,
-            row.warehouse_id,
-            row.available,
-            row.reserved,
-            row.total,
-            row.version,
-            safety_stock=row.safety_stock,
-            reorder_point=row.reorder_point,
-            backorder_limit=row.backorder_limit,
-            backordered=row.backordered,
-        )
-        found.setdefault(sku, []).append((level, row.active))
+        level = level_of(row)
+        found.setdefault(level.sku, []).append((level, row.active))
     return found
+
+
+def level_of(row: Any) -> StockLevel:
+    """A stock row read with ``LEVEL_COLUMNS`` (any query naming them so) as a StockLevel."""
+    return StockLevel(
+        str(row.id),
+        Sku(row.product_id, row.variant_id),
+        row.warehouse_id,
+        row.available,
+        row.reserved,
+        row.total,
+        row.version,
+        safety_stock=row.safety_stock,
+        reorder_point=row.reorder_point,
+        backorder_limit=row.backorder_limit,
+        backordered=row.backordered,
+    )

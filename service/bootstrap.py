@@ -16,6 +16,7 @@ from service.cache import StockCache, build_cache, build_queries
 from service.config import Settings
 from service.domain.validation import Limits
 from service.engine import EngineConfig, ReservationEngine
+from service.ledger_queries import LedgerQueries
 from service.orders import OrderQueries
 from service.queries import StockQueries
 
@@ -40,6 +41,7 @@ class Container:
     engine: ReservationEngine
     queries: StockQueries
     orders: OrderQueries  # GetOrder, from PostgreSQL (the cache holds stock levels only)
+    ledger: LedgerQueries  # ListStock, ListMovements: pages from PostgreSQL, never the cache
     limits: Limits
     cache: StockCache | None = None
 
@@ -62,6 +64,7 @@ async def build(settings: Settings) -> AsyncIterator[Container]:
             engine=engine,
             queries=build_queries(settings, db, cache),
             orders=OrderQueries(db),
+            ledger=LedgerQueries(db),
             limits=limits_from(settings),
             cache=cache,
         )

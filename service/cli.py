@@ -10,7 +10,7 @@ import argparse
 from collections.abc import Sequence
 
 from service import failures
-from service.commands import audit, check, dev, loadgen, migrate, serve
+from service.commands import audit, check, dev, loadgen, migrate, movements, serve, stock
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -25,6 +25,8 @@ def build_parser() -> argparse.ArgumentParser:
     loadgen.register(subparsers)
     check.register(subparsers)
     audit.register(subparsers)
+    stock.register(subparsers)
+    movements.register(subparsers)
     return parser
 
 

@@ -22,7 +22,7 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from db import backorder_sql, ledger
+from db import backorder_sql, ledger, warehouse_sql
 from service import metrics
 from service.config import Settings
 from service.db_errors import Failure, classify
@@ -44,6 +44,7 @@ from service.domain.plan import Result
 from service.domain.planner import plan_batch
 from service.domain.results import OrderResult, StockLevel
 from service.domain.snapshot import ReservationRow, Snapshot
+from service.domain.validation import WarehouseRecord
 from service.domain.values import Sku, StockOperation
 from service.engine_metrics import count_outcome, count_policy_effects
 from service.ids import IdSource
@@ -153,6 +154,30 @@ class ReservationEngine:
 
     async def set_policy(self, command: SetStockPolicy) -> StockLevel:
         return await self._stock_command(command)
+
+    async def upsert_warehouse(self, warehouse: WarehouseRecord) -> WarehouseRecord:
+        """Create or change a warehouse; returns it as stored.
+
+        Not a batch command: it locks no order or stock row, so it runs in a small transaction
+        of its own. Every batch loads the warehouses and locks its stock rows joined with
+        theirs (``ledger.lock_stocks``: ``StockRow.active``, ``priority``), so the change
+        holds from the next batch on, in every process: a deactivated warehouse takes no new
+        reservation (allocation skips inactive rows), while commit, release and expiry of the
+        reservations it holds never look at ``active``.
+        """
+        for attempt in (1, 2):
+            try:
+                async with self._db.begin() as conn:
+                    return await warehouse_sql.upsert_warehouse(conn, warehouse)
+            except Exception as error:  # classified below, as a batch's failure is
+                failure = classify(error)
+                if failure is Failure.UNAVAILABLE and attempt == 1:
+                    continue  # a pooled connection may have died with a restarted server
+                if failure is Failure.BUG:
+                    log.exception("upsert of warehouse %s failed", warehouse.warehouse_id)
+                    raise InternalError("internal error") from error
+                raise Unavailable("database unavailable, nothing was changed; retry") from error
+        raise AssertionError("unreachable")
 
     async def _stock_command(self, command: StockCommand) -> StockLevel:
         result = await self._enqueue(command)

@@ -2,19 +2,28 @@
 
 CheckStock and BulkCheckStock answer by sellable stock (``StockLevel.sellable``: available less
 the safety stock); GetStock reports the levels as they are, policy and sellable included.
+GetStock ``as_of`` (``get_stock_as_of``) rebuilds past levels from the movement ledger, always
+from PostgreSQL: it does not go through ``_levels``, the one read the cache replaces.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from datetime import datetime, timedelta
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from db.stock_history import LevelsAt, levels_at
 from db.stock_reads import levels_of
 from service.db_errors import Failure, classify
-from service.domain.errors import NotFound, Unavailable
+from service.domain.errors import InvalidArgument, NotFound, Unavailable
 from service.domain.results import Availability, StockLevel, StockView
 from service.domain.values import Item, Sku
+
+# How far ``as_of`` may run ahead of the database's clock: a caller's "now" read from a clock
+# slightly ahead of it is still now, not the future. Within it the answer is the present one,
+# which transactions starting before the instant may still change.
+AS_OF_CLOCK_SKEW = timedelta(seconds=1)
 
 
 class StockQueries:
@@ -57,6 +66,51 @@ class StockQueries:
             try:
                 async with self._reads.connect() as conn:
                     return await levels_of(conn, wanted)
+            except Exception as error:
+                if classify(error) is Failure.BUG:
+                    raise
+                if attempt == 2:
+                    raise Unavailable("database unavailable") from error
+        raise AssertionError("unreachable")
+
+    # -- as_of: the levels at a past instant, from the movement ledger --
+
+    # The oldest instant whose levels the ledger still holds. Every movement is kept for now,
+    # so no instant is too old; once retention prunes movements (a later issue) this becomes
+    # the oldest retained movement's ``created_at``, and an earlier instant is refused (below)
+    # rather than answered as if the SKU had no stock then.
+    retained_since: datetime | None = None
+
+    async def get_stock_as_of(self, sku: Sku, warehouse_id: str | None, at: datetime) -> StockView:
+        """``sku``'s levels (per warehouse and total) at ``at``: the transactions that started
+        at or before ``at``, as the movements recorded them; rows with no movement by then
+        are left out (an empty view if none had one). Only the levels are rebuilt: the policy,
+        ``backordered`` and ``version`` are not historical and stay at their defaults, so
+        ``sellable`` equals ``available``. ``InvalidArgument`` (``as_of``) for an instant
+        beyond the database's clock plus ``AS_OF_CLOCK_SKEW``, or before ``retained_since``;
+        ``NotFound`` if the SKU has no stock row at all (in ``warehouse_id``), as GetStock."""
+        if self.retained_since is not None and at < self.retained_since:
+            raise InvalidArgument(
+                "as_of",
+                f"before {self.retained_since.isoformat()}, the oldest retained movement",
+            )
+        found = await self._levels_at(sku, warehouse_id, at)
+        if found.future:
+            raise InvalidArgument(
+                "as_of",
+                f"{at.isoformat()} is in the future (allowed: up to "
+                f"{AS_OF_CLOCK_SKEW.total_seconds():g} s ahead of the database's clock)",
+            )
+        if not found.rows:
+            where = f" in {warehouse_id}" if warehouse_id else ""
+            raise NotFound(f"no stock of {sku.key}{where}")
+        return StockView.of(sku, found.levels)
+
+    async def _levels_at(self, sku: Sku, warehouse_id: str | None, at: datetime) -> LevelsAt:
+        for attempt in (1, 2):  # as _levels: a second try on a fresh connection
+            try:
+                async with self._reads.connect() as conn:
+                    return await levels_at(conn, sku, warehouse_id, at, AS_OF_CLOCK_SKEW)
             except Exception as error:
                 if classify(error) is Failure.BUG:
                     raise

@@ -6,10 +6,12 @@ No decisions are made here and no status is set here: errors are raised and the 
 
 from __future__ import annotations
 
+import logging
 from typing import TypeAlias
 
 import grpc
 
+from db import warehouse_sql
 from service.api import mapping
 from service.api.auth import AdminAuth
 from service.api.generated import inventory_pb2 as pb
@@ -18,6 +20,8 @@ from service.bootstrap import Container
 from service.domain.errors import InventoryError, NotFound
 
 Context: TypeAlias = grpc.aio.ServicerContext
+
+log = logging.getLogger(__name__)
 
 
 class DeadlineExceeded(InventoryError):
@@ -59,6 +63,11 @@ class InventoryServicer(pb_grpc.InventoryServiceServicer):
 
     async def GetStock(self, request: pb.GetStockRequest, context: Context) -> pb.GetStockResponse:
         sku, warehouse_id = mapping.get_stock(request, self._limits)
+        at = mapping.as_of(request)
+        if at is not None:
+            # rebuilt from the movement ledger, in PostgreSQL: never the cache's present levels
+            view = await self._queries.get_stock_as_of(sku, warehouse_id, at)
+            return mapping.get_stock_response(view)
         return mapping.get_stock_response(await self._queries.get_stock(sku, warehouse_id))
 
     async def ReserveStock(
@@ -78,6 +87,18 @@ class InventoryServicer(pb_grpc.InventoryServiceServicer):
     async def GetOrder(self, request: pb.GetOrderRequest, context: Context) -> pb.GetOrderResponse:
         order_id = mapping.get_order(request, self._limits)
         return mapping.order_view(await self._container.orders.get_order(order_id))
+
+    async def ListStock(
+        self, request: pb.ListStockRequest, context: Context
+    ) -> pb.ListStockResponse:
+        listing = mapping.list_stock(request, self._limits)
+        return mapping.list_stock_response(await self._container.ledger.list_stock(listing))
+
+    async def ListMovements(
+        self, request: pb.ListMovementsRequest, context: Context
+    ) -> pb.ListMovementsResponse:
+        listing = mapping.list_movements(request, self._limits)
+        return mapping.list_movements_response(await self._container.ledger.list_movements(listing))
 
     async def ReleaseReservation(
         self, request: pb.ReleaseReservationRequest, context: Context
@@ -116,3 +137,28 @@ class InventoryServicer(pb_grpc.InventoryServiceServicer):
         return pb.SetStockPolicyResponse(
             stock=mapping.stock_level(await self._engine.set_policy(command))
         )
+
+    async def ListWarehouses(
+        self, request: pb.ListWarehousesRequest, context: Context
+    ) -> pb.ListWarehousesResponse:
+        # one statement, no transaction: the interceptor answers a database failure UNAVAILABLE
+        reads = self._container.db.execution_options(isolation_level="AUTOCOMMIT")
+        async with reads.connect() as conn:
+            return mapping.list_warehouses_response(await warehouse_sql.list_warehouses(conn))
+
+    async def UpsertWarehouse(
+        self, request: pb.UpsertWarehouseRequest, context: Context
+    ) -> pb.UpsertWarehouseResponse:
+        actor = self._auth.authorize(context.invocation_metadata(), context.peer_identities())
+        record = mapping.upsert_warehouse(request, self._limits)
+        _before_write(context)
+        stored = await self._engine.upsert_warehouse(record)
+        # no ledger table records warehouse changes: the log is their trail
+        log.info(
+            "warehouse %s upserted: priority %d, active %s",
+            stored.warehouse_id,
+            stored.priority,
+            stored.active,
+            extra={"actor": actor},
+        )
+        return pb.UpsertWarehouseResponse(warehouse=mapping.warehouse(stored))

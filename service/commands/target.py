@@ -73,3 +73,34 @@ def describe(settings: Settings, origins: dict[str, str]) -> str:
         by_origin.setdefault(origin, []).append(f"{LABELS.get(field, field)} {shown}")
     groups = [f"{', '.join(targets)} ({origin})" for origin, targets in by_origin.items()]
     return "connecting to " + "; ".join(groups)
+
+
+WILDCARD_HOSTS = ("", "0.0.0.0", "::", "[::]")
+
+
+def grpc_target(command: str, override: str | None = None) -> str:
+    """``host:port`` of the gRPC API for ``inventory <command>``, like ``command_settings``:
+    ``override`` (``--target``) wins; else ``INVENTORY_GRPC_HOST`` / ``INVENTORY_GRPC_PORT``
+    when either is set (a wildcard bind address means this host); else the gRPC port of the
+    live `inventory dev` on ``INVENTORY_DEV_DATA_DIR``; else the default port on this host.
+    Prints one line on stderr naming the target and where it came from."""
+    settings = Settings()
+    if override:
+        target, origin = override, "command line"
+    elif os.environ.get("INVENTORY_GRPC_HOST") or os.environ.get("INVENTORY_GRPC_PORT"):
+        host = "127.0.0.1" if settings.grpc_host in WILDCARD_HOSTS else settings.grpc_host
+        target, origin = f"{host}:{settings.grpc_port}", "INVENTORY_GRPC_HOST/PORT"
+    else:
+        from service.devtools.instance import live_instance
+        from service.devtools.ports import HOST
+
+        instance = live_instance(settings.dev_data_dir)
+        port = instance.ports.get("grpc") if instance is not None else None
+        if instance is not None and port:
+            target = f"{HOST}:{port}"
+            origin = f"the `inventory dev` running as pid {instance.pid}"
+        else:
+            target = f"{HOST}:{settings.grpc_port}"
+            origin = f"the port of `make run`; none runs on {settings.dev_data_dir}"
+    print(f"inventory {command}: connecting to gRPC {target} ({origin})", file=sys.stderr)
+    return target

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Generic, TypeVar
 
 from service.domain.values import (
     Item,
@@ -131,3 +132,38 @@ class Availability:
     @property
     def sufficient(self) -> bool:
         return self.known and self.available >= self.requested
+
+
+@dataclass(frozen=True, slots=True)
+class MovementView:
+    """One row of the movement ledger (``stock_movements``): a change of one stock row."""
+
+    id: int
+    stock_id: str
+    sku: Sku
+    warehouse_id: str
+    operation: str  # RESERVE, COMMIT, RELEASE, EXPIRE, ADD, SUBTRACT, SET, POLICY
+    quantity: int
+    available_after: int
+    reserved_after: int
+    total_after: int
+    reason: str | None
+    order_id: str | None
+    actor: str
+    created_at: datetime
+
+
+T = TypeVar("T")
+K = TypeVar("K")
+
+
+# Not slotted: a slotted generic dataclass cannot be built as ``Page[X, Y](...)`` in 3.11.
+@dataclass(frozen=True)
+class Page(Generic[T, K]):
+    """One page of a listing: its items in order, and where the next page starts (``next``:
+    the key of the row to continue after, or the page token built from it); ``None`` on the
+    last page. A page may hold fewer items than asked for, none even, and still not be the last
+    (docs/architecture.md, "Queries and pagination")."""
+
+    items: tuple[T, ...]
+    next: K | None = None

@@ -320,3 +320,42 @@ def sku(product_id: Any, variant_id: Any, limits: Limits) -> Sku:
 
 def check_quantity(quantity: Any, limits: Limits) -> int:
     return require_int(quantity, "quantity", low=1, high=limits.max_quantity_per_item)
+
+
+# warehouses.name is varchar(256) (db/schema.py)
+MAX_WAREHOUSE_NAME_LENGTH = 256
+MAX_INT32 = 2**31 - 1
+
+
+@dataclass(frozen=True, slots=True)
+class WarehouseRecord:
+    """A warehouse as UpsertWarehouse writes it and ListWarehouses reads it."""
+
+    warehouse_id: str
+    name: str
+    priority: int  # allocation takes from lower priorities first
+    active: bool  # False: no new reservation there; the existing ones stay valid
+
+
+def upsert_warehouse(
+    *, warehouse_id: Any, name: Any, priority: Any, active: Any, limits: Limits
+) -> WarehouseRecord:
+    """The warehouse to create or change: ``warehouse_id`` an id like any other, ``name``
+    non-empty text of at most ``MAX_WAREHOUSE_NAME_LENGTH`` characters without control
+    characters, ``priority`` an int32 >= 0, ``active`` a boolean; ``InvalidArgument`` names the
+    field (checked in that order)."""
+    warehouse = require_id(warehouse_id, "warehouse_id", limits)
+    if not isinstance(name, str):
+        raise InvalidArgument("name", "must be a string")
+    if not name.strip():
+        raise InvalidArgument("name", "must not be empty")
+    if len(name) > MAX_WAREHOUSE_NAME_LENGTH:
+        raise InvalidArgument("name", f"longer than {MAX_WAREHOUSE_NAME_LENGTH} characters")
+    # isprintable() also refuses NUL (PostgreSQL text cannot hold it), newlines and lone
+    # surrogates (possible in a JSON string, with no UTF-8 encoding)
+    if not name.isprintable():
+        raise InvalidArgument("name", "contains control characters")
+    rank = require_int(priority, "priority", low=0, high=MAX_INT32)
+    if not isinstance(active, bool):
+        raise InvalidArgument("active", "must be true or false")
+    return WarehouseRecord(warehouse, name, rank, active)

@@ -3,30 +3,21 @@ the new columns, and the invariants over them (real PostgreSQL of the test stack
 
 from __future__ import annotations
 
-import asyncio
 import uuid
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
 import pytest
-from alembic import command
-from alembic.autogenerate import compare_metadata
-from alembic.runtime.migration import MigrationContext
 from sqlalchemy import text
-from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.exc import DBAPIError, IntegrityError
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
-from sqlalchemy.pool import NullPool
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from db import backorder_sql, ledger
-from db.migrate import alembic_config
-from db.schema import Base
 from db.stock_reads import levels_of
 from service.domain.plan import Plan, StockChange
 from service.domain.snapshot import ReservationRow
 from service.domain.values import DEFAULT_POLICY, Levels, ReservationStatus, Sku, StockPolicy
 from service.invariants import check, find_all, find_changed
+from tests.scratch_database import migrate, rows, schema_diff
 
 pytestmark = pytest.mark.stack
 
@@ -37,37 +28,6 @@ SKU = Sku("p", "v")
 
 
 # --- the revision, on a scratch database -----------------------------------------------------
-
-
-@pytest.fixture
-async def scratch(settings: Any) -> AsyncIterator[tuple[str, AsyncEngine]]:
-    """An empty database of its own on the stack's server: (its URL, an engine on it)."""
-    name = f"policy_schema_{uuid.uuid4().hex[:12]}"
-    server = create_async_engine(
-        settings.database_url, poolclass=NullPool, isolation_level="AUTOCOMMIT"
-    )
-    url = make_url(settings.database_url).set(database=name).render_as_string(False)
-    engine = create_async_engine(url, poolclass=NullPool)
-    try:
-        async with server.connect() as conn:
-            await conn.execute(text(f'CREATE DATABASE "{name}"'))
-        yield url, engine
-    finally:
-        await engine.dispose()
-        async with server.connect() as conn:
-            await conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        await server.dispose()
-
-
-async def migrate(url: str, revision: str, *, down: bool = False) -> None:
-    # env.py runs its own event loop: Alembic goes to a thread, as db/migrate.py does it
-    run = command.downgrade if down else command.upgrade
-    await asyncio.to_thread(run, alembic_config(url), revision)
-
-
-async def rows(engine: AsyncEngine, sql: str) -> list[dict[str, Any]]:
-    async with engine.connect() as conn:
-        return [dict(row) for row in (await conn.execute(text(sql))).mappings()]
 
 
 async def columns(engine: AsyncEngine, table: str) -> set[str]:
@@ -201,15 +161,11 @@ async def test_downgrade_refuses_a_row_below_zero_and_changes_nothing(scratch):
     ]
 
 
-def _schema_diff(connection: Connection) -> list[Any]:
-    return compare_metadata(MigrationContext.configure(connection), Base.metadata)
-
-
 async def test_the_models_mirror_the_migrations(scratch):
     url, engine = scratch
     await migrate(url, "0001")
     async with engine.connect() as conn:
-        before = await conn.run_sync(_schema_diff)
+        before = await conn.run_sync(schema_diff)
     # the comparison sees what 0002 adds (so an empty diff below means something)
     added = {(d[0], d[3].name) for d in before if d[0] == "add_column"}
     assert ("add_column", "backorder_limit") in added
@@ -218,7 +174,7 @@ async def test_the_models_mirror_the_migrations(scratch):
     }
     await migrate(url, "head")
     async with engine.connect() as conn:
-        diff = await conn.run_sync(_schema_diff)
+        diff = await conn.run_sync(schema_diff)
     assert diff == []
 
 

@@ -40,6 +40,10 @@ def test_generated_code_imports_from_the_package() -> None:
         "SetStockPolicy",
         "ExtendReservation",
         "GetOrder",
+        "ListStock",
+        "ListMovements",
+        "ListWarehouses",
+        "UpsertWarehouse",
     }
     assert inventory_pb2_grpc.InventoryServiceStub is not None
 

@@ -307,14 +307,16 @@ class UpdateStockResponse(_message.Message):
     def __init__(self, stock: _Optional[_Union[StockLevel, _Mapping]] = ...) -> None: ...
 
 class GetStockRequest(_message.Message):
-    __slots__ = ("product_id", "variant_id", "warehouse_id")
+    __slots__ = ("product_id", "variant_id", "warehouse_id", "as_of")
     PRODUCT_ID_FIELD_NUMBER: _ClassVar[int]
     VARIANT_ID_FIELD_NUMBER: _ClassVar[int]
     WAREHOUSE_ID_FIELD_NUMBER: _ClassVar[int]
+    AS_OF_FIELD_NUMBER: _ClassVar[int]
     product_id: str
     variant_id: str
     warehouse_id: str
-    def __init__(self, product_id: _Optional[str] = ..., variant_id: _Optional[str] = ..., warehouse_id: _Optional[str] = ...) -> None: ...
+    as_of: _timestamp_pb2.Timestamp
+    def __init__(self, product_id: _Optional[str] = ..., variant_id: _Optional[str] = ..., warehouse_id: _Optional[str] = ..., as_of: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
 class GetStockResponse(_message.Message):
     __slots__ = ("product_id", "variant_id", "warehouses", "available", "reserved", "total", "sellable", "backordered")
@@ -423,3 +425,133 @@ class GetOrderResponse(_message.Message):
     allow_partial: bool
     history: _containers.RepeatedCompositeFieldContainer[Transition]
     def __init__(self, order_id: _Optional[str] = ..., state: _Optional[_Union[OrderState, str]] = ..., items: _Optional[_Iterable[_Union[StockItem, _Mapping]]] = ..., reservations: _Optional[_Iterable[_Union[Reservation, _Mapping]]] = ..., expires_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., allow_partial: _Optional[bool] = ..., history: _Optional[_Iterable[_Union[Transition, _Mapping]]] = ...) -> None: ...
+
+class ListStockRequest(_message.Message):
+    __slots__ = ("page_size", "page_token", "warehouse_id", "product_id_prefix", "below_reorder_point", "out_of_stock", "backordered")
+    PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
+    PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    WAREHOUSE_ID_FIELD_NUMBER: _ClassVar[int]
+    PRODUCT_ID_PREFIX_FIELD_NUMBER: _ClassVar[int]
+    BELOW_REORDER_POINT_FIELD_NUMBER: _ClassVar[int]
+    OUT_OF_STOCK_FIELD_NUMBER: _ClassVar[int]
+    BACKORDERED_FIELD_NUMBER: _ClassVar[int]
+    page_size: int
+    page_token: str
+    warehouse_id: str
+    product_id_prefix: str
+    below_reorder_point: bool
+    out_of_stock: bool
+    backordered: bool
+    def __init__(self, page_size: _Optional[int] = ..., page_token: _Optional[str] = ..., warehouse_id: _Optional[str] = ..., product_id_prefix: _Optional[str] = ..., below_reorder_point: _Optional[bool] = ..., out_of_stock: _Optional[bool] = ..., backordered: _Optional[bool] = ...) -> None: ...
+
+class ListStockResponse(_message.Message):
+    __slots__ = ("stock", "next_page_token")
+    STOCK_FIELD_NUMBER: _ClassVar[int]
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    stock: _containers.RepeatedCompositeFieldContainer[StockLevel]
+    next_page_token: str
+    def __init__(self, stock: _Optional[_Iterable[_Union[StockLevel, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
+
+class Movement(_message.Message):
+    __slots__ = ("id", "stock_id", "product_id", "variant_id", "warehouse_id", "operation", "quantity", "available_after", "reserved_after", "total_after", "reason", "order_id", "actor", "created_at")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    STOCK_ID_FIELD_NUMBER: _ClassVar[int]
+    PRODUCT_ID_FIELD_NUMBER: _ClassVar[int]
+    VARIANT_ID_FIELD_NUMBER: _ClassVar[int]
+    WAREHOUSE_ID_FIELD_NUMBER: _ClassVar[int]
+    OPERATION_FIELD_NUMBER: _ClassVar[int]
+    QUANTITY_FIELD_NUMBER: _ClassVar[int]
+    AVAILABLE_AFTER_FIELD_NUMBER: _ClassVar[int]
+    RESERVED_AFTER_FIELD_NUMBER: _ClassVar[int]
+    TOTAL_AFTER_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    ORDER_ID_FIELD_NUMBER: _ClassVar[int]
+    ACTOR_FIELD_NUMBER: _ClassVar[int]
+    CREATED_AT_FIELD_NUMBER: _ClassVar[int]
+    id: int
+    stock_id: str
+    product_id: str
+    variant_id: str
+    warehouse_id: str
+    operation: str
+    quantity: int
+    available_after: int
+    reserved_after: int
+    total_after: int
+    reason: str
+    order_id: str
+    actor: str
+    created_at: _timestamp_pb2.Timestamp
+    def __init__(self, id: _Optional[int] = ..., stock_id: _Optional[str] = ..., product_id: _Optional[str] = ..., variant_id: _Optional[str] = ..., warehouse_id: _Optional[str] = ..., operation: _Optional[str] = ..., quantity: _Optional[int] = ..., available_after: _Optional[int] = ..., reserved_after: _Optional[int] = ..., total_after: _Optional[int] = ..., reason: _Optional[str] = ..., order_id: _Optional[str] = ..., actor: _Optional[str] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class ListMovementsRequest(_message.Message):
+    __slots__ = ("page_size", "page_token", "product_id", "variant_id", "warehouse_id", "order_id", "operation", "since", "until", "newest_first")
+    PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
+    PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    PRODUCT_ID_FIELD_NUMBER: _ClassVar[int]
+    VARIANT_ID_FIELD_NUMBER: _ClassVar[int]
+    WAREHOUSE_ID_FIELD_NUMBER: _ClassVar[int]
+    ORDER_ID_FIELD_NUMBER: _ClassVar[int]
+    OPERATION_FIELD_NUMBER: _ClassVar[int]
+    SINCE_FIELD_NUMBER: _ClassVar[int]
+    UNTIL_FIELD_NUMBER: _ClassVar[int]
+    NEWEST_FIRST_FIELD_NUMBER: _ClassVar[int]
+    page_size: int
+    page_token: str
+    product_id: str
+    variant_id: str
+    warehouse_id: str
+    order_id: str
+    operation: str
+    since: _timestamp_pb2.Timestamp
+    until: _timestamp_pb2.Timestamp
+    newest_first: bool
+    def __init__(self, page_size: _Optional[int] = ..., page_token: _Optional[str] = ..., product_id: _Optional[str] = ..., variant_id: _Optional[str] = ..., warehouse_id: _Optional[str] = ..., order_id: _Optional[str] = ..., operation: _Optional[str] = ..., since: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., until: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., newest_first: _Optional[bool] = ...) -> None: ...
+
+class ListMovementsResponse(_message.Message):
+    __slots__ = ("movements", "next_page_token")
+    MOVEMENTS_FIELD_NUMBER: _ClassVar[int]
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    movements: _containers.RepeatedCompositeFieldContainer[Movement]
+    next_page_token: str
+    def __init__(self, movements: _Optional[_Iterable[_Union[Movement, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
+
+class Warehouse(_message.Message):
+    __slots__ = ("warehouse_id", "name", "priority", "active")
+    WAREHOUSE_ID_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    PRIORITY_FIELD_NUMBER: _ClassVar[int]
+    ACTIVE_FIELD_NUMBER: _ClassVar[int]
+    warehouse_id: str
+    name: str
+    priority: int
+    active: bool
+    def __init__(self, warehouse_id: _Optional[str] = ..., name: _Optional[str] = ..., priority: _Optional[int] = ..., active: _Optional[bool] = ...) -> None: ...
+
+class ListWarehousesRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class ListWarehousesResponse(_message.Message):
+    __slots__ = ("warehouses",)
+    WAREHOUSES_FIELD_NUMBER: _ClassVar[int]
+    warehouses: _containers.RepeatedCompositeFieldContainer[Warehouse]
+    def __init__(self, warehouses: _Optional[_Iterable[_Union[Warehouse, _Mapping]]] = ...) -> None: ...
+
+class UpsertWarehouseRequest(_message.Message):
+    __slots__ = ("warehouse_id", "name", "priority", "active")
+    WAREHOUSE_ID_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    PRIORITY_FIELD_NUMBER: _ClassVar[int]
+    ACTIVE_FIELD_NUMBER: _ClassVar[int]
+    warehouse_id: str
+    name: str
+    priority: int
+    active: bool
+    def __init__(self, warehouse_id: _Optional[str] = ..., name: _Optional[str] = ..., priority: _Optional[int] = ..., active: _Optional[bool] = ...) -> None: ...
+
+class UpsertWarehouseResponse(_message.Message):
+    __slots__ = ("warehouse",)
+    WAREHOUSE_FIELD_NUMBER: _ClassVar[int]
+    warehouse: Warehouse
+    def __init__(self, warehouse: _Optional[_Union[Warehouse, _Mapping]] = ...) -> None: ...

@@ -84,6 +84,26 @@ class InventoryServiceStub:
                 request_serializer=inventory_dot_v1_dot_inventory__pb2.GetOrderRequest.SerializeToString,
                 response_deserializer=inventory_dot_v1_dot_inventory__pb2.GetOrderResponse.FromString,
                 _registered_method=True)
+        self.ListStock = channel.unary_unary(
+                '/inventory.v1.InventoryService/ListStock',
+                request_serializer=inventory_dot_v1_dot_inventory__pb2.ListStockRequest.SerializeToString,
+                response_deserializer=inventory_dot_v1_dot_inventory__pb2.ListStockResponse.FromString,
+                _registered_method=True)
+        self.ListMovements = channel.unary_unary(
+                '/inventory.v1.InventoryService/ListMovements',
+                request_serializer=inventory_dot_v1_dot_inventory__pb2.ListMovementsRequest.SerializeToString,
+                response_deserializer=inventory_dot_v1_dot_inventory__pb2.ListMovementsResponse.FromString,
+                _registered_method=True)
+        self.ListWarehouses = channel.unary_unary(
+                '/inventory.v1.InventoryService/ListWarehouses',
+                request_serializer=inventory_dot_v1_dot_inventory__pb2.ListWarehousesRequest.SerializeToString,
+                response_deserializer=inventory_dot_v1_dot_inventory__pb2.ListWarehousesResponse.FromString,
+                _registered_method=True)
+        self.UpsertWarehouse = channel.unary_unary(
+                '/inventory.v1.InventoryService/UpsertWarehouse',
+                request_serializer=inventory_dot_v1_dot_inventory__pb2.UpsertWarehouseRequest.SerializeToString,
+                response_deserializer=inventory_dot_v1_dot_inventory__pb2.UpsertWarehouseResponse.FromString,
+                _registered_method=True)
 
 
 class InventoryServiceServicer:
@@ -170,6 +190,37 @@ class InventoryServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListStock(self, request, context):
+        """Stock rows, page by page (AIP-158: page_size, page_token, next_page_token; the token is
+        opaque and stays valid across writes). Ordered by product, variant, warehouse.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListMovements(self, request, context):
+        """The movement ledger (every change of every stock row), page by page, newest or oldest
+        first, filtered.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListWarehouses(self, request, context):
+        """Every warehouse: id, name, priority (lower first), active.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def UpsertWarehouse(self, request, context):
+        """Create or change a warehouse (admin). A deactivated warehouse takes no new reservation
+        from the next engine batch on, in every process; its existing reservations stay valid.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_InventoryServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -222,6 +273,26 @@ def add_InventoryServiceServicer_to_server(servicer, server):
                     servicer.GetOrder,
                     request_deserializer=inventory_dot_v1_dot_inventory__pb2.GetOrderRequest.FromString,
                     response_serializer=inventory_dot_v1_dot_inventory__pb2.GetOrderResponse.SerializeToString,
+            ),
+            'ListStock': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListStock,
+                    request_deserializer=inventory_dot_v1_dot_inventory__pb2.ListStockRequest.FromString,
+                    response_serializer=inventory_dot_v1_dot_inventory__pb2.ListStockResponse.SerializeToString,
+            ),
+            'ListMovements': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListMovements,
+                    request_deserializer=inventory_dot_v1_dot_inventory__pb2.ListMovementsRequest.FromString,
+                    response_serializer=inventory_dot_v1_dot_inventory__pb2.ListMovementsResponse.SerializeToString,
+            ),
+            'ListWarehouses': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListWarehouses,
+                    request_deserializer=inventory_dot_v1_dot_inventory__pb2.ListWarehousesRequest.FromString,
+                    response_serializer=inventory_dot_v1_dot_inventory__pb2.ListWarehousesResponse.SerializeToString,
+            ),
+            'UpsertWarehouse': grpc.unary_unary_rpc_method_handler(
+                    servicer.UpsertWarehouse,
+                    request_deserializer=inventory_dot_v1_dot_inventory__pb2.UpsertWarehouseRequest.FromString,
+                    response_serializer=inventory_dot_v1_dot_inventory__pb2.UpsertWarehouseResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -494,6 +565,114 @@ class InventoryService:
             '/inventory.v1.InventoryService/GetOrder',
             inventory_dot_v1_dot_inventory__pb2.GetOrderRequest.SerializeToString,
             inventory_dot_v1_dot_inventory__pb2.GetOrderResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListStock(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/inventory.v1.InventoryService/ListStock',
+            inventory_dot_v1_dot_inventory__pb2.ListStockRequest.SerializeToString,
+            inventory_dot_v1_dot_inventory__pb2.ListStockResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListMovements(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/inventory.v1.InventoryService/ListMovements',
+            inventory_dot_v1_dot_inventory__pb2.ListMovementsRequest.SerializeToString,
+            inventory_dot_v1_dot_inventory__pb2.ListMovementsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListWarehouses(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/inventory.v1.InventoryService/ListWarehouses',
+            inventory_dot_v1_dot_inventory__pb2.ListWarehousesRequest.SerializeToString,
+            inventory_dot_v1_dot_inventory__pb2.ListWarehousesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UpsertWarehouse(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/inventory.v1.InventoryService/UpsertWarehouse',
+            inventory_dot_v1_dot_inventory__pb2.UpsertWarehouseRequest.SerializeToString,
+            inventory_dot_v1_dot_inventory__pb2.UpsertWarehouseResponse.FromString,
             options,
             channel_credentials,
             insecure,
