@@ -16,7 +16,7 @@ import logging
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -43,10 +43,11 @@ from service.domain.errors import InventoryError, Unavailable
 from service.domain.plan import Result
 from service.domain.planner import plan_batch
 from service.domain.results import OrderResult, StockLevel
-from service.domain.snapshot import ReservationRow, Snapshot
+from service.domain.snapshot import Snapshot
 from service.domain.validation import WarehouseRecord
-from service.domain.values import Sku, StockOperation
+from service.domain.values import StockOperation
 from service.engine_metrics import count_outcome, count_policy_effects
+from service.engine_snapshot import add_backorders, reserved_stock_ids, skus_of
 from service.ids import IdSource
 
 log = logging.getLogger(__name__)
@@ -300,10 +301,10 @@ class ReservationEngine:
             )
             created = await self._ensure_update_targets(conn, commands, snapshot)
             snapshot.stocks = await ledger.lock_stocks(
-                conn, _skus(commands, snapshot), _reserved_stock_ids(snapshot)
+                conn, skus_of(commands, snapshot), reserved_stock_ids(snapshot)
             )
             backordered = sorted(sid for sid, row in snapshot.stocks.items() if row.backordered)
-            _add_backorders(
+            add_backorders(
                 snapshot,
                 # no round trip while no row has backorders
                 await backorder_sql.lock_open_lines(conn, backordered) if backordered else [],
@@ -376,34 +377,6 @@ def _event_key(command: Command) -> tuple[str, str] | None:
     if command.event_id is None:
         return None
     return (command.kind.value, command.event_id)
-
-
-def _skus(commands: Sequence[Command], snapshot: Snapshot) -> set[Sku]:
-    skus: set[Sku] = set()
-    for command in commands:
-        if isinstance(command, Reserve):
-            skus.update(item.sku for item in command.items)
-        elif isinstance(command, StockCommand):
-            skus.add(command.sku)
-    for order in snapshot.orders.values():  # paid after rejection or expiry reserves again
-        skus.update(item.sku for item in order.items)
-    return skus
-
-
-def _add_backorders(snapshot: Snapshot, lines: list[ReservationRow]) -> None:
-    """The lines as locked are current: the batch's orders' lines were read before their rows
-    were locked, and a fill committed meanwhile by another batch shows only here. A line of
-    theirs still backordered is among ``lines`` (its row is locked and has backorders)."""
-    snapshot.backorders = lines
-    fresh = {line.reservation_id: line.backordered for line in lines}
-    for rows in snapshot.reservations.values():
-        for position, row in enumerate(rows):
-            if row.backordered and row.backordered != fresh.get(row.reservation_id, 0):
-                rows[position] = replace(row, backordered=fresh.get(row.reservation_id, 0))
-
-
-def _reserved_stock_ids(snapshot: Snapshot) -> set[str]:
-    return {r.stock_id for rows in snapshot.reservations.values() for r in rows}
 
 
 def _order_result(result: Result) -> OrderResult:

@@ -12,7 +12,7 @@ from typing import TypeAlias
 import grpc
 
 from db import warehouse_sql
-from service.api import mapping
+from service.api import listing_mapping, mapping
 from service.api.auth import AdminAuth
 from service.api.generated import inventory_pb2 as pb
 from service.api.generated import inventory_pb2_grpc as pb_grpc
@@ -91,14 +91,16 @@ class InventoryServicer(pb_grpc.InventoryServiceServicer):
     async def ListStock(
         self, request: pb.ListStockRequest, context: Context
     ) -> pb.ListStockResponse:
-        listing = mapping.list_stock(request, self._limits)
-        return mapping.list_stock_response(await self._container.ledger.list_stock(listing))
+        listing = listing_mapping.list_stock(request, self._limits)
+        return listing_mapping.list_stock_response(await self._container.ledger.list_stock(listing))
 
     async def ListMovements(
         self, request: pb.ListMovementsRequest, context: Context
     ) -> pb.ListMovementsResponse:
-        listing = mapping.list_movements(request, self._limits)
-        return mapping.list_movements_response(await self._container.ledger.list_movements(listing))
+        listing = listing_mapping.list_movements(request, self._limits)
+        return listing_mapping.list_movements_response(
+            await self._container.ledger.list_movements(listing)
+        )
 
     async def ReleaseReservation(
         self, request: pb.ReleaseReservationRequest, context: Context
@@ -144,13 +146,15 @@ class InventoryServicer(pb_grpc.InventoryServiceServicer):
         # one statement, no transaction: the interceptor answers a database failure UNAVAILABLE
         reads = self._container.db.execution_options(isolation_level="AUTOCOMMIT")
         async with reads.connect() as conn:
-            return mapping.list_warehouses_response(await warehouse_sql.list_warehouses(conn))
+            return listing_mapping.list_warehouses_response(
+                await warehouse_sql.list_warehouses(conn)
+            )
 
     async def UpsertWarehouse(
         self, request: pb.UpsertWarehouseRequest, context: Context
     ) -> pb.UpsertWarehouseResponse:
         actor = self._auth.authorize(context.invocation_metadata(), context.peer_identities())
-        record = mapping.upsert_warehouse(request, self._limits)
+        record = listing_mapping.upsert_warehouse(request, self._limits)
         _before_write(context)
         stored = await self._engine.upsert_warehouse(record)
         # no ledger table records warehouse changes: the log is their trail
@@ -161,4 +165,4 @@ class InventoryServicer(pb_grpc.InventoryServiceServicer):
             stored.active,
             extra={"actor": actor},
         )
-        return pb.UpsertWarehouseResponse(warehouse=mapping.warehouse(stored))
+        return pb.UpsertWarehouseResponse(warehouse=listing_mapping.warehouse(stored))

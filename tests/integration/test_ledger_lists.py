@@ -26,7 +26,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from db import stock_lists
 from db.seed import seed_demo
-from service.api import mapping
+from service.api import listing_mapping
 from service.api.auth import AdminAuth, token_digest
 from service.api.generated import inventory_pb2 as pb
 from service.bootstrap import Container
@@ -284,7 +284,7 @@ async def test_each_stock_filter_answers_what_sql_answers(
     budget_pages = 0
     while after is not None:
         request = pb.ListStockRequest(page_size=20, page_token=after, **fields)
-        page = await short.list_stock(mapping.list_stock(request, api.container.limits))
+        page = await short.list_stock(listing_mapping.list_stock(request, api.container.limits))
         found += [level.stock_id for level in page.items]
         after, budget_pages = page.next, budget_pages + 1
         assert budget_pages < 500
@@ -401,7 +401,9 @@ async def test_each_movement_filter_answers_what_sql_answers(
         request = pb.ListMovementsRequest(
             page_size=9, page_token=token, newest_first=newest_first, **fields
         )
-        page = await short.list_movements(mapping.list_movements(request, api.container.limits))
+        page = await short.list_movements(
+            listing_mapping.list_movements(request, api.container.limits)
+        )
         assert len(page.items) <= 9
         found += [m.id for m in page.items]
         token = page.next

@@ -156,3 +156,13 @@ def _is_type_checking(test: ast.expr) -> bool:
 
 def is_within(module: str, package: str) -> bool:
     return module == package or module.startswith(package + ".")
+
+
+def test_no_module_is_over_400_lines() -> None:
+    # a module that long holds more than one concept: split it by what it holds
+    long = {
+        f"{path.relative_to(ROOT)}: {lines}"
+        for path in python_files("service", "streams", "db")
+        if "generated" not in path.parts and (lines := len(path.read_text().splitlines())) > 400
+    }
+    assert not long, f"modules over 400 lines: {sorted(long)}"

@@ -1,0 +1,39 @@
+"""What the engine gathers for a batch's snapshot besides the rows it loads: the SKUs whose
+stock rows it locks, and the backordered lines a fill may cover."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import replace
+
+from service.domain.commands import Command, Reserve, StockCommand
+from service.domain.snapshot import ReservationRow, Snapshot
+from service.domain.values import Sku
+
+
+def skus_of(commands: Sequence[Command], snapshot: Snapshot) -> set[Sku]:
+    skus: set[Sku] = set()
+    for command in commands:
+        if isinstance(command, Reserve):
+            skus.update(item.sku for item in command.items)
+        elif isinstance(command, StockCommand):
+            skus.add(command.sku)
+    for order in snapshot.orders.values():  # paid after rejection or expiry reserves again
+        skus.update(item.sku for item in order.items)
+    return skus
+
+
+def add_backorders(snapshot: Snapshot, lines: list[ReservationRow]) -> None:
+    """The lines as locked are current: the batch's orders' lines were read before their rows
+    were locked, and a fill committed meanwhile by another batch shows only here. A line of
+    theirs still backordered is among ``lines`` (its row is locked and has backorders)."""
+    snapshot.backorders = lines
+    fresh = {line.reservation_id: line.backordered for line in lines}
+    for rows in snapshot.reservations.values():
+        for position, row in enumerate(rows):
+            if row.backordered and row.backordered != fresh.get(row.reservation_id, 0):
+                rows[position] = replace(row, backordered=fresh.get(row.reservation_id, 0))
+
+
+def reserved_stock_ids(snapshot: Snapshot) -> set[str]:
+    return {r.stock_id for rows in snapshot.reservations.values() for r in rows}
