@@ -14,8 +14,8 @@ from collections.abc import Sequence
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from db.ledger import reservation_row
 from service.domain.snapshot import ReservationRow
-from service.domain.values import ReservationStatus, Sku
 
 _OPEN = "status IN ('PENDING', 'COMMITTED') AND backordered > 0"
 
@@ -33,19 +33,6 @@ async def lock_open_lines(conn: AsyncConnection, stock_ids: Sequence[str]) -> li
     oldest first (``created_at``, then id): the fill order. Call it after ``lock_stocks``."""
     if not stock_ids:
         return []
-    lines = [
-        ReservationRow(
-            reservation_id=str(row.id),
-            order_id=row.order_id,
-            stock_id=str(row.stock_id),
-            sku=Sku(row.product_id, row.variant_id),
-            warehouse_id=row.warehouse_id,
-            quantity=row.quantity,
-            status=ReservationStatus(row.status),
-            expires_at=row.expires_at,
-            backordered=row.backordered,
-            created_at=row.created_at,
-        )
-        for row in await conn.execute(LOCK_OPEN_LINES, {"ids": list(stock_ids)})
-    ]
+    result = await conn.execute(LOCK_OPEN_LINES, {"ids": list(stock_ids)})
+    lines = [reservation_row(row) for row in result]
     return sorted(lines, key=lambda line: (line.created_at, line.reservation_id))

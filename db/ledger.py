@@ -179,21 +179,24 @@ async def load_reservations(
     if not order_ids:
         return found
     for row in await conn.execute(LOAD_RESERVATIONS, {"ids": list(order_ids)}):
-        found.setdefault(row.order_id, []).append(
-            ReservationRow(
-                reservation_id=str(row.id),
-                order_id=row.order_id,
-                stock_id=str(row.stock_id),
-                sku=Sku(row.product_id, row.variant_id),
-                warehouse_id=row.warehouse_id,
-                quantity=row.quantity,
-                status=ReservationStatus(row.status),
-                expires_at=row.expires_at,
-                backordered=row.backordered,
-                created_at=row.created_at,
-            )
-        )
+        found.setdefault(row.order_id, []).append(reservation_row(row))
     return found
+
+
+def reservation_row(row: Any) -> ReservationRow:
+    """A ``reservations`` row as the domain holds it (every query selects the same columns)."""
+    return ReservationRow(
+        reservation_id=str(row.id),
+        order_id=row.order_id,
+        stock_id=str(row.stock_id),
+        sku=Sku(row.product_id, row.variant_id),
+        warehouse_id=row.warehouse_id,
+        quantity=row.quantity,
+        status=ReservationStatus(row.status),
+        expires_at=row.expires_at,
+        backordered=row.backordered,
+        created_at=row.created_at,
+    )
 
 
 async def load_warehouses(conn: AsyncConnection) -> dict[str, Warehouse]:

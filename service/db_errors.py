@@ -2,10 +2,17 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from enum import Enum
+from typing import TypeVar
 
 import asyncpg
 from sqlalchemy import exc as sa_exc
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from service.domain.errors import Unavailable
+
+R = TypeVar("R")
 
 # SQLSTATE classes: 08 connection exception, 57P0x operator intervention (shutdown, crash),
 # 53 insufficient resources. 40001 serialization, 40P01 deadlock, 55P03 lock timeout and
@@ -57,3 +64,19 @@ def chain(error: BaseException, *, implicit: bool = False) -> list[BaseException
         else:
             current = current.__cause__ or (current.__context__ if implicit else None)
     return seen
+
+
+async def read_retrying_once(db: AsyncEngine, read: Callable[[AsyncConnection], Awaitable[R]]) -> R:
+    """A read on a pooled connection, tried again once on a fresh one: a connection that died
+    with a restarted server fails its first use. A bug propagates; a second failure is
+    ``Unavailable``."""
+    for attempt in (1, 2):
+        try:
+            async with db.connect() as conn:
+                return await read(conn)
+        except Exception as error:
+            if classify(error) is Failure.BUG:
+                raise
+            if attempt == 2:
+                raise Unavailable("database unavailable") from error
+    raise AssertionError("unreachable")

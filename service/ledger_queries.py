@@ -16,8 +16,7 @@ from typing import TypeVar
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from db import stock_lists
-from service.db_errors import Failure, classify
-from service.domain.errors import Unavailable
+from service.db_errors import read_retrying_once
 from service.domain.listing import (
     MovementListing,
     StockKey,
@@ -82,13 +81,4 @@ class LedgerQueries:
         return Page(page.items, token)
 
     async def _read(self, read: Callable[[AsyncConnection], Awaitable[R]]) -> R:
-        for attempt in (1, 2):  # the second try gets a fresh connection if the first died
-            try:
-                async with self._reads.connect() as conn:
-                    return await read(conn)
-            except Exception as error:
-                if classify(error) is Failure.BUG:
-                    raise
-                if attempt == 2:
-                    raise Unavailable("database unavailable") from error
-        raise AssertionError("unreachable")
+        return await read_retrying_once(self._reads, read)

@@ -10,8 +10,8 @@ from __future__ import annotations
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from db.order_reads import load_order_view
-from service.db_errors import Failure, classify
-from service.domain.errors import NotFound, Unavailable
+from service.db_errors import read_retrying_once
+from service.domain.errors import NotFound
 from service.domain.results import OrderView
 
 
@@ -28,13 +28,4 @@ class OrderQueries:
         return view
 
     async def _load(self, order_id: str) -> OrderView | None:
-        for attempt in (1, 2):  # the second try gets a fresh connection if the first died
-            try:
-                async with self._reads.connect() as conn:
-                    return await load_order_view(conn, order_id)
-            except Exception as error:
-                if classify(error) is Failure.BUG:
-                    raise
-                if attempt == 2:
-                    raise Unavailable("database unavailable") from error
-        raise AssertionError("unreachable")
+        return await read_retrying_once(self._reads, lambda conn: load_order_view(conn, order_id))

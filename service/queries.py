@@ -15,8 +15,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from db.stock_history import LevelsAt, levels_at
 from db.stock_reads import levels_of
-from service.db_errors import Failure, classify
-from service.domain.errors import InvalidArgument, NotFound, Unavailable
+from service.db_errors import read_retrying_once
+from service.domain.errors import InvalidArgument, NotFound
 from service.domain.results import Availability, StockLevel, StockView
 from service.domain.values import Item, Sku
 
@@ -62,16 +62,7 @@ class StockQueries:
 
     async def _levels(self, skus: Iterable[Sku]) -> dict[Sku, list[tuple[StockLevel, bool]]]:
         wanted = list(skus)
-        for attempt in (1, 2):  # the second try gets a fresh connection if the first died
-            try:
-                async with self._reads.connect() as conn:
-                    return await levels_of(conn, wanted)
-            except Exception as error:
-                if classify(error) is Failure.BUG:
-                    raise
-                if attempt == 2:
-                    raise Unavailable("database unavailable") from error
-        raise AssertionError("unreachable")
+        return await read_retrying_once(self._reads, lambda conn: levels_of(conn, wanted))
 
     # -- as_of: the levels at a past instant, from the movement ledger --
 
@@ -107,13 +98,6 @@ class StockQueries:
         return StockView.of(sku, found.levels)
 
     async def _levels_at(self, sku: Sku, warehouse_id: str | None, at: datetime) -> LevelsAt:
-        for attempt in (1, 2):  # as _levels: a second try on a fresh connection
-            try:
-                async with self._reads.connect() as conn:
-                    return await levels_at(conn, sku, warehouse_id, at, AS_OF_CLOCK_SKEW)
-            except Exception as error:
-                if classify(error) is Failure.BUG:
-                    raise
-                if attempt == 2:
-                    raise Unavailable("database unavailable") from error
-        raise AssertionError("unreachable")
+        return await read_retrying_once(
+            self._reads, lambda conn: levels_at(conn, sku, warehouse_id, at, AS_OF_CLOCK_SKEW)
+        )
