@@ -94,7 +94,8 @@ def measure(batch: int, repeat: int) -> dict[str, float]:
     from service.domain.snapshot import Snapshot, StockRow, Warehouse
     from service.domain.validation import Limits
     from service.domain.values import Levels, Sku
-    from service.engine import EngineConfig, ReservationEngine
+    from service.engine import EngineConfig
+    from service.engine_claims import claim_duplicates
     from service.ids import IdSource
     from streams.records import decode_order_event
 
@@ -131,7 +132,6 @@ def measure(batch: int, repeat: int) -> dict[str, float]:
         )
 
     config = EngineConfig()
-    engine = SimpleNamespace(_config=config)
     a_plan = plan()
 
     def outbox_of(the_plan: Any) -> Any:
@@ -169,7 +169,7 @@ def measure(batch: int, repeat: int) -> dict[str, float]:
             repeat,
         ),
         "claim": best_us(
-            lambda: drive(ReservationEngine._claim(engine, conn, commands)),  # type: ignore[arg-type]
+            lambda: drive(claim_duplicates(conn, commands)),  # type: ignore[arg-type]
             batch,
             repeat,
         ),

@@ -14,13 +14,12 @@ import asyncio
 import contextlib
 import logging
 import time
-import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from db import backorder_sql, ledger, warehouse_sql
 from service import metrics
@@ -45,15 +44,18 @@ from service.domain.planner import plan_batch
 from service.domain.results import OrderResult, StockLevel
 from service.domain.snapshot import Snapshot
 from service.domain.validation import WarehouseRecord
-from service.domain.values import StockOperation
+from service.engine_claims import claim_duplicates
 from service.engine_metrics import count_outcome, count_policy_effects
-from service.engine_snapshot import add_backorders, reserved_stock_ids, skus_of
+from service.engine_snapshot import (
+    add_backorders,
+    ensure_update_targets,
+    reserved_stock_ids,
+    skus_of,
+)
 from service.ids import IdSource
 
 log = logging.getLogger(__name__)
 
-ADMIN_TOPIC = "admin:update-stock"
-POLICY_TOPIC = "admin:set-stock-policy"
 RETRIES_ON_CONFLICT = 3
 
 
@@ -291,7 +293,7 @@ class ReservationEngine:
             async with self._lock_turn:
                 conn = await transaction.enter_async_context(self._db.begin())
                 await ledger.lock_orders(conn, order_ids)
-            duplicates = await self._claim(conn, commands)
+            duplicates = await claim_duplicates(conn, commands)
             orders = await ledger.load_orders(conn, order_ids)
             snapshot = Snapshot(
                 orders=orders,
@@ -299,7 +301,7 @@ class ReservationEngine:
                 reservations=await ledger.load_reservations(conn, sorted(orders)),
                 warehouses=await ledger.load_warehouses(conn),
             )
-            created = await self._ensure_update_targets(conn, commands, snapshot)
+            created = await ensure_update_targets(conn, commands, snapshot)
             snapshot.stocks = await ledger.lock_stocks(
                 conn, skus_of(commands, snapshot), reserved_stock_ids(snapshot)
             )
@@ -337,46 +339,6 @@ class ReservationEngine:
             await self._on_stock_changed(payloads)
         except Exception:
             log.warning("stock-changed hook failed; the warmer will catch up", exc_info=True)
-
-    async def _claim(self, conn: AsyncConnection, commands: list[Command]) -> frozenset[int]:
-        """Indices of commands whose event (or idempotency key) was already processed."""
-        keyed: dict[tuple[str, str], list[int]] = {}
-        owners: dict[tuple[str, str], str | None] = {}
-        for index, command in enumerate(commands):
-            key = _event_key(command)
-            if key is not None:
-                keyed.setdefault(key, []).append(index)
-                owners[key] = None if isinstance(command, StockCommand) else command.order_id
-        if not keyed:
-            return frozenset()
-        fresh = await ledger.claim_events(conn, [(t, e, owners[(t, e)]) for t, e in keyed])
-        duplicate: set[int] = set()
-        for key, indices in keyed.items():
-            # a redelivery within the same batch: the first copy counts, the rest are duplicates
-            duplicate.update(indices if key not in fresh else indices[1:])
-        return frozenset(duplicate)
-
-    async def _ensure_update_targets(
-        self, conn: AsyncConnection, commands: list[Command], snapshot: Snapshot
-    ) -> set[str]:
-        """ADD and SET may create a stock row; rows created but unused are deleted again."""
-        wanted = [
-            (str(uuid.uuid4()), c.sku, c.warehouse_id)
-            for c in commands
-            if isinstance(c, UpdateStock)
-            and c.operation is not StockOperation.SUBTRACT
-            and c.warehouse_id in snapshot.warehouses
-        ]
-        return await ledger.ensure_stocks(conn, wanted)
-
-
-def _event_key(command: Command) -> tuple[str, str] | None:
-    if isinstance(command, StockCommand):
-        topic = ADMIN_TOPIC if isinstance(command, UpdateStock) else POLICY_TOPIC
-        return (topic, command.idempotency_key) if command.idempotency_key else None
-    if command.event_id is None:
-        return None
-    return (command.kind.value, command.event_id)
 
 
 def _order_result(result: Result) -> OrderResult:

@@ -3,12 +3,16 @@ stock rows it locks, and the backordered lines a fill may cover."""
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Sequence
 from dataclasses import replace
 
-from service.domain.commands import Command, Reserve, StockCommand
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from db import ledger
+from service.domain.commands import Command, Reserve, StockCommand, UpdateStock
 from service.domain.snapshot import ReservationRow, Snapshot
-from service.domain.values import Sku
+from service.domain.values import Sku, StockOperation
 
 
 def skus_of(commands: Sequence[Command], snapshot: Snapshot) -> set[Sku]:
@@ -37,3 +41,17 @@ def add_backorders(snapshot: Snapshot, lines: list[ReservationRow]) -> None:
 
 def reserved_stock_ids(snapshot: Snapshot) -> set[str]:
     return {r.stock_id for rows in snapshot.reservations.values() for r in rows}
+
+
+async def ensure_update_targets(
+    conn: AsyncConnection, commands: Sequence[Command], snapshot: Snapshot
+) -> set[str]:
+    """ADD and SET may create a stock row; rows created but unused are deleted again."""
+    wanted = [
+        (str(uuid.uuid4()), c.sku, c.warehouse_id)
+        for c in commands
+        if isinstance(c, UpdateStock)
+        and c.operation is not StockOperation.SUBTRACT
+        and c.warehouse_id in snapshot.warehouses
+    ]
+    return await ledger.ensure_stocks(conn, wanted)

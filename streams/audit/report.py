@@ -39,7 +39,7 @@ class SeenEvent:
 
     @property
     def key(self) -> EventKey:
-        # the engine's key of processed_events (service/engine.py _event_key): the command's
+        # the engine's key of processed_events (service/engine_claims.py event_key): the command's
         # kind value ("created", "paid", "cancelled", "extended") and the event id
         return (self.kind.value, self.event_id)
 

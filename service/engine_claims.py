@@ -1,0 +1,43 @@
+"""Which commands of a batch were already processed: their event id (order events) or
+idempotency key (admin commands) claimed in ``processed_events`` in the batch's transaction."""
+
+from __future__ import annotations
+
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from db import ledger
+from service.domain.commands import Command, SetStockPolicy, StockCommand, UpdateStock
+
+# processed_events' topic column for commands that come with an idempotency key, not a topic
+ADMIN_TOPICS: dict[type, str] = {
+    UpdateStock: "admin:update-stock",
+    SetStockPolicy: "admin:set-stock-policy",
+}
+
+
+def event_key(command: Command) -> tuple[str, str] | None:
+    if isinstance(command, StockCommand):
+        key = command.idempotency_key
+        return (ADMIN_TOPICS[type(command)], key) if key else None
+    if command.event_id is None:
+        return None
+    return (command.kind.value, command.event_id)
+
+
+async def claim_duplicates(conn: AsyncConnection, commands: list[Command]) -> frozenset[int]:
+    """Indices of commands whose event (or idempotency key) was already processed."""
+    keyed: dict[tuple[str, str], list[int]] = {}
+    owners: dict[tuple[str, str], str | None] = {}
+    for index, command in enumerate(commands):
+        key = event_key(command)
+        if key is not None:
+            keyed.setdefault(key, []).append(index)
+            owners[key] = None if isinstance(command, StockCommand) else command.order_id
+    if not keyed:
+        return frozenset()
+    fresh = await ledger.claim_events(conn, [(t, e, owners[(t, e)]) for t, e in keyed])
+    duplicate: set[int] = set()
+    for key, indices in keyed.items():
+        # a redelivery within the same batch: the first copy counts, the rest are duplicates
+        duplicate.update(indices if key not in fresh else indices[1:])
+    return frozenset(duplicate)
