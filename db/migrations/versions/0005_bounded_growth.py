@@ -58,7 +58,10 @@ def _columns() -> list[sa.Column[object]]:
         sa.Column("order_id", sa.String(length=128), nullable=True),
         sa.Column("actor", sa.String(length=128), nullable=False),
         sa.Column(
-            "created_at", sa.DateTime(timezone=True), server_default=sa.text("now()"), nullable=False
+            "created_at",
+            sa.DateTime(timezone=True),
+            server_default=sa.text("now()"),
+            nullable=False,
         ),
     ]
 
@@ -184,8 +187,7 @@ def downgrade() -> None:
     )
     _indexes()
     op.execute(
-        f"INSERT INTO stock_movements ({COLUMNS}) "
-        f"SELECT {COLUMNS} FROM stock_movements_partitioned"
+        f"INSERT INTO stock_movements ({COLUMNS}) SELECT {COLUMNS} FROM stock_movements_partitioned"
     )
     op.execute(f"ALTER SEQUENCE {SEQUENCE} OWNED BY stock_movements.id")
     op.execute("DROP TABLE stock_movements_partitioned")
