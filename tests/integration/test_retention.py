@@ -12,7 +12,7 @@ import asyncpg
 import pytest
 from sqlalchemy import text
 
-from db import partitions, prune_sql, session
+from db import audit_sql, partitions, prune_sql, session
 from service.bootstrap import Container, build
 from service.config import Settings
 from service.domain.commands import Commit, Release, Source
@@ -135,6 +135,8 @@ async def test_a_redelivered_event_never_doubles_an_effect_in_any_of_the_three_r
     assert await values(container, "SELECT count(*) FROM orders") == [0]
     with pytest.raises(NotFound, match="was pruned"):
         await container.orders.get_order("x")
+    # `inventory audit` counts it as its final state, not as a lost order
+    assert await audit_sql.order_states(container.db, ["x", "y"]) == {"x": "COMMITTED"}
     assert await check(container.db) == []
 
     # the tombstone goes after its own retention
