@@ -73,13 +73,42 @@ async def ensure_ahead(conn: asyncpg.Connection, now: datetime, months_ahead: in
     return created
 
 
+# A stock's last movement of a month, when it has none later, moves to the first instant of
+# the next month before the month goes: GetStock as_of after the horizon and the invariant
+# check's replay start from it (the figures after it are the row's until its next change).
+_CARRY_FORWARD = (
+    "INSERT INTO {parent} ({columns}) SELECT {carried} FROM ("
+    "SELECT DISTINCT ON (stock_id) * FROM {name} ORDER BY stock_id, id DESC) AS last "
+    "WHERE NOT EXISTS (SELECT FROM {parent} n WHERE n.stock_id = last.stock_id "
+    "AND n.created_at >= $1)"
+)
+_COLUMNS = (
+    "id, stock_id, product_id, variant_id, warehouse_id, operation, quantity, available_after, "
+    "reserved_after, total_after, reason, order_id, actor"
+)
+
+
 async def drop_older_than(conn: asyncpg.Connection, horizon: datetime) -> list[str]:
-    """Drop the partitions whose whole month lies before ``horizon``; returns their names."""
+    """Drop the partitions whose whole month lies before ``horizon`` (each with its rows to
+    carry forward, in one transaction); returns their names."""
     dropped = []
-    for month in await existing_months(conn):
-        if next_month(month) > horizon:
+    while months := await existing_months(conn):
+        month = months[0]
+        following = next_month(month)
+        if following > horizon:
             break
         name = partition_name(month)
-        await conn.execute(f"DROP TABLE IF EXISTS {name}")
+        await ensure_ahead(conn, following, 0)  # the month the carried rows go to
+        async with conn.transaction():
+            await conn.execute(
+                _CARRY_FORWARD.format(
+                    parent=PARENT,
+                    name=name,
+                    columns=f"{_COLUMNS}, created_at",
+                    carried=f"{_COLUMNS}, $1::timestamptz",
+                ),
+                following,
+            )
+            await conn.execute(f"DROP TABLE IF EXISTS {name}")
         dropped.append(name)
     return dropped

@@ -79,12 +79,16 @@ _PRUNE_TOMBSTONES = (
     "ORDER BY pruned_at LIMIT $2 FOR UPDATE SKIP LOCKED)"
 )
 
-# Rows of the oldest kept month older than the horizon (whole months are dropped instead).
-# The primary key, not ctid: a ctid is unique within one partition only.
+# Rows older than the horizon, but never a stock's last movement before it: GetStock as_of at
+# any instant after the horizon needs the row's last movement by then, and the invariant
+# check's replay starts from it. (Whole months go in db/partitions.py, which carries those
+# rows forward.) The primary key, not ctid: a ctid is unique within one partition only.
 _PRUNE_MOVEMENTS = (
     "DELETE FROM stock_movements WHERE (id, created_at) IN ("
-    "SELECT id, created_at FROM stock_movements WHERE created_at < $1 "
-    "LIMIT $2 FOR UPDATE SKIP LOCKED)"
+    "SELECT m.id, m.created_at FROM stock_movements m WHERE m.created_at < $1 "
+    "AND EXISTS (SELECT FROM stock_movements n WHERE n.stock_id = m.stock_id AND n.id > m.id "
+    "AND n.created_at < $1) "
+    "LIMIT $2 FOR UPDATE OF m SKIP LOCKED)"
 )
 
 # The age of the oldest row each retention removes (what the alert watches).

@@ -69,20 +69,17 @@ async def ensure_partitions(conn: asyncpg.Connection, settings: Settings) -> lis
 
 
 async def ensure_partitions_at_start(db: AsyncEngine, settings: Settings) -> None:
-    """At start-up of a process that writes: a failure is logged, not fatal, while this
-    month's partition exists (the pruner's rounds retry); without it nothing could be written."""
-    async with db.connect() as conn:
-        raw = (await conn.get_raw_connection()).driver_connection
-        assert raw is not None
-        try:
+    """At start-up of a process that writes. A failure (the database down, a lock not had in
+    time) is logged, not fatal: the service starts as it would without it, and the pruner's
+    rounds retry; a batch that finds no partition fails with the database's error."""
+    try:
+        async with db.connect() as conn:
+            raw = (await conn.get_raw_connection()).driver_connection
+            assert raw is not None
             await ensure_partitions(raw, settings)
-        except asyncpg.PostgresError as exc:
-            if partitions.month_start(datetime.now(UTC)) not in await partitions.existing_months(
-                raw
-            ):
-                raise
-            log.warning("creating movement partitions ahead failed (%s); the pruner retries", exc)
-        await conn.rollback()
+            await conn.rollback()
+    except Exception as exc:
+        log.warning("creating movement partitions ahead failed (%s); the pruner retries", exc)
 
 
 class Pruner(BackgroundLoop):

@@ -16,10 +16,11 @@ from db import audit_sql, partitions, prune_sql, session
 from service.bootstrap import Container, build
 from service.config import Settings
 from service.domain.commands import Commit, Release, Source
-from service.domain.errors import NotFound
-from service.domain.values import OrderState
+from service.domain.errors import InvalidArgument, NotFound
+from service.domain.values import OrderState, Sku
 from service.invariants import check
 from service.pruner import Pruner, RoundReport, pruner_database
+from service.queries import StockQueries
 from tests.integration.test_engine import put_stock, reserve
 
 pytestmark = pytest.mark.stack
@@ -42,6 +43,11 @@ async def prune(settings: Settings, conn: asyncpg.Connection) -> RoundReport:
 async def values(container: Container, sql: str, **params: Any) -> list[Any]:
     async with container.db.connect() as conn:
         return list((await conn.execute(text(sql), params)).scalars())
+
+
+async def rows_of(container: Container, sql: str) -> list[Any]:
+    async with container.db.connect() as conn:
+        return list(await conn.execute(text(sql)))
 
 
 async def age(container: Container, sql: str, **params: Any) -> None:
@@ -161,25 +167,47 @@ async def test_partitions_are_created_ahead_and_dropped_by_age(
         "VALUES (:s, 'p', 'default', 'SET', 5, 5, 0, 5, 'test', :at)"
     )
     await age(container, insert, s=stock_id, at=old_month + timedelta(days=3))
-    await age(container, insert, s=stock_id, at=now - timedelta(seconds=5))
+    await age(container, insert, s=stock_id, at=now - timedelta(seconds=50))
+    await age(container, insert, s=stock_id, at=now - timedelta(seconds=40))
     await put_stock(container, "p", 6)  # the newest movement: 5 -> 6
+    # a stock changed only in that old month: its last movement is carried to the next months
+    await put_stock(container, "quiet", 9)
+    await age(
+        container,
+        "UPDATE stock_movements SET created_at = :at WHERE product_id = 'quiet'",
+        at=old_month + timedelta(days=4),
+    )
 
-    retained = settings.model_copy(update={"movement_retention": timedelta(seconds=2)})
+    retained = settings.model_copy(update={"movement_retention": timedelta(seconds=30)})
     report = await prune(retained, pruner_conn)
 
     months = await partitions.existing_months(pruner_conn)
-    assert report.partitions_dropped == [partitions.partition_name(old_month)]
-    assert old_month not in months
+    assert report.partitions_dropped[0] == partitions.partition_name(old_month)
+    assert months[0] == this_month  # every month before this one dropped
+    carried = "SELECT created_at, available_after FROM stock_movements WHERE product_id = 'quiet'"
+    assert [tuple(r) for r in await rows_of(container, carried)] == [(this_month, 9)]
     ahead = [this_month]
     for _ in range(settings.movement_partitions_ahead):
         ahead.append(partitions.next_month(ahead[-1]))
     assert set(ahead) <= set(months)
-    # the row older than the retention inside this month went, in a batch
+    # of the rows older than the retention, only the stock's last one before it is left: the
+    # levels at any instant after the horizon
     assert report.pruned["stock_movements"] >= 1
-    remaining = "SELECT count(*) FROM stock_movements WHERE created_at < now() - interval '2s'"
-    assert await values(container, remaining) == [0]
+    older = (
+        "SELECT created_at FROM stock_movements WHERE created_at < now() - interval '30s' "
+        "AND product_id = 'p'"
+    )
+    assert await values(container, older) == [now - timedelta(seconds=40)]
     # the replay holds from the oldest retained movement (its figures are taken as given)
     assert await check(container.db, whole_history=False) == []
+    # GetStock as_of: after the horizon answered from what is kept, before it refused
+    reads = StockQueries(container.db)
+    reads.movement_retention = retained.movement_retention
+    sku = Sku("p")
+    then = await reads.get_stock_as_of(sku, None, datetime.now(UTC) - timedelta(seconds=20))
+    assert then.available == 5
+    with pytest.raises(InvalidArgument, match="movement retention"):
+        await reads.get_stock_as_of(sku, None, now - timedelta(seconds=45))
 
 
 async def test_every_writing_process_creates_the_partitions_ahead(settings: Settings) -> None:
