@@ -1,12 +1,18 @@
 """The monthly partitions of ``stock_movements`` (revision 0005): created ahead, dropped by age.
 
 A partition holds one calendar month in UTC, ``[first day 00:00, next first day 00:00)``, and
-is named ``stock_movements_pYYYYMM``. There is no DEFAULT partition: a movement outside every
-partition fails its batch, so every process that writes creates the months ahead at start-up
-and the pruner on each round (docs/architecture.md, Data model). Creating and dropping a
-partition take an ACCESS EXCLUSIVE lock on the parent for an instant; the caller's short
-``lock_timeout`` makes either give up (and retry next round) rather than queue the engine
-behind it.
+is named ``stock_movements_pYYYYMM``. Every process that writes creates the months ahead at
+start-up and the pruner on each round. ``stock_movements_default``, the DEFAULT partition, is
+the safety net: a movement outside every month (the months ahead not created for two months,
+a backdated import) lands there rather than failing its batch. It costs a scan of the DEFAULT
+partition whenever a month is created (PostgreSQL checks that none of its rows belongs to the
+new month), nothing while it is empty, which it is when the months are created ahead; if it
+holds rows of a month, creating that month fails (logged each round) and its movements keep
+going to the DEFAULT partition, still read and pruned like any other.
+
+Creating and dropping a partition take an ACCESS EXCLUSIVE lock on the parent for an instant;
+the caller's short ``lock_timeout`` makes either give up (and retry next round) rather than
+queue the engine behind it.
 """
 
 from __future__ import annotations
@@ -17,6 +23,7 @@ from datetime import UTC, datetime
 import asyncpg
 
 PARENT = "stock_movements"
+DEFAULT = f"{PARENT}_default"
 _NAME = re.compile(rf"{PARENT}_p(\d{{4}})(\d{{2}})")
 
 _EXISTING = (
@@ -26,8 +33,8 @@ _EXISTING = (
 
 
 def is_partition(name: str | None) -> bool:
-    """A table name that is one of the months (Alembic compares the parent only)."""
-    return name is not None and _NAME.fullmatch(name) is not None
+    """A table name that is one of the partitions (Alembic compares the parent only)."""
+    return name is not None and (name == DEFAULT or _NAME.fullmatch(name) is not None)
 
 
 def month_start(instant: datetime) -> datetime:

@@ -234,7 +234,8 @@ class StockMovement(Base):
 
     Range-partitioned by month on ``created_at`` (revision 0005): the service creates the
     partitions ahead (``db/partitions.py``) and drops whole months past the movement
-    retention. No DEFAULT partition (docs/architecture.md, Data model).
+    retention; a DEFAULT partition takes what no month does (docs/architecture.md, Data
+    model).
     """
 
     __tablename__ = "stock_movements"

@@ -9,8 +9,9 @@ Create Date: 2026-12-20 10:00:00.000000
   created, one partition per month from the oldest row's month to two months ahead, every row
   is copied (ids kept), the id sequence moves to the new table (it keeps counting from where
   it was) and the old table is dropped. The primary key becomes ``(id, created_at)``: a
-  partitioned table's unique keys must hold the partition key. No DEFAULT partition: the
-  service creates the months ahead (``db/partitions.py``).
+  partitioned table's unique keys must hold the partition key. The service creates the
+  months ahead; ``stock_movements_default`` (the DEFAULT partition) takes a movement outside
+  every month rather than fail its batch (``db/partitions.py``).
 - ``order_tombstones (order_id, final_state, pruned_at)``: what is left of a pruned order.
 - Indexes for the pruner: ``processed_events (processed_at)``, the finished orders by
   ``updated_at``, tombstones by ``pruned_at``.
@@ -135,6 +136,7 @@ def upgrade() -> None:
     last = max(last, newest.scalar() or now)
     for month in _month_starts(min(first, now), last):
         _partition(month)
+    op.execute("CREATE TABLE stock_movements_default PARTITION OF stock_movements DEFAULT")
     op.execute(
         f"INSERT INTO stock_movements ({COLUMNS}) "
         f"SELECT {COLUMNS} FROM stock_movements_unpartitioned"
