@@ -161,6 +161,23 @@ async def fill_past(db: AsyncEngine, orders: int) -> None:
         await conn.execute(text("VACUUM ANALYZE"))
 
 
+async def tombstone_bytes(db: AsyncEngine, n: int = 200_000) -> int:
+    """What a tombstone costs: the table and its indexes over ``n`` ids shaped like the bench's."""
+    async with db.begin() as conn:
+        await conn.execute(text("TRUNCATE order_tombstones"))
+        await conn.execute(
+            text(
+                "INSERT INTO order_tombstones (order_id, final_state) SELECT "
+                "'tomb-' || g || '-' || md5(g::text), 'COMMITTED' FROM generate_series(1, :n) g"
+            ),
+            {"n": n},
+        )
+    async with db.begin() as conn:
+        size = await conn.scalar(text("SELECT pg_total_relation_size('order_tombstones')"))
+        await conn.execute(text("TRUNCATE order_tombstones"))
+    return round(int(size or 0) / n)
+
+
 async def row_counts(db: AsyncEngine) -> dict[str, int]:
     counts = {}
     async with db.connect() as conn:
@@ -179,12 +196,14 @@ async def grow(settings: Settings, args: argparse.Namespace) -> dict[str, Any]:
         await fill_past(container.db, args.past_orders)
         after = await database_size(container.db)
         grown = await order_load(container, args.load_seconds, args.callers, "grown")
+        tombstone = await tombstone_bytes(container.db)
     return {
         "fresh_orders_per_s": round(fresh, 1),
         "grown_orders_per_s": round(grown, 1),
         "grown_over_fresh": round(grown / fresh, 3),
         "bytes_per_order": round((after - before) / max(args.past_orders, 1)),
         "engine_rows_per_order": shape,
+        "tombstone_bytes": tombstone,
     }
 
 
