@@ -178,6 +178,18 @@ async def tombstone_bytes(db: AsyncEngine, n: int = 200_000) -> int:
     return round(int(size or 0) / n)
 
 
+async def table_sizes(db: AsyncEngine) -> dict[str, list[int]]:
+    """The largest tables at the end: [MiB with indexes and TOAST, live rows, dead rows]."""
+    async with db.connect() as conn:
+        rows = await conn.execute(
+            text(
+                "SELECT relname, pg_total_relation_size(relid) AS size, n_live_tup, n_dead_tup "
+                "FROM pg_stat_user_tables ORDER BY size DESC LIMIT 10"
+            )
+        )
+        return {r.relname: [round(r.size / 2**20), r.n_live_tup, r.n_dead_tup] for r in rows}
+
+
 async def row_counts(db: AsyncEngine) -> dict[str, int]:
     counts = {}
     async with db.connect() as conn:
@@ -227,7 +239,7 @@ async def steady(settings: Settings, args: argparse.Namespace) -> dict[str, Any]
                 )
             )
         await ensure_topics(retained)
-        relay = OutboxRelay(retained, prune_interval_s=args.prune_interval)
+        relay = OutboxRelay(retained)
         pruner = Pruner(retained)
         await relay.start()
         await pruner.start()
@@ -249,12 +261,14 @@ async def steady(settings: Settings, args: argparse.Namespace) -> dict[str, Any]
             await pruner.stop()
             await relay.stop()
         samples.append((round(time.perf_counter() - started, 1), await database_size(container.db)))
+        tables = await table_sizes(container.db)
     end_t, end_size = samples[-1]
     minute_ago = min(samples, key=lambda s: abs(s[0] - (end_t - 60)))
     return {
         "steady_orders_per_s": round(rate, 1),
         "steady_growth_last_minute": round((end_size - minute_ago[1]) / end_size, 4),
         "steady_size_series": samples,
+        "steady_tables": tables,
     }
 
 

@@ -26,6 +26,7 @@ TABLES = (
     "order_history",
     "order_tombstones",
     "stock_movements",
+    "outbox",
 )
 
 
@@ -98,7 +99,19 @@ _OLDEST = {
     "order_tombstones": "SELECT min(pruned_at) FROM order_tombstones",
     # ids grow with time: the first row by the primary key is the oldest (within a batch)
     "stock_movements": "SELECT created_at FROM stock_movements ORDER BY id LIMIT 1",
+    "outbox": "SELECT min(published_at) FROM outbox",
 }
+
+
+# autovacuum's own rule (dead rows beyond 20 % of the live ones), checked at the pruner's
+# cadence: with short retentions autovacuum's one visit a minute (autovacuum_naptime) leaves
+# a table with minutes of dead rows, and their space is reused only after a vacuum.
+_CHURNED = (
+    "SELECT relname FROM pg_stat_user_tables WHERE schemaname = current_schema() "
+    "AND (relname = ANY($1::text[]) OR relname LIKE 'stock\\_movements\\_%') "
+    "AND n_dead_tup > 1000 AND n_dead_tup > 0.2 * n_live_tup ORDER BY relname"
+)
+VACUUM_TIMEOUT = "10min"
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,6 +150,20 @@ async def oldest_ages(conn: asyncpg.Connection) -> dict[str, float | None]:
     for table, oldest in _OLDEST.items():
         ages[table] = await conn.fetchval(f"SELECT extract(epoch FROM now() - ({oldest}))::float8")
     return ages
+
+
+async def vacuum_churned(conn: asyncpg.Connection) -> list[str]:
+    """VACUUM the pruned tables with more dead rows than autovacuum lets stand; their names.
+    VACUUM takes no lock that the engine's statements wait on (SHARE UPDATE EXCLUSIVE)."""
+    names = [row[0] for row in await conn.fetch(_CHURNED, list(TABLES))]
+    if names:
+        await conn.execute(f"SET statement_timeout = '{VACUUM_TIMEOUT}'")
+        try:
+            for name in names:
+                await conn.execute(f'VACUUM (SKIP_LOCKED) "{name}"')
+        finally:
+            await conn.execute("RESET statement_timeout")
+    return names
 
 
 def _deleted(status: str) -> int:

@@ -10,8 +10,13 @@ so another takes over). A round, every ``prune_interval_s``:
    still open), finished orders older than the order retention with their reservations and
    history (a tombstone each, ``db/prune_sql.py``), tombstones older than theirs, and with a
    movement retention the whole months of movements before it (dropped) and the rows before
-   it in the oldest kept month;
-3. sets ``inventory_oldest_row_age_seconds{table}``.
+   it in the oldest kept month; and the outbox rows published longer ago than
+   ``outbox_retention_hours``;
+3. VACUUMs a pruned table whose dead rows exceed autovacuum's own threshold (20 % of the
+   live ones): with short retentions autovacuum, which visits a table at most once a
+   minute, leaves minutes of dead rows whose space nothing reuses until a vacuum
+   (``bench/growth.py`` measured it);
+4. sets ``inventory_oldest_row_age_seconds{table}``.
 
 Each batch is one short transaction that skips rows the engine holds and gives up on a lock
 after ``LOCK_TIMEOUT_MS``: the engine waits on the pruner at most one small batch. A batch
@@ -25,12 +30,12 @@ import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import asyncpg
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from db import partitions, prune_sql, session
+from db import outbox_sql, partitions, prune_sql, session
 from db.session import Database
 from service import metrics
 from service.background import BackgroundLoop
@@ -51,6 +56,7 @@ class RoundReport:
     failed: list[str] = field(default_factory=list)
     partitions_created: list[str] = field(default_factory=list)
     partitions_dropped: list[str] = field(default_factory=list)
+    vacuumed: list[str] = field(default_factory=list)
 
 
 def pruner_database(settings: Settings) -> Database:
@@ -154,8 +160,19 @@ class Pruner(BackgroundLoop):
                 prune_sql.prune_tombstones(c, settings.tombstone_retention.total_seconds(), limit),
             ),
         )
+        await self._drain(
+            conn,
+            report,
+            "outbox",
+            lambda c: _one(
+                "outbox",
+                outbox_sql.prune_published(c, settings.outbox_retention_hours * 3600, limit),
+            ),
+        )
         if settings.movement_retention is not None:
             await self._prune_movements(conn, report)
+        if any(report.pruned.values()):
+            report.vacuumed = await self._vacuum(conn)
         await self._measure_ages(conn)
         pruned = {table: n for table, n in report.pruned.items() if n}
         if pruned or report.partitions_dropped:
@@ -216,6 +233,13 @@ class Pruner(BackgroundLoop):
             if pause_s and await self._sleep(pause_s):
                 return
 
+    async def _vacuum(self, conn: asyncpg.Connection) -> list[str]:
+        try:
+            return await prune_sql.vacuum_churned(conn)
+        except (asyncpg.PostgresError, OSError) as exc:
+            log.warning("vacuum after pruning failed (%s); autovacuum will do it", exc)
+            return []
+
     async def _measure_ages(self, conn: asyncpg.Connection) -> None:
         try:
             ages = await prune_sql.oldest_ages(conn)
@@ -236,6 +260,7 @@ def _export_retentions(settings: Settings) -> None:
         "orders": settings.order_retention,
         "order_tombstones": settings.tombstone_retention,
         "stock_movements": settings.movement_retention,
+        "outbox": timedelta(hours=settings.outbox_retention_hours),
     }
     for table, retention in retentions.items():
         if retention is not None:
