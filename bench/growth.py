@@ -207,6 +207,7 @@ async def grow(settings: Settings, args: argparse.Namespace) -> dict[str, Any]:
         before = await database_size(container.db)
         await fill_past(container.db, args.past_orders)
         after = await database_size(container.db)
+        past_tables = await table_sizes(container.db)
         grown = await order_load(container, args.load_seconds, args.callers, "grown")
         tombstone = await tombstone_bytes(container.db)
     return {
@@ -216,6 +217,7 @@ async def grow(settings: Settings, args: argparse.Namespace) -> dict[str, Any]:
         "bytes_per_order": round((after - before) / max(args.past_orders, 1)),
         "engine_rows_per_order": shape,
         "tombstone_bytes": tombstone,
+        "past_tables": past_tables,
     }
 
 
