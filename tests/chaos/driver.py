@@ -38,6 +38,7 @@ import uuid
 from collections import Counter, defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -82,10 +83,10 @@ HOLDS = {"RESERVED": "PENDING", "COMMITTED": "COMMITTED"}
 # ``settle`` counts the processed events by their dedup rows (tests/integration/
 # test_retention.py covers a redelivery after they are pruned).
 PRUNING: dict[str, Any] = {
-    "order_retention": 10,
-    "dedup_window": 600,
-    "movement_retention": 20,
-    "tombstone_retention": 600,
+    "order_retention": timedelta(seconds=10),
+    "dedup_window": timedelta(seconds=600),
+    "movement_retention": timedelta(seconds=20),
+    "tombstone_retention": timedelta(seconds=600),
     "prune_interval_s": 2.0,
     "prune_batch_size": 200,
     "prune_pause_ms": 10.0,
@@ -859,16 +860,23 @@ class LoadRun:
 
 
 async def oversold(db: AsyncEngine) -> list[str]:
-    """Per stock row: never more shipped and promised than received (SET once, then ADDs)."""
+    """Per stock row: never more shipped and promised than received (SET once, then ADDs).
+
+    Shipped is what the COMMIT movements took: the committed lines of orders pruned by
+    retention are gone, so the committed lines left may only be fewer."""
     async with db.connect() as conn:
         received: Counter[str] = Counter()
         sets: Counter[str] = Counter()
+        committed: Counter[str] = Counter()
         for stock_id, operation, quantity in await conn.execute(
             text(
                 "SELECT stock_id, operation, sum(quantity) FROM stock_movements "
-                "WHERE operation IN ('SET', 'ADD') GROUP BY stock_id, operation"
+                "WHERE operation IN ('SET', 'ADD', 'COMMIT') GROUP BY stock_id, operation"
             )
         ):
+            if operation == "COMMIT":
+                committed[str(stock_id)] += int(quantity)
+                continue
             received[str(stock_id)] += int(quantity)
             sets[str(stock_id)] += operation == "SET"
         held: dict[tuple[str, str], int] = {
@@ -886,7 +894,9 @@ async def oversold(db: AsyncEngine) -> list[str]:
     problems = []
     for stock_id, available, reserved, total in stocks:
         sid = str(stock_id)
-        shipped = held.get((sid, "COMMITTED"), 0)
+        shipped = committed[sid]
+        if held.get((sid, "COMMITTED"), 0) > shipped:
+            problems.append(f"stock {sid}: more committed lines than COMMIT movements")
         promised = held.get((sid, "PENDING"), 0)
         if sets[sid] > 1:
             problems.append(f"stock {sid}: counted (SET) more than once; the check assumes once")
@@ -925,7 +935,8 @@ async def run_hot_load(
         name,
         admin_token_sha256=[token_digest(LOAD_TOKEN)],
         log_level="WARNING",
-        **PRUNING,
+        # every movement kept: ``oversold`` counts what each row received from them
+        **{**PRUNING, "movement_retention": None},
     )
     skus = hot_skus(name)
     await ensure_topics(settings)
