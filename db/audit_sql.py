@@ -22,9 +22,14 @@ PROCESSED = text(
     "ON p.topic = k.topic AND p.event_id = k.event_id"
 )
 
+# An order pruned by retention counts as its final state (its tombstone's): pruning is not a
+# loss. A live row wins over a tombstone.
 ORDER_STATES = text(
-    "SELECT order_id, state FROM orders "
-    "WHERE order_id IN (SELECT json_array_elements_text(CAST(:ids AS json)))"
+    "WITH wanted AS (SELECT json_array_elements_text(CAST(:ids AS json)) AS order_id) "
+    "SELECT order_id, state FROM orders WHERE order_id IN (SELECT order_id FROM wanted) "
+    "UNION ALL SELECT t.order_id, t.final_state FROM order_tombstones t "
+    "WHERE t.order_id IN (SELECT order_id FROM wanted) "
+    "AND NOT EXISTS (SELECT FROM orders o WHERE o.order_id = t.order_id)"
 )
 
 
@@ -44,7 +49,7 @@ async def processed(
 async def order_states(
     db: AsyncEngine | AsyncConnection, order_ids: Sequence[str]
 ) -> dict[str, str]:
-    """``orders.state`` by order id, for the ids that have a row."""
+    """``orders.state`` by order id, for the ids that have a row or a tombstone."""
     states: dict[str, str] = {}
     async with _connection(db) as conn:
         for start in range(0, len(order_ids), CHUNK):

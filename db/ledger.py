@@ -43,10 +43,16 @@ CLAIM_EVENTS = text(
     "ON CONFLICT DO NOTHING RETURNING topic, event_id"
 )
 
+# An order pruned by retention (db/prune_sql.py) comes back from its tombstone: its final
+# state, nothing else, marked pruned (service/domain/order_machine.py pruned_step). One round
+# trip either way; a live row wins over a tombstone.
 LOAD_ORDERS = text(
+    "WITH wanted AS (SELECT json_array_elements_text(CAST(:ids AS json)) AS order_id) "
     "SELECT order_id, state, items, ttl_seconds, expires_at, version, last_event_id, "
-    "allow_partial FROM orders "
-    "WHERE order_id IN (SELECT json_array_elements_text(CAST(:ids AS json)))"
+    "allow_partial, false AS pruned FROM orders WHERE order_id IN (SELECT order_id FROM wanted) "
+    "UNION ALL SELECT t.order_id, t.final_state, '[]'::jsonb, NULL, NULL, 0, NULL, false, true "
+    "FROM order_tombstones t WHERE t.order_id IN (SELECT order_id FROM wanted) "
+    "AND NOT EXISTS (SELECT FROM orders o WHERE o.order_id = t.order_id)"
 )
 
 LOAD_RESERVATIONS = text(
@@ -167,6 +173,7 @@ async def load_orders(conn: AsyncConnection, order_ids: Sequence[str]) -> dict[s
             version=row.version,
             last_event_id=row.last_event_id,
             allow_partial=row.allow_partial,
+            pruned=row.pruned,
         )
         for row in result
     }

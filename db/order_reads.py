@@ -34,6 +34,17 @@ ORDER_VIEW = text(
 )
 
 
+TOMBSTONE = text("SELECT final_state, pruned_at FROM order_tombstones WHERE order_id = :order_id")
+
+
+async def load_tombstone(
+    conn: AsyncConnection, order_id: str
+) -> tuple[OrderState, datetime] | None:
+    """A pruned order's final state and when it was pruned, or None."""
+    row = (await conn.execute(TOMBSTONE, {"order_id": order_id})).one_or_none()
+    return None if row is None else (OrderState(row.final_state), row.pruned_at)
+
+
 async def load_order_view(conn: AsyncConnection, order_id: str) -> OrderView | None:
     """The order ``order_id`` with its lines (every status) and its history, or None."""
     row = (await conn.execute(ORDER_VIEW, {"order_id": order_id})).one_or_none()

@@ -1,4 +1,5 @@
-"""The outbox relay's SQL: the advisory lock, unpublished rows in id order, marking, pruning.
+"""The outbox relay's SQL: the advisory lock, unpublished rows in id order, marking; and the
+pruner's deletion of published rows.
 
 The relay runs on a dedicated asyncpg connection, outside the pool: it holds the session
 advisory lock for as long as it publishes, and a lost connection means a lost lock and
@@ -43,7 +44,8 @@ _MARK = (
 )
 _PRUNE = (
     "DELETE FROM outbox WHERE id IN (SELECT id FROM outbox WHERE published_at IS NOT NULL"
-    " AND published_at < now() - make_interval(secs => $1) ORDER BY id LIMIT $2)"
+    " AND published_at < now() - make_interval(secs => $1) ORDER BY id LIMIT $2"
+    " FOR UPDATE SKIP LOCKED)"
 )
 _BACKLOG = "SELECT count(*) FROM outbox WHERE published_at IS NULL"
 

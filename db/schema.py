@@ -38,6 +38,9 @@ NAMING = {
 
 
 ZERO = text("0")
+# the order states retention may prune (service/domain/values.py FINISHED_STATES mirrors them)
+FINISHED_STATES = ("COMMITTED", "RELEASED", "EXPIRED", "COMMIT_FAILED", "REJECTED")
+FINISHED_SQL = ", ".join(f"'{state}'" for state in FINISHED_STATES)
 # ListStock compares ids in byte order: the "C" collation (db/stock_lists.py)
 VARIANT_KEY_C = "coalesce(variant_id COLLATE \"C\", '')"
 C_COLLATED = {"product_id": 'COLLATE "C"', "warehouse_id": 'COLLATE "C"'}
@@ -130,7 +133,15 @@ class Order(Timestamps, Base):
     """The order ledger: what the engine knows of each order, keyed by the pipeline's id."""
 
     __tablename__ = "orders"
-    __table_args__ = (Index("ix_orders_state_expires_at", "state", "expires_at"),)
+    __table_args__ = (
+        Index("ix_orders_state_expires_at", "state", "expires_at"),
+        # the pruner's read: finished orders by their last change (revision 0005)
+        Index(
+            "ix_orders_finished_updated_at",
+            "updated_at",
+            postgresql_where=text(f"state IN ({FINISHED_SQL})"),
+        ),
+    )
 
     order_id: Mapped[str] = mapped_column(String(128), primary_key=True)
     state: Mapped[str] = mapped_column(String(32), nullable=False)
@@ -208,6 +219,8 @@ class Reservation(Timestamps, Base):
 
 class ProcessedEvent(Base):
     __tablename__ = "processed_events"
+    # the pruner's read: the oldest rows first (revision 0005)
+    __table_args__ = (Index("ix_processed_events_processed_at", "processed_at"),)
 
     # an event id is unique within its topic; the same id on two topics is two events
     topic: Mapped[str] = mapped_column(String(256), primary_key=True)
@@ -217,7 +230,13 @@ class ProcessedEvent(Base):
 
 
 class StockMovement(Base):
-    """Append-only audit trail: one row per change of a stock row, in the same transaction."""
+    """Append-only audit trail: one row per change of a stock row, in the same transaction.
+
+    Range-partitioned by month on ``created_at`` (revision 0005): the service creates the
+    partitions ahead (``db/partitions.py``) and drops whole months past the movement
+    retention; a DEFAULT partition takes what no month does (docs/architecture.md, Data
+    model).
+    """
 
     __tablename__ = "stock_movements"
     __table_args__ = (
@@ -231,8 +250,10 @@ class StockMovement(Base):
             "id",
             postgresql_where=text("order_id IS NOT NULL"),
         ),
+        {"postgresql_partition_by": "RANGE (created_at)"},
     )
 
+    # the partition key must be part of the primary key
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
     stock_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("stocks.id"), nullable=False)
     product_id: Mapped[str] = mapped_column(String(128), nullable=False)
@@ -246,7 +267,21 @@ class StockMovement(Base):
     reason: Mapped[str | None] = mapped_column(Text)
     order_id: Mapped[str | None] = mapped_column(String(128))
     actor: Mapped[str] = mapped_column(String(128), nullable=False)
-    created_at: Mapped[datetime] = _now()
+    created_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), server_default=func.now(), primary_key=True
+    )
+
+
+class OrderTombstone(Base):
+    """What is left of a pruned order (revision 0005): its id and final state, so that a late
+    event for it is answered as for that state, never taken for a new order."""
+
+    __tablename__ = "order_tombstones"
+    __table_args__ = (Index("ix_order_tombstones_pruned_at", "pruned_at"),)
+
+    order_id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    final_state: Mapped[str] = mapped_column(String(32), nullable=False)
+    pruned_at: Mapped[datetime] = _now()
 
 
 class Outbox(Base):

@@ -18,6 +18,7 @@ from service.domain.validation import Limits
 from service.engine import EngineConfig, ReservationEngine
 from service.ledger_queries import LedgerQueries
 from service.orders import OrderQueries
+from service.pruner import ensure_partitions_at_start
 from service.queries import StockQueries
 
 
@@ -56,6 +57,7 @@ async def build(settings: Settings) -> AsyncIterator[Container]:
         EngineConfig.from_settings(settings),
         on_stock_changed=cache.apply_payloads if cache is not None else None,
     )
+    await ensure_partitions_at_start(db, settings)
     await engine.start()
     try:
         yield Container(

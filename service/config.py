@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import re
+from datetime import timedelta
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -41,6 +42,22 @@ _SHA256_HEX = re.compile(r"[0-9a-f]{64}")
 _LOG_LEVELS = ("CRITICAL", "ERROR", "WARNING", "INFO", "DEBUG")
 # SQLAlchemy picks psycopg for a bare postgresql:// (what psql and the banner print)
 _POSTGRES_SCHEMES = ("postgresql", "postgres", "postgresql+asyncpg")
+
+
+def _seconds_or_iso(value: Any) -> Any:
+    """A variable's ``60`` or ``0.5`` is seconds (pydantic reads only ISO 8601 from text)."""
+    if isinstance(value, str):
+        try:
+            return float(value)
+        except ValueError:
+            return value.strip()
+    return value
+
+
+def _positive_duration(value: timedelta) -> timedelta:
+    if value <= timedelta(0):
+        raise ValueError("expected a positive duration: seconds (e.g. 60) or ISO 8601 (e.g. P30D)")
+    return value
 
 
 def _kafka_name(value: str) -> str:
@@ -121,6 +138,10 @@ def _folder(value: Path) -> Path:
 KafkaName = Annotated[str, AfterValidator(_kafka_name)]
 Host = Annotated[str, AfterValidator(_host)]
 PemFile = Annotated[Path | None, AfterValidator(_existing_file)]
+# seconds (``60``, ``0.5``) or ISO 8601 (``P30D``, ``PT1M``), pydantic's timedelta forms
+Duration = Annotated[
+    timedelta, BeforeValidator(_seconds_or_iso), AfterValidator(_positive_duration)
+]
 
 
 class Settings(BaseSettings):
@@ -205,6 +226,18 @@ class Settings(BaseSettings):
     expiry_sweep_interval_s: float = Field(default=60.0, gt=0)
     # the sweeper leaves orders this recently due to the timer table (not counted as catches)
     expiry_sweep_grace_s: float = Field(default=10.0, ge=0)
+
+    # retention (docs/operations.md, Data lifecycle): what the pruner (service/pruner.py)
+    # deletes, and how it paces itself. None keeps stock movements forever.
+    dedup_window: Duration = timedelta(days=7)
+    order_retention: Duration = timedelta(days=30)
+    tombstone_retention: Duration = timedelta(days=180)
+    movement_retention: Duration | None = None
+    prune_interval_s: float = Field(default=60.0, gt=0)
+    prune_batch_size: int = Field(default=1_000, ge=1, le=100_000)
+    prune_pause_ms: float = Field(default=50.0, ge=0)
+    # stock_movements partitions created ahead of the current month
+    movement_partitions_ahead: int = Field(default=2, ge=1, le=24)
 
     # the live invariant check (service/invariant_monitor.py): stock rows changed since the
     # last round, and every row at the slower cadence

@@ -70,6 +70,7 @@ class InvariantMonitor(BackgroundLoop):
         self._full_interval_s = settings.invariant_full_check_interval_s
         self._standby_retry_s = standby_retry_s
         self._lock_key = sql.monitor_lock_key(settings.app_id)
+        self._whole_history = settings.movement_retention is None
         self.problems: dict[str, list[Problem]] = {}
         self.rounds = 0
         self.lock_attempts = 0
@@ -125,7 +126,7 @@ class InvariantMonitor(BackgroundLoop):
             horizon, next_xid = (await conn.execute(sql.SNAPSHOT)).one()
             metrics.BACKORDERED_UNITS.set(await conn.scalar(sql.BACKORDERED_UNITS) or 0)
             if since is None:
-                found = await find_all(conn)
+                found = await find_all(conn, whole_history=self._whole_history)
                 self.problems = {}
             else:
                 within = next_xid - since + XID_MARGIN

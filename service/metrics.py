@@ -87,6 +87,28 @@ CONSUMER_OFFSET_GAPS = Counter(
     "Gaps in an order partition confirmed by a re-seek and skipped (no records there)",
     ["topic"],
 )
+# retention (service/pruner.py)
+PRUNED_ROWS = Counter("inventory_pruned_rows_total", "Rows deleted by retention", ["table"])
+PRUNE_FAILURES = Counter(
+    "inventory_prune_failures_total", "Pruning batches that failed (retried next round)", ["table"]
+)
+OLDEST_ROW_AGE = Gauge(
+    "inventory_oldest_row_age_seconds",
+    "Age of the oldest row that a retention removes, per table (the pruner's last round)",
+    ["table"],
+    multiprocess_mode="livemax",
+)
+RETENTION_SECONDS = Gauge(
+    "inventory_retention_seconds",
+    "The configured retention per table (absent: kept forever)",
+    ["table"],
+    multiprocess_mode="livemax",
+)
+PRUNER_LEADER = Gauge(
+    "inventory_pruner_leader",
+    "1 while this process holds the pruner lock",
+    multiprocess_mode="livesum",
+)
 OUTBOX_BACKLOG = Gauge(
     "inventory_outbox_backlog", "Unpublished outbox rows", multiprocess_mode="livemax"
 )

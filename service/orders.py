@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from db.order_reads import load_order_view
+from db.order_reads import load_order_view, load_tombstone
 from service.db_errors import read_retrying_once
 from service.domain.errors import NotFound
 from service.domain.results import OrderView
@@ -21,9 +21,19 @@ class OrderQueries:
         self._reads = db.execution_options(isolation_level="AUTOCOMMIT")
 
     async def get_order(self, order_id: str) -> OrderView:
-        """The order ``order_id``; ``NotFound`` if there is none."""
+        """The order ``order_id``; ``NotFound`` if there is none, or if retention pruned it
+        (the message says so, with its final state)."""
         view = await self._load(order_id)
         if view is None:
+            tombstone = await read_retrying_once(
+                self._reads, lambda conn: load_tombstone(conn, order_id)
+            )
+            if tombstone is not None:
+                state, pruned_at = tombstone
+                raise NotFound(
+                    f"order {order_id} was pruned by retention on {pruned_at:%Y-%m-%d} "
+                    f"(final state {state})"
+                )
             raise NotFound(f"unknown order {order_id}")
         return view
 

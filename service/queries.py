@@ -9,7 +9,7 @@ from PostgreSQL: it does not go through ``_levels``, the one read the cache repl
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -66,11 +66,18 @@ class StockQueries:
 
     # -- as_of: the levels at a past instant, from the movement ledger --
 
-    # The oldest instant whose levels the ledger still holds. Every movement is kept for now,
-    # so no instant is too old; once retention prunes movements (a later issue) this becomes
-    # the oldest retained movement's ``created_at``, and an earlier instant is refused (below)
-    # rather than answered as if the SKU had no stock then.
-    retained_since: datetime | None = None
+    # With a movement retention, the pruner deletes movements older than it, each stock's last
+    # one before the horizon excepted (db/prune_sql.py): every instant after the horizon is
+    # answered as before, an earlier one is refused (below) rather than answered as if the
+    # SKU had no stock then. None keeps every movement.
+    movement_retention: timedelta | None = None
+
+    @property
+    def retained_since(self) -> datetime | None:
+        """The oldest instant whose levels the ledger is sure to hold."""
+        if self.movement_retention is None:
+            return None
+        return datetime.now(UTC) - self.movement_retention
 
     async def get_stock_as_of(self, sku: Sku, warehouse_id: str | None, at: datetime) -> StockView:
         """``sku``'s levels (per warehouse and total) at ``at``: the transactions that started
@@ -80,10 +87,12 @@ class StockQueries:
         ``sellable`` equals ``available``. ``InvalidArgument`` (``as_of``) for an instant
         beyond the database's clock plus ``AS_OF_CLOCK_SKEW``, or before ``retained_since``;
         ``NotFound`` if the SKU has no stock row at all (in ``warehouse_id``), as GetStock."""
-        if self.retained_since is not None and at < self.retained_since:
+        since = self.retained_since
+        if since is not None and at < since:
             raise InvalidArgument(
                 "as_of",
-                f"before {self.retained_since.isoformat()}, the oldest retained movement",
+                f"{at.isoformat()} is before {since.isoformat()}: movements older than the "
+                "movement retention are pruned",
             )
         found = await self._levels_at(sku, warehouse_id, at)
         if found.future:

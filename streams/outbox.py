@@ -23,6 +23,9 @@ connection. ``bench/outbox_latency.py`` measures commit to broker.
 A crash between publish and mark republishes those rows: delivery is at least once, and
 consumers drop duplicates (``stock-changed`` by ``version``, ``inventory-reservations`` by
 order id and status).
+
+Published rows are deleted by the pruner (``service/pruner.py``) after
+``outbox_retention_hours``, with the other retentions.
 """
 
 from __future__ import annotations
@@ -48,7 +51,6 @@ log = logging.getLogger(__name__)
 
 STANDBY_RETRY_S = 1.0
 HOUSEKEEPING_INTERVAL_S = 5.0
-PRUNE_INTERVAL_S = 60.0
 
 Connect = Callable[[Database], Awaitable[asyncpg.Connection]]
 
@@ -65,13 +67,11 @@ class OutboxRelay:
         producer_factory: Callable[[Settings], AIOKafkaProducer] = outbox_producer,
         connect: Connect = session.connect,
         standby_retry_s: float = STANDBY_RETRY_S,
-        prune_interval_s: float = PRUNE_INTERVAL_S,
     ) -> None:
         self._settings = settings
         self._producer_factory = producer_factory
         self._connect = connect
         self._standby_retry_s = standby_retry_s
-        self._prune_interval_s = prune_interval_s
         self._producer: AIOKafkaProducer | None = None
         self._partitions: dict[str, list[int]] = {}
         self._lock_key = outbox_sql.advisory_key(settings.app_id)
@@ -136,7 +136,6 @@ class OutboxRelay:
     async def _publish_until_stopped(self, conn: asyncpg.Connection) -> None:
         batch_size = self._settings.outbox_batch_size
         housekeeping_at = 0.0
-        prune_at = time.monotonic() + self._prune_interval_s
         while True:
             stopping = self._stopping.is_set()
             rows = await outbox_sql.fetch_unpublished(conn, batch_size)
@@ -146,9 +145,6 @@ class OutboxRelay:
             if now >= housekeeping_at:
                 metrics.OUTBOX_BACKLOG.set(await outbox_sql.backlog(conn))
                 housekeeping_at = now + HOUSEKEEPING_INTERVAL_S
-            if now >= prune_at:
-                await self._prune(conn)
-                prune_at = now + self._prune_interval_s
             if stopping and len(rows) < batch_size:
                 return  # the last round after stop() drained what was committed
             if len(rows) < batch_size:
@@ -198,12 +194,6 @@ class OutboxRelay:
                 await self._producer.partitions_for(topic)
             )
         return partitions
-
-    async def _prune(self, conn: asyncpg.Connection) -> None:
-        retention_s = self._settings.outbox_retention_hours * 3600
-        pruned = await outbox_sql.prune_published(conn, retention_s)
-        if pruned:
-            log.info("outbox relay pruned %d published rows", pruned)
 
     async def _sleep(self, seconds: float) -> None:
         with contextlib.suppress(TimeoutError):

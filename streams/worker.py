@@ -1,4 +1,5 @@
-"""The stream worker: the Faust app (order agents) and the outbox relay, in the caller's loop.
+"""The stream worker: the Faust app (order agents), the outbox relay, the expiry sweeper and
+the pruner (retention), in the caller's loop.
 
 ``service/lifecycle.py`` starts it for ``--role worker|all`` next to the gRPC server. Faust's own
 ``Worker`` is not used (it owns the loop and the signals); the app is started and stopped as a
@@ -18,6 +19,7 @@ import faust
 
 from service import metrics
 from service.config import Settings
+from service.pruner import Pruner
 from service.sweeper import ExpirySweeper
 from streams.agents import BatchRunner, TopicDeadLetterSink, register_order_agents
 from streams.app import check_topic_layout, create_app, ensure_topics
@@ -53,6 +55,7 @@ class StreamWorker:
         self.relay: OutboxRelay | None = None
         self.expiry: ExpiryAgent | None = None
         self.sweeper: ExpirySweeper | None = None
+        self.pruner: Pruner | None = None
         self._runners: list[BatchRunner] = []
         self._summary: asyncio.Task[None] | None = None
         self._summary_since = time.monotonic()
@@ -96,6 +99,8 @@ class StreamWorker:
         await self.expiry.start()
         await app.start()
         await self.sweeper.start()
+        self.pruner = Pruner(settings)
+        await self.pruner.start()
         self._summary = asyncio.create_task(self._summarize(), name="stream-summary")
         self._started = True
         log.info(
@@ -115,6 +120,8 @@ class StreamWorker:
                 log.warning("an order batch was still running after %.1fs; stopping anyway", grace)
         if self.sweeper is not None:
             await self.sweeper.stop()
+        if self.pruner is not None:
+            await self.pruner.stop()
         if self.app is not None:
             await self.app.stop()
         if self.expiry is not None:

@@ -18,6 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.pool import NullPool
 
 from db.migrate import alembic_config
+from db.partitions import is_partition
 from db.schema import Base
 
 
@@ -52,4 +53,8 @@ async def rows(engine: AsyncEngine, sql: str) -> list[dict[str, Any]]:
 
 def schema_diff(connection: Connection) -> list[Any]:
     """What the models (``db/schema.py``) and the migrated database disagree on."""
-    return compare_metadata(MigrationContext.configure(connection), Base.metadata)
+    context = MigrationContext.configure(
+        connection,
+        opts={"include_name": lambda name, type_, _: not (type_ == "table" and is_partition(name))},
+    )
+    return compare_metadata(context, Base.metadata)

@@ -8,14 +8,22 @@ from alembic import context
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import create_async_engine
 
+from db.partitions import is_partition
 from db.schema import Base
 
 config = context.config
 target_metadata = Base.metadata
 
 
+def _not_a_partition(name: str | None, type_: str, parent_names: object) -> bool:
+    # the monthly partitions of stock_movements are made by the service, not by the models
+    return not (type_ == "table" and is_partition(name))
+
+
 def _run(connection: Connection) -> None:
-    context.configure(connection=connection, target_metadata=target_metadata)
+    context.configure(
+        connection=connection, target_metadata=target_metadata, include_name=_not_a_partition
+    )
     with context.begin_transaction():
         context.run_migrations()
 

@@ -180,6 +180,10 @@ _by_priority = itemgetter(0, 1)  # PostgreSQL's order: warehouse priority, then 
 
 def build_queries(settings: Settings, db: AsyncEngine, cache: StockCache | None) -> StockQueries:
     """Reads through the cache when it is enabled, else straight from PostgreSQL."""
+    queries: StockQueries
     if cache is None or not settings.cache_enabled:
-        return StockQueries(db, allow_split=settings.allow_split)
-    return CachedStockQueries(db, cache, allow_split=settings.allow_split)
+        queries = StockQueries(db, allow_split=settings.allow_split)
+    else:
+        queries = CachedStockQueries(db, cache, allow_split=settings.allow_split)
+    queries.movement_retention = settings.movement_retention
+    return queries

@@ -37,7 +37,8 @@ async def _check(settings: Any) -> int:
 
     db = create_engine(settings.database())
     try:
-        problems = await check(db)
+        # with a movement retention, each stock's replay starts at its oldest retained movement
+        problems = await check(db, whole_history=settings.movement_retention is None)
     finally:
         await db.dispose()
     for problem in problems:

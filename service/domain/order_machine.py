@@ -142,6 +142,19 @@ def next_step(state: OrderState | None, event: OrderEventKind, source: Source) -
     return table[state].get(event, _DUP)
 
 
+# What a pruned order (a tombstone: its final state, no items, no lines) still answers: any
+# step that leaves it unchanged, or tells the pipeline without changing it. A step that would
+# change it (reserve again, commit, move) is a duplicate for a stream event (it is older than
+# the order's retention) and refused for an RPC.
+_UNCHANGING = frozenset({Action.DUPLICATE, Action.REPORT, Action.NOT_FOUND, Action.WRONG_STATE})
+
+
+def pruned_step(step: Step, source: Source) -> Step:
+    if step.action in _UNCHANGING:
+        return step
+    return _DUP if source is Source.STREAM else _WRONG
+
+
 PUBLISHED: dict[OrderState, ResultStatus] = {
     S.RESERVED: ResultStatus.RESERVED,
     S.REJECTED: ResultStatus.REJECTED,

@@ -40,7 +40,8 @@ class OrderRecords:
         self._publish(command.order_id, status, lines, reason=reason)
         if order is None:
             return OrderResult(command.order_id, None, (), None, status)
-        self._history(command, order, order.state, status)
+        if not order.pruned:  # a pruned order's history went with it
+            self._history(command, order, order.state, status)
         return OrderResult(command.order_id, order.state, tuple(lines), order.expires_at, status)
 
     def _extend(self, command: Extend, order: OrderRow) -> OrderResult:

@@ -28,7 +28,13 @@ from service.domain.errors import (
     NotFound,
     WrongState,
 )
-from service.domain.order_machine import Action, Step, next_step, published_status
+from service.domain.order_machine import (
+    Action,
+    Step,
+    next_step,
+    pruned_step,
+    published_status,
+)
 from service.domain.order_records import OrderRecords
 from service.domain.partial import allocate_partially
 from service.domain.plan import Plan, Result
@@ -104,11 +110,14 @@ class _Planner(OrderRecords):
         if duplicate:
             return self._unchanged(command.order_id, order, duplicate=True)
         step = next_step(order.state if order else None, command.kind, command.source)
+        if order is not None and order.pruned:
+            step = pruned_step(step, command.source)
         if step.action is Action.NOT_FOUND:
             raise NotFound(f"order {command.order_id} has no reservation")
         if step.action is Action.WRONG_STATE:
             assert order is not None
-            raise WrongState(f"order {command.order_id} is {order.state}")
+            pruned = " (pruned by retention)" if order.pruned else ""
+            raise WrongState(f"order {command.order_id} is {order.state}{pruned}")
         if step.action is Action.DUPLICATE:
             return self._duplicate(command, order)
         if isinstance(command, Expire) and not self._due(order):
@@ -123,6 +132,7 @@ class _Planner(OrderRecords):
             isinstance(command, Reserve)
             and command.source is Source.API
             and order is not None
+            and not order.pruned  # its items went with it
             and _same_items(order.items, command.items) is False
         ):
             raise AlreadyExists(f"order {command.order_id} exists with different items")

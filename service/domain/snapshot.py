@@ -92,6 +92,8 @@ class OrderRow:
     version: int
     last_event_id: str | None = None
     allow_partial: bool = False
+    # pruned by retention: only its id and final state are left (a tombstone)
+    pruned: bool = False
 
 
 @dataclass

@@ -37,6 +37,7 @@ from service.domain.values import Sku, StockOperation
 from streams.app import ensure_topics
 from tests.chaos.driver import (
     DATABASE_COMING_BACK,
+    PRUNING,
     Audit,
     EventLoad,
     RpcLoad,
@@ -103,9 +104,17 @@ async def seed(container: Container, skus: list[str], quantity: int) -> None:
 
 @asynccontextmanager
 async def rig(
-    stack: Any, tmp_path: Path, name: str, *, rate: float = 80.0, clients: int = 12
+    stack: Any,
+    tmp_path: Path,
+    name: str,
+    *,
+    rate: float = 80.0,
+    clients: int = 12,
+    **extra: Any,
 ) -> AsyncIterator[Rig]:
-    settings = scenario_settings(stack.overrides, name, admin_token_sha256=[token_digest(TOKEN)])
+    settings = scenario_settings(
+        stack.overrides, name, admin_token_sha256=[token_digest(TOKEN)], **extra
+    )
     skus = hot_skus(name)
     await ensure_topics(settings)
     async with AsyncExitStack() as exits:
@@ -141,7 +150,8 @@ def assert_clean(result: Audit, rpcs: RpcLoad, allowed: set[str]) -> None:
 async def test_worker_killed_mid_batch_and_restarted(
     stack: Any, db_engine: AsyncEngine, tmp_path: Path
 ) -> None:
-    async with rig(stack, tmp_path, "kill9") as r:
+    # the pruner runs in the killed worker too (tiny retentions): nothing lost to it either
+    async with rig(stack, tmp_path, "kill9", **PRUNING) as r:
         await r.start_load()
         await wait_for(
             lambda: events_at_least(db_engine, 300),

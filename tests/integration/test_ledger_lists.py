@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+import re
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime, timedelta
@@ -526,6 +527,15 @@ async def test_tokens_are_refused_with_other_filters_or_on_the_other_method(ledg
 # -- revision 0004 and the plans --
 
 
+# what the models hold beyond revision 0004 (tests/integration/test_migration_0005.py)
+ADDED_BY_0005 = {
+    "order_tombstones",
+    "ix_order_tombstones_pruned_at",
+    "ix_orders_finished_updated_at",
+    "ix_processed_events_processed_at",
+}
+
+
 async def test_the_models_mirror_revision_0004(
     scratch: tuple[str, AsyncEngine],
 ) -> None:
@@ -534,7 +544,7 @@ async def test_the_models_mirror_revision_0004(
     async with engine.connect() as conn:
         before = await conn.run_sync(schema_diff)
     # the comparison sees what 0004 adds (so an empty diff below means something)
-    assert {d[1].name for d in before if d[0] == "add_index"} == {
+    assert {d[1].name for d in before if d[0] == "add_index"} - ADDED_BY_0005 == {
         "ix_stocks_listing",
         "ix_stocks_warehouse_listing",
         "ix_stock_movements_order_id_id",
@@ -542,7 +552,7 @@ async def test_the_models_mirror_revision_0004(
     }
     await migrate(url, "0004")
     async with engine.connect() as conn:
-        assert await conn.run_sync(schema_diff) == []
+        assert {d[1].name for d in await conn.run_sync(schema_diff)} <= ADDED_BY_0005
         definitions = await conn.execute(
             text("SELECT indexdef FROM pg_indexes WHERE indexname = 'ix_stocks_listing'")
         )
@@ -550,7 +560,8 @@ async def test_the_models_mirror_revision_0004(
     # down and up again: the revision runs on a database it was downgraded from
     await migrate(url, "0003", down=True)
     async with engine.connect() as conn:
-        assert len(await conn.run_sync(schema_diff)) == 4
+        again = await conn.run_sync(schema_diff)
+        assert len([d for d in again if d[1].name not in ADDED_BY_0005]) == 4
     await migrate(url, "head")
     async with engine.connect() as conn:
         assert await conn.run_sync(schema_diff) == []
@@ -569,6 +580,21 @@ SPREAD = (
 def _plan(connection: Connection, statement: Any, params: dict[str, Any]) -> str:
     rows = connection.execute(text(f"EXPLAIN {statement}"), params)
     return "\n".join(row[0] for row in rows)
+
+
+def _without_empty_partitions(plan: str) -> str:
+    """The plan less its scans of empty movement partitions (the months ahead, the DEFAULT
+    one), which the planner reads whole: they hold nothing."""
+    kept: list[str] = []
+    skipping = False
+    for line in plan.splitlines():
+        scan = "Seq Scan on stock_movements_" in line and "rows=1 " in line
+        if scan or (skipping and line.lstrip().startswith("Filter:")):
+            skipping = True
+            continue
+        skipping = False
+        kept.append(line)
+    return "\n".join(kept)
 
 
 async def test_pages_read_the_indexes_not_the_tables(api: Api) -> None:
@@ -626,7 +652,15 @@ async def test_pages_read_the_indexes_not_the_tables(api: Api) -> None:
             plan = await conn.run_sync(
                 _plan, statement, {"limit": 101, "budget": stock_lists.SCAN_BUDGET, **params}
             )
-            assert index in plan and "Seq Scan" not in plan, plan
-            assert "Sort Key" not in plan or "Incremental Sort" in plan or "Nested Loop" in plan, (
-                plan
-            )
+            plan = _without_empty_partitions(plan)
+            # a month's copy of an index is named for its partition and columns
+            month_copy = re.sub(r"^ix_stock_movements_(.*)$", r"_p\\d{6}_\1", index)
+            assert re.search(re.escape(index) + "|" + month_copy, plan), plan
+            assert "Seq Scan" not in plan, plan
+            # over stock_movements' months, an Append of index range scans, sorted
+            assert (
+                "Sort Key" not in plan
+                or "Incremental Sort" in plan
+                or "Nested Loop" in plan
+                or "Append" in plan
+            ), plan

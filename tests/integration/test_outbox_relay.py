@@ -14,6 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from service.config import Settings
 from service.devtools.observe import TopicCollector
+from service.pruner import Pruner
 from streams.app import ensure_topics
 from streams.outbox import OutboxRelay
 from tests.waiting import wait_for
@@ -147,10 +148,14 @@ async def test_a_lost_connection_stops_publishing_until_the_lock_is_back(
 async def test_published_rows_past_retention_are_pruned(
     relay_settings: Settings, db_engine: AsyncEngine, collector: TopicCollector
 ) -> None:
-    short = relay_settings.model_copy(update={"outbox_retention_hours": 0.5 / 3600})
+    short = relay_settings.model_copy(
+        update={"outbox_retention_hours": 0.5 / 3600, "prune_interval_s": 0.2}
+    )
     await insert(db_engine, changes(short, 5, keys=1))
-    relay = OutboxRelay(short, prune_interval_s=0.2)
+    relay = OutboxRelay(short)
+    pruner = Pruner(short)  # the pruner deletes published rows, with the other retentions
     await relay.start()
+    await pruner.start()
     try:
         await collector.wait_for(lambda: collector.count >= 5, what="records")
 
@@ -161,6 +166,7 @@ async def test_published_rows_past_retention_are_pruned(
 
         await wait_for(pruned, within_s=10, what="the published rows pruned", every_s=0.1)
     finally:
+        await pruner.stop()
         await relay.stop()
 
 

@@ -1058,13 +1058,23 @@ async def test_order_queries_read_the_ledger_and_retry_once(
             raise answer
         return answer  # type: ignore[no-any-return]
 
+    async def tombstone(conn: int, order_id: str) -> tuple[OrderState, datetime] | None:
+        if order_id == "o3":
+            return OrderState.COMMITTED, datetime(2026, 11, 2, tzinfo=UTC)
+        return None
+
     monkeypatch.setattr("service.orders.load_order_view", load)
+    monkeypatch.setattr("service.orders.load_tombstone", tombstone)
     db = _Connections()
     orders = OrderQueries(db)  # type: ignore[arg-type]
     assert await orders.get_order("o1") == COMMITTED_VIEW
     assert seen == [(1, "o1"), (2, "o1")]  # the second try on a fresh connection
     with pytest.raises(errors.NotFound, match="unknown order o2"):
         await orders.get_order("o2")
+    answers.append(None)
+    # a pruned order: NOT_FOUND, saying so and with its final state
+    with pytest.raises(errors.NotFound, match=r"o3 was pruned .* 2026-11-02 .*COMMITTED"):
+        await orders.get_order("o3")
     assert db.options == {"isolation_level": "AUTOCOMMIT"}
 
 

@@ -65,6 +65,10 @@ BAD_VALUES: dict[str, str] = {
     "log_level": "LOUD",
     "log_format": "xml",
     "dev_data_dir": "<a file>",
+    "dedup_window": "-5",
+    "order_retention": "P-1D",
+    "tombstone_retention": "0",
+    "movement_retention": "a month",
 }
 NUMBERS = {
     name
@@ -117,6 +121,15 @@ def test_a_password_in_a_bad_url_is_not_printed():
     line = explain(failed.value)
     assert "hunter2" not in line
     assert line.startswith("INVENTORY_DATABASE_URL='mysql://app:***@db/inventory': expected")
+
+
+@pytest.mark.parametrize(
+    ("value", "seconds"), [("60", 60), ("0.5", 0.5), ("P30D", 30 * 86400), ("PT1M", 60)]
+)
+def test_a_retention_is_seconds_or_iso_8601(monkeypatch, value, seconds):
+    monkeypatch.setenv("INVENTORY_ORDER_RETENTION", value)
+    assert Settings().order_retention.total_seconds() == seconds
+    assert Settings().movement_retention is None  # kept forever by default
 
 
 def test_ttl_bounds_out_of_order_name_the_three_variables():

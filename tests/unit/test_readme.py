@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import re
+from datetime import timedelta
 from enum import Enum
 from pathlib import Path
 from typing import Any
 
 import pytest
+from pydantic import TypeAdapter
 from pydantic_core import PydanticUndefined
 
 from service.config import Settings
@@ -35,6 +37,8 @@ def render(value: Any) -> str:
         return f"`{value.value}`"
     if isinstance(value, list):
         return f"`{value!r}`"
+    if isinstance(value, timedelta):  # a duration as the environment takes it: ISO 8601
+        return f"`{TypeAdapter(timedelta).dump_python(value, mode='json')}`"
     return f"`{value}`"
 
 
