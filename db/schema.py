@@ -182,6 +182,7 @@ class Reservation(Timestamps, Base):
         CheckConstraint(
             "backordered >= 0 AND backordered <= quantity", name="backordered_within_quantity"
         ),
+        CheckConstraint("returned >= 0 AND returned <= quantity", name="returned_within_quantity"),
         # the backorder fill's read (db/backorder_sql.py)
         Index(
             "ix_reservations_backordered",
@@ -203,6 +204,8 @@ class Reservation(Timestamps, Base):
     # of ``quantity``, the units promised beyond the row's sellable stock and not yet filled
     backordered: Mapped[int] = mapped_column(BigInteger, nullable=False, server_default=ZERO)
     expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
+    # of a COMMITTED line's ``quantity``, the units that came back (ReturnStock, order-returned)
+    returned: Mapped[int] = mapped_column(BigInteger, nullable=False, server_default=ZERO)
     deleted_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
 
@@ -247,6 +250,8 @@ class StockMovement(Base):
     order_id: Mapped[str | None] = mapped_column(String(128))
     actor: Mapped[str] = mapped_column(String(128), nullable=False)
     created_at: Mapped[datetime] = _now()
+    # the TRANSFER_OUT and TRANSFER_IN movements of one TransferStock share it
+    transfer_id: Mapped[uuid.UUID | None] = mapped_column(UUID(as_uuid=True))
 
 
 class Outbox(Base):

@@ -22,6 +22,7 @@ TOPIC_FIELDS = (
     "topic_order_paid",
     "topic_order_cancelled",
     "topic_order_extended",
+    "topic_order_returned",
     "topic_stock_changed",
     "topic_reservations",
     "topic_stock_alerts",
@@ -138,6 +139,7 @@ class Settings(BaseSettings):
     topic_order_cancelled: KafkaName = "order-cancelled"
     topic_order_paid: KafkaName = "order-paid"
     topic_order_extended: KafkaName = "order-extended"
+    topic_order_returned: KafkaName = "order-returned"
     topic_stock_changed: KafkaName = "stock-changed"
     topic_reservations: KafkaName = "inventory-reservations"
     topic_stock_alerts: KafkaName = "stock-alerts"
@@ -255,7 +257,7 @@ class Settings(BaseSettings):
         return self.model_copy(update={**names, **changes})
 
     @property
-    def order_topics(self) -> tuple[str, str, str, str]:
+    def order_topics(self) -> tuple[str, str, str, str, str]:
         """The consumed order topics: guarded by the OffsetGuard, co-partitioned with
         ``topic_reservations``, read by ``inventory audit``."""
         return (
@@ -263,6 +265,7 @@ class Settings(BaseSettings):
             self.topic_order_paid,
             self.topic_order_cancelled,
             self.topic_order_extended,
+            self.topic_order_returned,
         )
 
     def database(self, role: str | None = None) -> Database:

@@ -6,12 +6,19 @@ from __future__ import annotations
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from db import ledger
-from service.domain.commands import Command, SetStockPolicy, StockCommand, UpdateStock
+from service.domain.commands import (
+    Command,
+    SetStockPolicy,
+    StockCommand,
+    TransferStock,
+    UpdateStock,
+)
 
 # processed_events' topic column for commands that come with an idempotency key, not a topic
 ADMIN_TOPICS: dict[type, str] = {
     UpdateStock: "admin:update-stock",
     SetStockPolicy: "admin:set-stock-policy",
+    TransferStock: "admin:transfer-stock",
 }
 
 
