@@ -40,6 +40,11 @@ CLAIM_EVENTS = text(
     "ON CONFLICT DO NOTHING RETURNING topic, event_id"
 )
 
+UNCLAIM_EVENTS = text(
+    "DELETE FROM processed_events WHERE (topic, event_id) IN "
+    "(SELECT e->>0, e->>1 FROM json_array_elements(CAST(:events AS json)) AS e)"
+)
+
 LOAD_ORDERS = text(
     "SELECT order_id, state, items, ttl_seconds, expires_at, version, last_event_id, "
     "allow_partial FROM orders "
@@ -90,6 +95,12 @@ async def claim_events(
         return set()
     result = await conn.execute(CLAIM_EVENTS, {"events": json_document(list(events))})
     return {(row.topic, row.event_id) for row in result}
+
+
+async def unclaim_events(conn: AsyncConnection, events: Sequence[tuple[str, str]]) -> None:
+    """Forget (topic, event_id) claimed in this transaction: the command changed nothing."""
+    if events:
+        await conn.execute(UNCLAIM_EVENTS, {"events": json_document(list(events))})
 
 
 async def load_orders(conn: AsyncConnection, order_ids: Sequence[str]) -> dict[str, OrderRow]:

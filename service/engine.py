@@ -46,7 +46,7 @@ from service.domain.planner import plan_batch
 from service.domain.results import OrderResult, StockLevel, TransferResult
 from service.domain.snapshot import Snapshot
 from service.domain.validation import WarehouseRecord
-from service.engine_claims import claim_duplicates
+from service.engine_claims import claim_duplicates, release_refused
 from service.engine_metrics import count_outcome, count_policy_effects
 from service.engine_snapshot import (
     add_backorders,
@@ -341,6 +341,7 @@ class ReservationEngine:
                 allow_split=self._config.allow_split,
                 new_id=self._ids.next,
             )
+            await release_refused(conn, commands, plan.results, duplicates)
             await ledger.delete_stocks(conn, created - plan.changed_stock_ids)
             outbox = plan.outbox(
                 now,

@@ -542,7 +542,7 @@ async def test_the_models_mirror_revision_0004(
     }
     await migrate(url, "0004")
     async with engine.connect() as conn:
-        assert await conn.run_sync(schema_diff) == []
+        assert without_later_revisions(await conn.run_sync(schema_diff)) == []
         definitions = await conn.execute(
             text("SELECT indexdef FROM pg_indexes WHERE indexname = 'ix_stocks_listing'")
         )
@@ -550,10 +550,18 @@ async def test_the_models_mirror_revision_0004(
     # down and up again: the revision runs on a database it was downgraded from
     await migrate(url, "0003", down=True)
     async with engine.connect() as conn:
-        assert len(await conn.run_sync(schema_diff)) == 4
+        assert len(without_later_revisions(await conn.run_sync(schema_diff))) == 4
     await migrate(url, "head")
     async with engine.connect() as conn:
         assert await conn.run_sync(schema_diff) == []
+
+
+# what revisions after 0004 add (tests/integration/test_stock_operations_schema.py)
+LATER_COLUMNS = {("reservations", "returned"), ("stock_movements", "transfer_id")}
+
+
+def without_later_revisions(diff: list[Any]) -> list[Any]:
+    return [d for d in diff if not (d[0] == "add_column" and (d[2], d[3].name) in LATER_COLUMNS)]
 
 
 # three movements for each stock row, one in two for an order (30,000 with BULK's rows)

@@ -355,3 +355,14 @@ async def test_bulk_update_answers_each_line_on_its_own(api: Api) -> None:
     too_many = pb.BulkUpdateStockRequest(lines=[line(1, f"k-{i}") for i in range(1001)])
     error = await rpc_error(api.stub.BulkUpdateStock(too_many, metadata=ADMIN))
     assert error.code() is grpc.StatusCode.INVALID_ARGUMENT
+
+
+async def test_a_refused_line_does_not_spend_its_idempotency_key(api: Api) -> None:
+    subtract = pb.BulkUpdateStockRequest(lines=[line(60, "s-1", op=pb.SUBTRACT)])
+    [refused] = (await api.stub.BulkUpdateStock(subtract, metadata=ADMIN)).results
+    assert refused.code == "FAILED_PRECONDITION"
+    await api.stub.UpdateStock(line(20, "restock"), metadata=ADMIN)
+    [applied] = (await api.stub.BulkUpdateStock(subtract, metadata=ADMIN)).results
+    assert (applied.code, applied.duplicate, applied.stock.available) == ("OK", False, 10)
+    [again] = (await api.stub.BulkUpdateStock(subtract, metadata=ADMIN)).results
+    assert (again.code, again.duplicate, again.stock.available) == ("OK", True, 10)

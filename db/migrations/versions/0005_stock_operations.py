@@ -51,5 +51,5 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     op.drop_column("stock_movements", "transfer_id")
-    op.drop_constraint(CHECK, "reservations", type_="check")
+    op.drop_constraint(op.f(CHECK), "reservations", type_="check")
     op.drop_column("reservations", "returned")
