@@ -44,6 +44,7 @@ KINDS = {
     "created": OrderEventKind.CREATED,
     "paid": OrderEventKind.PAID,
     "cancelled": OrderEventKind.CANCELLED,
+    "returned": OrderEventKind.RETURNED,
 }
 
 # -- strategies -----------------------------------------------------------------------------
@@ -73,6 +74,9 @@ def valid_body(kind: str, order_id: str, event_id: str) -> dict[str, Any]:
         body["items"] = [{"product_id": "fuzz-sku", "quantity": 1}]
     if kind == "cancelled":
         body["reason"] = "fuzz"
+    if kind == "returned":
+        body["items"] = [{"product_id": "fuzz-sku", "quantity": 1}]
+        body["restock"] = True
     return body
 
 
@@ -91,7 +95,7 @@ def order_events(draw: st.DrawFn) -> tuple[str, bytes]:
         )
     )
     if how == "field":
-        body[draw(st.sampled_from([*body, "ttl_seconds", "items"]))] = draw(json_values)
+        body[draw(st.sampled_from([*body, "ttl_seconds", "items", "restock"]))] = draw(json_values)
     elif how == "item":
         item = {"product_id": "fuzz-sku", "quantity": 1}
         item[draw(st.sampled_from(["product_id", "variant_id", "quantity", "warehouse_id"]))] = (
@@ -178,6 +182,7 @@ class Rig:
             "created": self.settings.topic_order_created,
             "paid": self.settings.topic_order_paid,
             "cancelled": self.settings.topic_order_cancelled,
+            "returned": self.settings.topic_order_returned,
         }[kind]
 
     async def processed(self) -> set[tuple[str, str]]:

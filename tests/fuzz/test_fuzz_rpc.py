@@ -75,8 +75,31 @@ VALID: dict[str, Any] = {
     "UpsertWarehouse": pb.UpsertWarehouseRequest(
         warehouse_id="wh-fuzz", name="Fuzz", priority=30, active=True
     ),
+    "TransferStock": pb.TransferStockRequest(
+        product_id="prod-123",
+        variant_id="var-456",
+        from_warehouse="wh-east",
+        to_warehouse="wh-west",
+        quantity=1,
+        idempotency_key="fuzz-move",
+    ),
+    "ReturnStock": pb.ReturnStockRequest(
+        order_id="fuzz-order",
+        items=[pb.StockItem(product_id="prod-123", variant_id="var-456", quantity=1)],
+        restock=True,
+    ),
+    "BulkUpdateStock": pb.BulkUpdateStockRequest(
+        lines=[pb.UpdateStockRequest(product_id="prod-456", quantity=1, operation=pb.ADD)]
+    ),
 }
-ADMIN_METHODS = {"UpdateStock", "SetStockPolicy", "UpsertWarehouse"}
+ADMIN_METHODS = {
+    "UpdateStock",
+    "SetStockPolicy",
+    "UpsertWarehouse",
+    "TransferStock",
+    "ReturnStock",
+    "BulkUpdateStock",
+}
 ADMIN = (("authorization", f"Bearer {TOKEN}"),)
 
 
