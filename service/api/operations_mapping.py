@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 
 from service.api import mapping
 from service.api.generated import inventory_pb2 as pb
@@ -38,8 +39,8 @@ def transfer_response(result: TransferResult) -> pb.TransferStockResponse:
     )
 
 
-def return_stock(request: pb.ReturnStockRequest, limits: Limits) -> Return:
-    return operations_validation.return_stock(
+def return_stock(request: pb.ReturnStockRequest, limits: Limits, *, actor: str) -> Return:
+    command = operations_validation.return_stock(
         request.order_id,
         [mapping.item_fields(item) for item in request.items],
         request.restock if request.HasField("restock") else None,
@@ -47,6 +48,7 @@ def return_stock(request: pb.ReturnStockRequest, limits: Limits) -> Return:
         limits,
         event_id=operations_validation.optional_event_id(request.event_id, limits),
     )
+    return replace(command, actor=actor)
 
 
 def return_response(result: OrderResult) -> pb.ReturnStockResponse:

@@ -180,8 +180,8 @@ class InventoryServicer(pb_grpc.InventoryServiceServicer):
     async def ReturnStock(
         self, request: pb.ReturnStockRequest, context: Context
     ) -> pb.ReturnStockResponse:
-        self._auth.authorize(context.invocation_metadata(), context.peer_identities())
-        command = operations_mapping.return_stock(request, self._limits)
+        actor = self._auth.authorize(context.invocation_metadata(), context.peer_identities())
+        command = operations_mapping.return_stock(request, self._limits, actor=actor)
         _before_write(context)
         return operations_mapping.return_response(await self._engine.return_stock(command))
 

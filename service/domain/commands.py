@@ -115,6 +115,7 @@ class Return:
     reason: str | None = None
     source: Source = Source.API
     event_id: str | None = None
+    actor: str = "engine"  # recorded on the movements (the admin, for ReturnStock)
 
     kind = OrderEventKind.RETURNED
 

@@ -82,7 +82,9 @@ class OrderReturns(OrderRecords):
         else:
             after = levels
         operation = RESTOCK if command.restock else DAMAGED
-        self.stock.change(row, after, operation, units, line.order_id, command.reason)
+        self.stock.change(
+            row, after, operation, units, line.order_id, command.reason, command.actor
+        )
 
 
 def _wanted(command: Return, left: dict[Sku, int]) -> dict[Sku, int]:

@@ -277,10 +277,11 @@ async def test_a_return_puts_units_back_where_they_left_once(api: Api) -> None:
     assert "nothing left to return" in (nothing.details() or "")
     damaged = await rows(
         api.container.db,
-        "SELECT quantity FROM stock_movements WHERE order_id = 'o-ret' "
+        "SELECT quantity, actor FROM stock_movements WHERE order_id = 'o-ret' "
         "AND operation = 'RETURN_DAMAGED'",
     )
     assert [row[0] for row in damaged] == [2]
+    assert damaged[0][1].startswith("token:")  # the admin who booked the return
     order = await api.stub.GetOrder(pb.GetOrderRequest(order_id="o-ret"))
     assert [step.published for step in order.history][-2:] == ["RETURNED", "RETURNED"]
     assert order.state == pb.ORDER_STATE_COMMITTED
