@@ -220,7 +220,12 @@ async def test_the_admin_rpcs_open_only_to_the_token(
     code = await raw_call(channel, method, VALID[method].SerializeToString(), metadata)
     first = values[0] if values else ""
     opens = first[:7].lower() == "bearer " and first[7:].strip() == TOKEN
-    assert (code is grpc.StatusCode.OK) == opens, (values, code)
+    # the fuzz order was never paid: an admin's ReturnStock gets past the credential and is
+    # refused by the order's state
+    past_auth = code is grpc.StatusCode.OK or (
+        method == "ReturnStock" and code is grpc.StatusCode.FAILED_PRECONDITION
+    )
+    assert past_auth == opens, (values, code)
     if not opens:
         assert code is grpc.StatusCode.UNAUTHENTICATED
 
