@@ -88,7 +88,7 @@ class Conn:
 def measure(batch: int, repeat: int) -> dict[str, float]:
     from datetime import UTC, datetime
 
-    from db import ledger, outbox_sql
+    from db import outbox_sql, plan_sql
     from service.domain.commands import Command, OrderEventKind
     from service.domain.planner import plan_batch
     from service.domain.snapshot import Snapshot, StockRow, Warehouse
@@ -174,7 +174,7 @@ def measure(batch: int, repeat: int) -> dict[str, float]:
             repeat,
         ),
         "write_plan": best_us(
-            lambda: drive(ledger.write_plan(conn, a_plan, outbox)),  # type: ignore[arg-type]
+            lambda: drive(plan_sql.write_plan(conn, a_plan, outbox)),  # type: ignore[arg-type]
             batch,
             repeat,
         ),

@@ -21,7 +21,7 @@ _OPEN = "status IN ('PENDING', 'COMMITTED') AND backordered > 0"
 
 LOCK_OPEN_LINES = text(
     "SELECT id, order_id, stock_id, product_id, variant_id, warehouse_id, quantity, status,"
-    " expires_at, backordered, created_at FROM reservations"
+    " expires_at, backordered, created_at, returned FROM reservations"
     f" WHERE {_OPEN} AND order_id IN (SELECT order_id FROM reservations"
     f"  WHERE stock_id = ANY(CAST(:ids AS uuid[])) AND {_OPEN})"
     " ORDER BY id FOR UPDATE"

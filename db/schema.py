@@ -193,6 +193,7 @@ class Reservation(Timestamps, Base):
         CheckConstraint(
             "backordered >= 0 AND backordered <= quantity", name="backordered_within_quantity"
         ),
+        CheckConstraint("returned >= 0 AND returned <= quantity", name="returned_within_quantity"),
         # the backorder fill's read (db/backorder_sql.py)
         Index(
             "ix_reservations_backordered",
@@ -214,6 +215,8 @@ class Reservation(Timestamps, Base):
     # of ``quantity``, the units promised beyond the row's sellable stock and not yet filled
     backordered: Mapped[int] = mapped_column(BigInteger, nullable=False, server_default=ZERO)
     expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
+    # of a COMMITTED line's ``quantity``, the units that came back (ReturnStock, order-returned)
+    returned: Mapped[int] = mapped_column(BigInteger, nullable=False, server_default=ZERO)
     deleted_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
 
@@ -270,6 +273,8 @@ class StockMovement(Base):
     created_at: Mapped[datetime] = mapped_column(
         DateTime(timezone=True), server_default=func.now(), primary_key=True
     )
+    # the TRANSFER_OUT and TRANSFER_IN movements of one TransferStock share it
+    transfer_id: Mapped[uuid.UUID | None] = mapped_column(UUID(as_uuid=True))
 
 
 class OrderTombstone(Base):

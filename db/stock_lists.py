@@ -61,7 +61,7 @@ STOCK_FLAGS = {
 MOVEMENT_COLUMNS = (
     "m.id, m.stock_id, m.product_id, m.variant_id, m.warehouse_id, m.operation, m.quantity, "
     "m.available_after, m.reserved_after, m.total_after, m.reason, m.order_id, m.actor, "
-    "m.created_at"
+    "m.created_at, m.transfer_id"
 )
 MOVEMENT_CONDITIONS = {
     "product_id": "m.product_id = :product_id",
@@ -280,6 +280,7 @@ def _movement(row: Any) -> MovementView:
         order_id=row.order_id,
         actor=row.actor,
         created_at=row.created_at,
+        transfer_id=None if row.transfer_id is None else str(row.transfer_id),
     )
 
 

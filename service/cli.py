@@ -10,7 +10,17 @@ import argparse
 from collections.abc import Sequence
 
 from service import failures
-from service.commands import audit, check, dev, loadgen, migrate, movements, serve, stock
+from service.commands import (
+    audit,
+    check,
+    dev,
+    loadgen,
+    migrate,
+    movements,
+    serve,
+    stock,
+    stock_files,
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -27,6 +37,7 @@ def build_parser() -> argparse.ArgumentParser:
     audit.register(subparsers)
     stock.register(subparsers)
     movements.register(subparsers)
+    stock_files.register(subparsers)
     return parser
 
 

@@ -23,6 +23,7 @@ TOPIC_FIELDS = (
     "topic_order_paid",
     "topic_order_cancelled",
     "topic_order_extended",
+    "topic_order_returned",
     "topic_stock_changed",
     "topic_reservations",
     "topic_stock_alerts",
@@ -159,6 +160,7 @@ class Settings(BaseSettings):
     topic_order_cancelled: KafkaName = "order-cancelled"
     topic_order_paid: KafkaName = "order-paid"
     topic_order_extended: KafkaName = "order-extended"
+    topic_order_returned: KafkaName = "order-returned"
     topic_stock_changed: KafkaName = "stock-changed"
     topic_reservations: KafkaName = "inventory-reservations"
     topic_stock_alerts: KafkaName = "stock-alerts"
@@ -231,7 +233,7 @@ class Settings(BaseSettings):
     # deletes, and how it paces itself. None keeps stock movements forever.
     dedup_window: Duration = timedelta(days=7)
     order_retention: Duration = timedelta(days=30)
-    tombstone_retention: Duration = timedelta(days=180)
+    tombstone_retention: Duration = timedelta(days=30)
     movement_retention: Duration | None = None
     prune_interval_s: float = Field(default=60.0, gt=0)
     prune_batch_size: int = Field(default=1_000, ge=1, le=100_000)
@@ -288,7 +290,7 @@ class Settings(BaseSettings):
         return self.model_copy(update={**names, **changes})
 
     @property
-    def order_topics(self) -> tuple[str, str, str, str]:
+    def order_topics(self) -> tuple[str, str, str, str, str]:
         """The consumed order topics: guarded by the OffsetGuard, co-partitioned with
         ``topic_reservations``, read by ``inventory audit``."""
         return (
@@ -296,6 +298,7 @@ class Settings(BaseSettings):
             self.topic_order_paid,
             self.topic_order_cancelled,
             self.topic_order_extended,
+            self.topic_order_returned,
         )
 
     def database(self, role: str | None = None) -> Database:

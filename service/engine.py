@@ -21,7 +21,7 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from db import backorder_sql, ledger, warehouse_sql
+from db import backorder_sql, ledger, plan_sql, warehouse_sql
 from service import metrics
 from service.config import Settings
 from service.db_errors import Failure, classify
@@ -33,18 +33,20 @@ from service.domain.commands import (
     OrderCommand,
     Release,
     Reserve,
+    Return,
     SetStockPolicy,
     Source,
     StockCommand,
+    TransferStock,
     UpdateStock,
 )
 from service.domain.errors import InventoryError, Unavailable
 from service.domain.plan import Result
 from service.domain.planner import plan_batch
-from service.domain.results import OrderResult, StockLevel
+from service.domain.results import OrderResult, StockLevel, TransferResult
 from service.domain.snapshot import Snapshot
 from service.domain.validation import WarehouseRecord
-from service.engine_claims import claim_duplicates
+from service.engine_claims import claim_duplicates, release_refused
 from service.engine_metrics import count_outcome, count_policy_effects
 from service.engine_snapshot import (
     add_backorders,
@@ -152,8 +154,28 @@ class ReservationEngine:
     async def extend(self, command: Extend) -> OrderResult:
         return _order_result(await self._enqueue(command))
 
+    async def return_stock(self, command: Return) -> OrderResult:
+        return _order_result(await self._enqueue(command))
+
     async def update_stock(self, command: UpdateStock) -> StockLevel:
         return await self._stock_command(command)
+
+    async def update_stock_many(
+        self, commands: Sequence[UpdateStock]
+    ) -> list[StockLevel | InventoryError]:
+        """Each line's level or its own error, in order; queued together, so they run in as
+        few batches as ``batch_max_size`` allows (one batch fails only its own lines)."""
+        results = await asyncio.gather(*[self._enqueue(command) for command in commands])
+        return [
+            r if isinstance(r, InventoryError | StockLevel) else _unexpected(r) for r in results
+        ]
+
+    async def transfer(self, command: TransferStock) -> TransferResult:
+        result = await self._enqueue(command)
+        if isinstance(result, InventoryError):
+            raise result
+        assert isinstance(result, TransferResult)
+        return result
 
     async def set_policy(self, command: SetStockPolicy) -> StockLevel:
         return await self._stock_command(command)
@@ -319,6 +341,7 @@ class ReservationEngine:
                 allow_split=self._config.allow_split,
                 new_id=self._ids.next,
             )
+            await release_refused(conn, commands, plan.results, duplicates)
             await ledger.delete_stocks(conn, created - plan.changed_stock_ids)
             outbox = plan.outbox(
                 now,
@@ -326,7 +349,7 @@ class ReservationEngine:
                 reservations_topic=self._config.topic_reservations,
                 stock_alerts_topic=self._config.topic_stock_alerts,
             )
-            await ledger.write_plan(conn, plan, outbox)
+            await plan_sql.write_plan(conn, plan, outbox)
         if self._on_stock_changed is not None and plan.stock_changes:
             await self._notify([p for t, _, p in outbox if t == self._config.topic_stock_changed])
         count_policy_effects(plan)
@@ -339,6 +362,11 @@ class ReservationEngine:
             await self._on_stock_changed(payloads)
         except Exception:
             log.warning("stock-changed hook failed; the warmer will catch up", exc_info=True)
+
+
+def _unexpected(result: Result) -> InventoryError:
+    log.error("a stock command answered %s", type(result).__name__)
+    return InternalError("internal error")
 
 
 def _order_result(result: Result) -> OrderResult:

@@ -3,15 +3,25 @@ idempotency key (admin commands) claimed in ``processed_events`` in the batch's 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from db import ledger
-from service.domain.commands import Command, SetStockPolicy, StockCommand, UpdateStock
+from service.domain.commands import (
+    Command,
+    SetStockPolicy,
+    StockCommand,
+    TransferStock,
+    UpdateStock,
+)
+from service.domain.errors import InventoryError
 
 # processed_events' topic column for commands that come with an idempotency key, not a topic
 ADMIN_TOPICS: dict[type, str] = {
     UpdateStock: "admin:update-stock",
     SetStockPolicy: "admin:set-stock-policy",
+    TransferStock: "admin:transfer-stock",
 }
 
 
@@ -41,3 +51,23 @@ async def claim_duplicates(conn: AsyncConnection, commands: list[Command]) -> fr
         # a redelivery within the same batch: the first copy counts, the rest are duplicates
         duplicate.update(indices if key not in fresh else indices[1:])
     return frozenset(duplicate)
+
+
+async def release_refused(
+    conn: AsyncConnection,
+    commands: list[Command],
+    results: Sequence[object],
+    duplicates: frozenset[int],
+) -> None:
+    """An admin command refused (a SUBTRACT below zero, an unknown warehouse) changed nothing:
+    its idempotency key is not spent, so the same call may succeed later (an import run again
+    after a restock). Order events stay claimed: a refusal is their outcome, published once."""
+    refused = [
+        key
+        for index, (command, result) in enumerate(zip(commands, results, strict=True))
+        if isinstance(command, StockCommand)
+        and isinstance(result, InventoryError)
+        and index not in duplicates
+        and (key := event_key(command)) is not None
+    ]
+    await ledger.unclaim_events(conn, refused)

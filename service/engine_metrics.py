@@ -6,7 +6,7 @@ import functools
 from typing import Any
 
 from service import metrics
-from service.domain.commands import Command, StockCommand, UpdateStock
+from service.domain.commands import Command, SetStockPolicy, StockCommand, UpdateStock
 from service.domain.errors import InventoryError
 from service.domain.plan import Plan, Result
 from service.domain.results import OrderResult
@@ -29,7 +29,13 @@ def _outcomes_counter(status: str) -> Any:
 
 def count_outcome(command: Command, result: Result) -> None:
     if isinstance(command, StockCommand):
-        kind = "update_stock" if isinstance(command, UpdateStock) else "set_stock_policy"
+        kind = (
+            "update_stock"
+            if isinstance(command, UpdateStock)
+            else "set_stock_policy"
+            if isinstance(command, SetStockPolicy)
+            else "transfer_stock"
+        )
     else:
         kind = command.kind.value
     if isinstance(result, InventoryError):

@@ -10,7 +10,7 @@ from dataclasses import replace
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from db import ledger
-from service.domain.commands import Command, Reserve, StockCommand, UpdateStock
+from service.domain.commands import Command, Reserve, StockCommand, TransferStock, UpdateStock
 from service.domain.snapshot import ReservationRow, Snapshot
 from service.domain.values import Sku, StockOperation
 
@@ -46,12 +46,22 @@ def reserved_stock_ids(snapshot: Snapshot) -> set[str]:
 async def ensure_update_targets(
     conn: AsyncConnection, commands: Sequence[Command], snapshot: Snapshot
 ) -> set[str]:
-    """ADD and SET may create a stock row; rows created but unused are deleted again."""
+    """ADD and SET may create a stock row, and so may a transfer at its destination; rows
+    created but unused are deleted again."""
     wanted = [
-        (str(uuid.uuid4()), c.sku, c.warehouse_id)
+        (str(uuid.uuid4()), c.sku, warehouse_id)
         for c in commands
-        if isinstance(c, UpdateStock)
-        and c.operation is not StockOperation.SUBTRACT
-        and c.warehouse_id in snapshot.warehouses
+        if isinstance(c, StockCommand)
+        and (warehouse_id := _created_at(c)) is not None
+        and warehouse_id in snapshot.warehouses
     ]
     return await ledger.ensure_stocks(conn, wanted)
+
+
+def _created_at(command: StockCommand) -> str | None:
+    """The warehouse where ``command`` may create the SKU's row, if any."""
+    if isinstance(command, UpdateStock) and command.operation is not StockOperation.SUBTRACT:
+        return command.warehouse_id
+    if isinstance(command, TransferStock):
+        return command.to_warehouse
+    return None

@@ -37,6 +37,10 @@ _REPLAY: dict[str, Callable[[Levels, int], Levels]] = {
     "SUBTRACT": lambda lv, q: Levels(lv.available - q, lv.reserved, lv.total - q),
     "SET": lambda lv, q: Levels(q - lv.reserved, lv.reserved, q),
     "POLICY": lambda lv, q: lv,  # SetStockPolicy: recorded, but no level changes
+    "TRANSFER_OUT": lambda lv, q: Levels(lv.available - q, lv.reserved, lv.total - q),
+    "TRANSFER_IN": lambda lv, q: Levels(lv.available + q, lv.reserved, lv.total + q),
+    "RETURN": lambda lv, q: Levels(lv.available + q, lv.reserved, lv.total + q),
+    "RETURN_DAMAGED": lambda lv, q: lv,  # recorded: damaged units do not come back as stock
 }
 NOTHING = Levels(0, 0, 0)
 

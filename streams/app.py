@@ -63,6 +63,7 @@ class Topics:
     order_paid: str
     order_cancelled: str
     order_extended: str
+    order_returned: str
     stock_changed: str
     reservations: str
     stock_alerts: str
@@ -76,6 +77,7 @@ class Topics:
             order_paid=settings.topic_order_paid,
             order_cancelled=settings.topic_order_cancelled,
             order_extended=settings.topic_order_extended,
+            order_returned=settings.topic_order_returned,
             stock_changed=settings.topic_stock_changed,
             reservations=settings.topic_reservations,
             stock_alerts=settings.topic_stock_alerts,
@@ -90,6 +92,7 @@ class Topics:
             self.order_paid,
             self.order_cancelled,
             self.order_extended,
+            self.order_returned,
             self.stock_changed,
             self.reservations,
             self.stock_alerts,

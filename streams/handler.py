@@ -22,14 +22,14 @@ from typing import Protocol
 from service import metrics
 from service.domain.commands import Command, OrderCommand, OrderEventKind
 from service.domain.errors import InventoryError, Unavailable
-from service.domain.results import OrderResult, StockLevel
+from service.domain.results import OrderResult, StockLevel, TransferResult
 from service.domain.validation import Limits
 from service.retry import Backoff, Stopping, retrying
 from streams.records import KIND_LABELS, DeadLetter, InvalidEvent, dead_letter, decode_order_event
 
 log = logging.getLogger(__name__)
 
-EngineResult = OrderResult | StockLevel | InventoryError
+EngineResult = OrderResult | StockLevel | TransferResult | InventoryError
 
 
 class Executor(Protocol):

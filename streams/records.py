@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 import faust
 
-from service.domain import validation
+from service.domain import operations_validation, validation
 from service.domain.commands import (
     Commit,
     Extend,
@@ -164,6 +164,16 @@ def _command(
             source=Source.STREAM,
             event_id=event_id,
         )
+    if kind is OrderEventKind.RETURNED:
+        return operations_validation.return_stock(
+            body.get("order_id"),
+            body.get("items"),
+            body.get("restock"),
+            body.get("reason"),
+            limits,
+            source=Source.STREAM,
+            event_id=event_id,
+        )
     if kind is OrderEventKind.EXTENDED:
         return validation.extend(
             body.get("order_id"),
@@ -199,6 +209,7 @@ class TopicKinds:
     paid: str
     cancelled: str
     extended: str
+    returned: str
 
     @classmethod
     def from_settings(cls, settings: Settings) -> TopicKinds:
@@ -207,6 +218,7 @@ class TopicKinds:
             paid=settings.topic_order_paid,
             cancelled=settings.topic_order_cancelled,
             extended=settings.topic_order_extended,
+            returned=settings.topic_order_returned,
         )
 
     def kind_of(self, topic: str) -> OrderEventKind:
@@ -222,6 +234,7 @@ class TopicKinds:
             (OrderEventKind.PAID, self.paid),
             (OrderEventKind.CANCELLED, self.cancelled),
             (OrderEventKind.EXTENDED, self.extended),
+            (OrderEventKind.RETURNED, self.returned),
         )
 
 
@@ -231,6 +244,7 @@ KIND_LABELS: dict[OrderEventKind, str] = {
     OrderEventKind.PAID: "order-paid",
     OrderEventKind.CANCELLED: "order-cancelled",
     OrderEventKind.EXTENDED: "order-extended",
+    OrderEventKind.RETURNED: "order-returned",
 }
 
 __all__ = [

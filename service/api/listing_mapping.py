@@ -111,6 +111,7 @@ def movement(view: MovementView) -> pb.Movement:
         order_id=view.order_id or "",
         actor=view.actor,
         created_at=timestamp(view.created_at),
+        transfer_id=view.transfer_id or "",
     )
 
 

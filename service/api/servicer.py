@@ -12,12 +12,14 @@ from typing import TypeAlias
 import grpc
 
 from db import warehouse_sql
-from service.api import listing_mapping, mapping
+from service.api import listing_mapping, mapping, operations_mapping
 from service.api.auth import AdminAuth
 from service.api.generated import inventory_pb2 as pb
 from service.api.generated import inventory_pb2_grpc as pb_grpc
 from service.bootstrap import Container
+from service.domain.commands import UpdateStock
 from service.domain.errors import InventoryError, NotFound
+from service.domain.results import StockLevel
 
 Context: TypeAlias = grpc.aio.ServicerContext
 
@@ -166,3 +168,34 @@ class InventoryServicer(pb_grpc.InventoryServiceServicer):
             extra={"actor": actor},
         )
         return pb.UpsertWarehouseResponse(warehouse=listing_mapping.warehouse(stored))
+
+    async def TransferStock(
+        self, request: pb.TransferStockRequest, context: Context
+    ) -> pb.TransferStockResponse:
+        actor = self._auth.authorize(context.invocation_metadata(), context.peer_identities())
+        command = operations_mapping.transfer_stock(request, self._limits, actor=actor)
+        _before_write(context)
+        return operations_mapping.transfer_response(await self._engine.transfer(command))
+
+    async def ReturnStock(
+        self, request: pb.ReturnStockRequest, context: Context
+    ) -> pb.ReturnStockResponse:
+        actor = self._auth.authorize(context.invocation_metadata(), context.peer_identities())
+        command = operations_mapping.return_stock(request, self._limits, actor=actor)
+        _before_write(context)
+        return operations_mapping.return_response(await self._engine.return_stock(command))
+
+    async def BulkUpdateStock(
+        self, request: pb.BulkUpdateStockRequest, context: Context
+    ) -> pb.BulkUpdateStockResponse:
+        actor = self._auth.authorize(context.invocation_metadata(), context.peer_identities())
+        lines = operations_mapping.bulk_update_lines(
+            request, self._limits, default_warehouse_id=self._default_warehouse, actor=actor
+        )
+        _before_write(context)
+        valid = [line for line in lines if isinstance(line, UpdateStock)]
+        applied = iter(await self._engine.update_stock_many(valid))
+        results: list[StockLevel | InventoryError] = [
+            next(applied) if isinstance(line, UpdateStock) else line for line in lines
+        ]
+        return operations_mapping.bulk_update_response(results)

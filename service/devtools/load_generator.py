@@ -230,6 +230,7 @@ def topic_for(settings: Settings, kind: OrderEventKind) -> str:
         OrderEventKind.PAID: settings.topic_order_paid,
         OrderEventKind.CANCELLED: settings.topic_order_cancelled,
         OrderEventKind.EXTENDED: settings.topic_order_extended,
+        OrderEventKind.RETURNED: settings.topic_order_returned,
     }[kind]
 
 

@@ -21,6 +21,7 @@ class OrderEventKind(StrEnum):
     CANCELLED = "cancelled"
     EXPIRE = "expire"
     EXTENDED = "extended"
+    RETURNED = "returned"
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,6 +104,40 @@ class Extend:
     kind = OrderEventKind.EXTENDED
 
 
-OrderCommand = Reserve | Commit | Release | Expire | Extend
-StockCommand = UpdateStock | SetStockPolicy
+@dataclass(frozen=True, slots=True)
+class Return:
+    """Units of a COMMITTED order come back to the rows they left: ``restock`` makes them
+    available again, otherwise they are recorded as damaged. No items: all that is left."""
+
+    order_id: str
+    items: tuple[Item, ...] = ()
+    restock: bool = True
+    reason: str | None = None
+    source: Source = Source.API
+    event_id: str | None = None
+    actor: str = "engine"  # recorded on the movements (the admin, for ReturnStock)
+
+    kind = OrderEventKind.RETURNED
+
+
+@dataclass(frozen=True, slots=True)
+class TransferStock:
+    """Move free on-hand units of a SKU from one warehouse's row to another's."""
+
+    sku: Sku
+    from_warehouse: str
+    to_warehouse: str
+    quantity: int
+    reason: str = ""
+    actor: str = "admin"
+    idempotency_key: str | None = None
+
+    @property
+    def warehouse_id(self) -> str:
+        """The row the command is checked against first: the source."""
+        return self.from_warehouse
+
+
+OrderCommand = Reserve | Commit | Release | Expire | Extend | Return
+StockCommand = UpdateStock | SetStockPolicy | TransferStock
 Command = OrderCommand | StockCommand

@@ -191,6 +191,7 @@ def reservation_payload(
     expires_at: datetime | None = None,
     iso: Callable[[datetime], str] = datetime.isoformat,
     outcomes: Sequence[LineOutcome] = (),
+    restock: bool | None = None,
 ) -> dict[str, Any]:
     """The ``inventory-reservations`` payload of an order's new ``status``.
 
@@ -213,6 +214,8 @@ def reservation_payload(
         payload["expires_at"] = iso(expires_at)
     if outcomes:  # a partial reservation: what each requested line got
         payload["lines"] = [_outcome_payload(outcome) for outcome in outcomes]
+    if restock is not None:  # RETURNED: the units in ``items`` came back as stock, or damaged
+        payload["restock"] = restock
     return payload
 
 
@@ -267,7 +270,8 @@ class ReservationChanged:
     def changes_hold(self) -> bool:
         """False for a report about an order that changes nothing of its hold: a
         BACKORDER_FILLED order is still RESERVED (or COMMITTED), with the same deadline; a
-        NOT_EXTENDED order is as it was (an extension it refused)."""
+        NOT_EXTENDED or RETURN_REFUSED order is as it was (an extension or a return it
+        refused), a RETURNED one is still COMMITTED."""
         return self.status not in _KEEPS_HOLD
 
 
@@ -301,7 +305,15 @@ def parse_reservation_changed(
 # statuses whose event carries the hold's (new) deadline, and reports that leave it alone
 # (plain strings: a status is compared as sent)
 _SETS_DEADLINE = frozenset({ResultStatus.RESERVED.value, ResultStatus.EXTENDED.value})
-_KEEPS_HOLD = frozenset({ResultStatus.BACKORDER_FILLED.value, ResultStatus.NOT_EXTENDED.value})
+_KEEPS_HOLD = frozenset(
+    {
+        ResultStatus.BACKORDER_FILLED.value,
+        ResultStatus.NOT_EXTENDED.value,
+        # a refused return changes nothing; a return only ever concerns a COMMITTED order
+        ResultStatus.RETURNED.value,
+        ResultStatus.RETURN_REFUSED.value,
+    }
+)
 
 
 def decode_reservation_changed(key: bytes | None, value: bytes | None) -> ReservationChanged:

@@ -38,7 +38,20 @@ TOKEN_VERSION = 1
 MAX_MOVEMENT_ID = 2**63 - 1  # stock_movements.id is a bigint
 
 # Every operation the ledger records (the replay in service/invariants.py knows each one).
-MOVEMENT_OPERATIONS = ("RESERVE", "COMMIT", "RELEASE", "EXPIRE", "ADD", "SUBTRACT", "SET", "POLICY")
+MOVEMENT_OPERATIONS = (
+    "RESERVE",
+    "COMMIT",
+    "RELEASE",
+    "EXPIRE",
+    "ADD",
+    "SUBTRACT",
+    "SET",
+    "POLICY",
+    "TRANSFER_OUT",
+    "TRANSFER_IN",
+    "RETURN",
+    "RETURN_DAMAGED",
+)
 
 LIST_STOCK = "ListStock"
 LIST_MOVEMENTS = "ListMovements"

@@ -24,6 +24,7 @@ class Action(StrEnum):
     MOVE = "move"  # change state only (remember an early event, or release with nothing held)
     REPORT = "report"  # no stock or state change, but tell the pipeline (cancel after commit)
     EXTEND = "extend"  # a RESERVED order's hold runs to a new deadline
+    RETURN = "return"  # committed units come back (restocked or recorded damaged)
     NOT_FOUND = "not_found"  # RPC on an order we do not know
     WRONG_STATE = "wrong_state"  # RPC that the order's state does not allow
 
@@ -45,6 +46,10 @@ _TO_RELEASED = Step(Action.MOVE, OrderState.RELEASED)
 _EXTEND = Step(Action.EXTEND, OrderState.RESERVED)
 # an order-extended event that finds no RESERVED order: nothing changes, the pipeline is told
 _NOT_EXTENDED = Step(Action.REPORT, report=ResultStatus.NOT_EXTENDED)
+_RETURN = Step(Action.RETURN, OrderState.COMMITTED)
+# an order-returned event for an order that is not COMMITTED: nothing changes, the pipeline is
+# told why (the state, or "unknown order"); a return is never remembered for later
+_RETURN_REFUSED = Step(Action.REPORT, report=ResultStatus.RETURN_REFUSED)
 
 S = OrderState
 E = OrderEventKind
@@ -56,6 +61,7 @@ STREAM_TABLE: dict[OrderState | None, dict[OrderEventKind, Step]] = {
         E.CANCELLED: Step(Action.MOVE, S.CANCELLED_EARLY),
         E.EXPIRE: _DUP,
         E.EXTENDED: _NOT_EXTENDED,
+        E.RETURNED: _RETURN_REFUSED,
     },
     S.RESERVED: {
         E.CREATED: _DUP,
@@ -63,6 +69,7 @@ STREAM_TABLE: dict[OrderState | None, dict[OrderEventKind, Step]] = {
         E.CANCELLED: Step(Action.RELEASE, S.RELEASED),
         E.EXPIRE: Step(Action.EXPIRE, S.EXPIRED),
         E.EXTENDED: _EXTEND,
+        E.RETURNED: _RETURN_REFUSED,
     },
     S.REJECTED: {
         E.CREATED: _DUP,
@@ -70,6 +77,7 @@ STREAM_TABLE: dict[OrderState | None, dict[OrderEventKind, Step]] = {
         E.CANCELLED: _TO_RELEASED,
         E.EXPIRE: _DUP,
         E.EXTENDED: _NOT_EXTENDED,
+        E.RETURNED: _RETURN_REFUSED,
     },
     S.PAID_EARLY: {
         E.CREATED: _RESERVE_AND_COMMIT,
@@ -77,6 +85,7 @@ STREAM_TABLE: dict[OrderState | None, dict[OrderEventKind, Step]] = {
         E.CANCELLED: _TO_RELEASED,
         E.EXPIRE: _DUP,
         E.EXTENDED: _NOT_EXTENDED,
+        E.RETURNED: _RETURN_REFUSED,
     },
     S.CANCELLED_EARLY: {
         E.CREATED: _TO_RELEASED,
@@ -84,6 +93,7 @@ STREAM_TABLE: dict[OrderState | None, dict[OrderEventKind, Step]] = {
         E.CANCELLED: _DUP,
         E.EXPIRE: _DUP,
         E.EXTENDED: _NOT_EXTENDED,
+        E.RETURNED: _RETURN_REFUSED,
     },
     S.EXPIRED: {
         E.CREATED: _DUP,
@@ -91,6 +101,7 @@ STREAM_TABLE: dict[OrderState | None, dict[OrderEventKind, Step]] = {
         E.CANCELLED: _TO_RELEASED,
         E.EXPIRE: _DUP,
         E.EXTENDED: _NOT_EXTENDED,
+        E.RETURNED: _RETURN_REFUSED,
     },
     S.COMMITTED: {
         E.CREATED: _DUP,
@@ -98,9 +109,14 @@ STREAM_TABLE: dict[OrderState | None, dict[OrderEventKind, Step]] = {
         E.CANCELLED: Step(Action.REPORT, report=ResultStatus.CANCEL_AFTER_COMMIT),
         E.EXPIRE: _DUP,
         E.EXTENDED: _NOT_EXTENDED,
+        E.RETURNED: _RETURN,
     },
-    S.RELEASED: {**dict.fromkeys(E, _DUP), E.EXTENDED: _NOT_EXTENDED},
-    S.COMMIT_FAILED: {**dict.fromkeys(E, _DUP), E.EXTENDED: _NOT_EXTENDED},
+    S.RELEASED: {**dict.fromkeys(E, _DUP), E.EXTENDED: _NOT_EXTENDED, E.RETURNED: _RETURN_REFUSED},
+    S.COMMIT_FAILED: {
+        **dict.fromkeys(E, _DUP),
+        E.EXTENDED: _NOT_EXTENDED,
+        E.RETURNED: _RETURN_REFUSED,
+    },
 }
 
 _NOT_FOUND = Step(Action.NOT_FOUND)
@@ -108,32 +124,60 @@ _WRONG = Step(Action.WRONG_STATE)
 
 # An RPC answers now: it cannot remember an intent for an unknown order, and it refuses
 # (rather than reports) what the state does not allow. A reservation that an RPC could not
-# make changes nothing, so a rejected order may be reserved again.
+# make changes nothing, so a rejected order may be reserved again. A return of an order that
+# is not COMMITTED (an unknown one too) is refused, as the stream reports RETURN_REFUSED.
 API_TABLE: dict[OrderState | None, dict[OrderEventKind, Step]] = {
     None: {
         E.CREATED: _RESERVE,
         E.PAID: _NOT_FOUND,
         E.CANCELLED: _NOT_FOUND,
         E.EXTENDED: _NOT_FOUND,
+        E.RETURNED: _WRONG,
     },
-    S.RESERVED: STREAM_TABLE[S.RESERVED],
+    S.RESERVED: {**STREAM_TABLE[S.RESERVED], E.RETURNED: _WRONG},
     S.REJECTED: {
         E.CREATED: _RESERVE,
         E.PAID: _RESERVE_AND_COMMIT,
         E.CANCELLED: _TO_RELEASED,
         E.EXTENDED: _WRONG,
+        E.RETURNED: _WRONG,
     },
-    S.PAID_EARLY: {**STREAM_TABLE[S.PAID_EARLY], E.EXTENDED: _WRONG},
-    S.CANCELLED_EARLY: {E.CREATED: _WRONG, E.PAID: _WRONG, E.CANCELLED: _DUP, E.EXTENDED: _WRONG},
+    S.PAID_EARLY: {**STREAM_TABLE[S.PAID_EARLY], E.EXTENDED: _WRONG, E.RETURNED: _WRONG},
+    S.CANCELLED_EARLY: {
+        E.CREATED: _WRONG,
+        E.PAID: _WRONG,
+        E.CANCELLED: _DUP,
+        E.EXTENDED: _WRONG,
+        E.RETURNED: _WRONG,
+    },
     S.EXPIRED: {
         E.CREATED: _WRONG,
         E.PAID: _RESERVE_AND_COMMIT,
         E.CANCELLED: _TO_RELEASED,
         E.EXTENDED: _WRONG,
+        E.RETURNED: _WRONG,
     },
-    S.COMMITTED: {E.CREATED: _DUP, E.PAID: _DUP, E.CANCELLED: _WRONG, E.EXTENDED: _WRONG},
-    S.RELEASED: {E.CREATED: _WRONG, E.PAID: _WRONG, E.CANCELLED: _DUP, E.EXTENDED: _WRONG},
-    S.COMMIT_FAILED: {E.CREATED: _WRONG, E.PAID: _WRONG, E.CANCELLED: _DUP, E.EXTENDED: _WRONG},
+    S.COMMITTED: {
+        E.CREATED: _DUP,
+        E.PAID: _DUP,
+        E.CANCELLED: _WRONG,
+        E.EXTENDED: _WRONG,
+        E.RETURNED: _RETURN,
+    },
+    S.RELEASED: {
+        E.CREATED: _WRONG,
+        E.PAID: _WRONG,
+        E.CANCELLED: _DUP,
+        E.EXTENDED: _WRONG,
+        E.RETURNED: _WRONG,
+    },
+    S.COMMIT_FAILED: {
+        E.CREATED: _WRONG,
+        E.PAID: _WRONG,
+        E.CANCELLED: _DUP,
+        E.EXTENDED: _WRONG,
+        E.RETURNED: _WRONG,
+    },
 }
 
 
@@ -145,14 +189,17 @@ def next_step(state: OrderState | None, event: OrderEventKind, source: Source) -
 # What a pruned order (a tombstone: its final state, no items, no lines) still answers: any
 # step that leaves it unchanged, or tells the pipeline without changing it. A step that would
 # change it (reserve again, commit, move) is a duplicate for a stream event (it is older than
-# the order's retention) and refused for an RPC.
+# the order's retention) and refused for an RPC. A return is neither: it is new, and its lines
+# went with the order, so the pipeline is told it is refused.
 _UNCHANGING = frozenset({Action.DUPLICATE, Action.REPORT, Action.NOT_FOUND, Action.WRONG_STATE})
 
 
 def pruned_step(step: Step, source: Source) -> Step:
     if step.action in _UNCHANGING:
         return step
-    return _DUP if source is Source.STREAM else _WRONG
+    if source is Source.STREAM:
+        return _RETURN_REFUSED if step.action is Action.RETURN else _DUP
+    return _WRONG
 
 
 PUBLISHED: dict[OrderState, ResultStatus] = {

@@ -34,8 +34,10 @@ class OrderRecords:
         reason: str | None,
     ) -> OrderResult:
         """Tell the pipeline, change nothing (a cancel after commit, an extension refused)."""
-        if status is ResultStatus.NOT_EXTENDED:
+        if status in (ResultStatus.NOT_EXTENDED, ResultStatus.RETURN_REFUSED):
             reason = f"order is {order.state}" if order else "unknown order"
+            if order is not None and order.pruned:
+                reason += " (pruned by retention: its lines are gone)"
         lines = self._lines(command.order_id)
         self._publish(command.order_id, status, lines, reason=reason)
         if order is None:
@@ -110,6 +112,7 @@ class OrderRecords:
         shortages: tuple[Shortage, ...] = (),
         expires_at: datetime | None = None,
         outcomes: tuple[LineOutcome, ...] = (),
+        restock: bool | None = None,
     ) -> None:
         payload = reservation_payload(
             order_id,
@@ -121,6 +124,7 @@ class OrderRecords:
             shortages=shortages,
             expires_at=expires_at,
             iso=self.iso,
+            restock=restock,
         )
         self.plan.reservation_events.append(ReservationEvent(order_id, payload))
 
@@ -130,6 +134,7 @@ _RPC_OF = {
     OrderEventKind.PAID: "rpc:CommitReservation",
     OrderEventKind.CANCELLED: "rpc:ReleaseReservation",
     OrderEventKind.EXTENDED: "rpc:ExtendReservation",
+    OrderEventKind.RETURNED: "rpc:ReturnStock",
     OrderEventKind.EXPIRE: "expiry",
 }
 

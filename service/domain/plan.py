@@ -9,7 +9,7 @@ from typing import Any, NamedTuple
 from service.domain.errors import InventoryError
 from service.domain.events import stock_alert_payload, stock_changed_payload
 from service.domain.policies import Alert
-from service.domain.results import OrderResult, StockLevel
+from service.domain.results import OrderResult, StockLevel, TransferResult
 from service.domain.snapshot import OrderRow, ReservationRow, StockRow
 from service.domain.values import Levels, OrderState, ReservationStatus, ResultStatus, Sku
 
@@ -28,6 +28,8 @@ class Movement:
     reason: str | None
     order_id: str | None
     actor: str
+    # TRANSFER_OUT and TRANSFER_IN of one transfer share it: each names the other
+    transfer_id: str | None = None
 
 
 @dataclass(slots=True)
@@ -50,7 +52,7 @@ class StockChange:
         return stock_changed_payload(self.row, self.cause, self.order_id, at)
 
 
-Result = OrderResult | StockLevel | InventoryError
+Result = OrderResult | StockLevel | TransferResult | InventoryError
 
 
 @dataclass(slots=True)
@@ -83,6 +85,8 @@ class Plan:
     backorder_fills: dict[str, int] = field(default_factory=dict)
     alerts: list[Alert] = field(default_factory=list)
     transitions: list[TransitionRow] = field(default_factory=list)
+    # reservation id -> its units returned in all, for COMMITTED lines a return touched
+    returns: dict[str, int] = field(default_factory=dict)
 
     @property
     def changed_stock_ids(self) -> set[str]:

@@ -18,6 +18,7 @@ from service.domain.commands import (
     Extend,
     OrderCommand,
     Reserve,
+    Return,
     Source,
     StockCommand,
 )
@@ -35,12 +36,18 @@ from service.domain.order_machine import (
     pruned_step,
     published_status,
 )
-from service.domain.order_records import OrderRecords
 from service.domain.partial import allocate_partially
 from service.domain.plan import Plan, Result
 from service.domain.policies import Allocation, allocate_with_policies
 from service.domain.policy_effects import PolicyEffects
-from service.domain.results import LineOutcome, OrderResult, ReservationLine, StockLevel
+from service.domain.results import (
+    LineOutcome,
+    OrderResult,
+    ReservationLine,
+    StockLevel,
+    TransferResult,
+)
+from service.domain.returns import OrderReturns
 from service.domain.snapshot import OrderRow, ReservationRow, Snapshot, StockRow
 from service.domain.stock_changes import StockChanges
 from service.domain.timestamps import IsoFormats
@@ -71,13 +78,22 @@ def plan_batch(
     for index, result in enumerate(plan.results):
         # the fill ran after the command answered: the row's last answer shows what it left
         if isinstance(result, StockLevel):
-            row = snapshot.stocks[result.stock_id]
-            if row.version == result.version and row.backordered != result.backordered:
-                plan.results[index] = row.level()
+            plan.results[index] = _after_fill(snapshot, result)
+        elif isinstance(result, TransferResult):
+            plan.results[index] = replace(
+                result, destination=_after_fill(snapshot, result.destination)
+            )
     return plan
 
 
-class _Planner(OrderRecords):
+def _after_fill(snapshot: Snapshot, level: StockLevel) -> StockLevel:
+    row = snapshot.stocks[level.stock_id]
+    if row.version == level.version and row.backordered != level.backordered:
+        return replace(row.level(), duplicate=level.duplicate)
+    return level
+
+
+class _Planner(OrderReturns):
     def __init__(
         self, snapshot: Snapshot, now: datetime, allow_split: bool, new_id: Callable[[], str]
     ) -> None:
@@ -93,7 +109,7 @@ class _Planner(OrderRecords):
         for row in snapshot.stocks.values():
             self.by_sku.setdefault(row.sku, []).append(row)
         self.effects = PolicyEffects(snapshot, now)
-        self.stock = StockChanges(snapshot, self.plan, self.effects, self.by_sku)
+        self.stock = StockChanges(snapshot, self.plan, self.effects, self.by_sku, new_id)
 
     def decide(self, command: Command, duplicate: bool) -> Result:
         try:
@@ -115,9 +131,9 @@ class _Planner(OrderRecords):
         if step.action is Action.NOT_FOUND:
             raise NotFound(f"order {command.order_id} has no reservation")
         if step.action is Action.WRONG_STATE:
-            assert order is not None
-            pruned = " (pruned by retention)" if order.pruned else ""
-            raise WrongState(f"order {command.order_id} is {order.state}{pruned}")
+            state = order.state if order else "unknown"
+            pruned = " (pruned by retention)" if order and order.pruned else ""
+            raise WrongState(f"order {command.order_id} is {state}{pruned}")
         if step.action is Action.DUPLICATE:
             return self._duplicate(command, order)
         if isinstance(command, Expire) and not self._due(order):
@@ -159,6 +175,9 @@ class _Planner(OrderRecords):
         elif action is Action.EXTEND:
             assert isinstance(command, Extend) and order is not None
             return self._extend(command, order)
+        elif action is Action.RETURN:
+            assert isinstance(command, Return) and order is not None
+            return self._return(command, order)
         else:  # MOVE
             lines = []
         assert step.success is not None

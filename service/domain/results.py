@@ -92,11 +92,23 @@ class StockLevel:
     reorder_point: int | None = None
     backorder_limit: int = 0
     backordered: int = 0  # units of open reservation lines promised beyond sellable
+    duplicate: bool = False  # its idempotency key was seen before: the level as it is now
 
     @property
     def sellable(self) -> int:
         """What reads report as available: the safety stock is never promised."""
         return self.available - self.safety_stock
+
+
+@dataclass(frozen=True, slots=True)
+class TransferResult:
+    """Both rows of a TransferStock after it; ``transfer_id`` names its two movements (empty
+    for a repeated idempotency key, which moved nothing)."""
+
+    transfer_id: str
+    source: StockLevel
+    destination: StockLevel
+    duplicate: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,7 +154,7 @@ class MovementView:
     stock_id: str
     sku: Sku
     warehouse_id: str
-    operation: str  # RESERVE, COMMIT, RELEASE, EXPIRE, ADD, SUBTRACT, SET, POLICY
+    operation: str  # RESERVE, ..., POLICY, TRANSFER_OUT, TRANSFER_IN, RETURN, RETURN_DAMAGED
     quantity: int
     available_after: int
     reserved_after: int
@@ -151,6 +163,7 @@ class MovementView:
     order_id: str | None
     actor: str
     created_at: datetime
+    transfer_id: str | None = None  # TRANSFER_OUT and TRANSFER_IN of one transfer share it
 
 
 T = TypeVar("T")

@@ -70,6 +70,7 @@ class ReservationRow:
     expires_at: datetime
     backordered: int = 0
     created_at: datetime | None = None  # the backorder fill order: oldest first
+    returned: int = 0  # of a COMMITTED line's ``quantity``, units that came back (returns)
 
     def line(self) -> ReservationLine:
         return ReservationLine(

@@ -43,6 +43,8 @@ class ResultStatus(StrEnum):
     BACKORDER_FILLED = "BACKORDER_FILLED"  # restock covered every backordered unit of the order
     EXTENDED = "EXTENDED"  # a RESERVED order's hold runs to a new expires_at
     NOT_EXTENDED = "NOT_EXTENDED"  # an order-extended event that changed nothing, and why
+    RETURNED = "RETURNED"  # units of a COMMITTED order came back (restocked or damaged)
+    RETURN_REFUSED = "RETURN_REFUSED"  # an order-returned event that changed nothing, and why
 
 
 @dataclass(frozen=True, slots=True)

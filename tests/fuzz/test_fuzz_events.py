@@ -31,7 +31,7 @@ from sqlalchemy import text
 from service.bootstrap import Container, build, limits_from
 from service.config import Settings
 from service.devtools.observe import TopicCollector
-from service.domain.commands import Commit, OrderEventKind, Release, Reserve
+from service.domain.commands import Commit, OrderEventKind, Release, Reserve, Return
 from service.invariants import check
 from streams.records import DLQ_MAX_VALUE_BYTES, InvalidEvent, decode_order_event
 from streams.worker import StreamWorker
@@ -44,6 +44,7 @@ KINDS = {
     "created": OrderEventKind.CREATED,
     "paid": OrderEventKind.PAID,
     "cancelled": OrderEventKind.CANCELLED,
+    "returned": OrderEventKind.RETURNED,
 }
 
 # -- strategies -----------------------------------------------------------------------------
@@ -73,6 +74,9 @@ def valid_body(kind: str, order_id: str, event_id: str) -> dict[str, Any]:
         body["items"] = [{"product_id": "fuzz-sku", "quantity": 1}]
     if kind == "cancelled":
         body["reason"] = "fuzz"
+    if kind == "returned":
+        body["items"] = [{"product_id": "fuzz-sku", "quantity": 1}]
+        body["restock"] = True
     return body
 
 
@@ -91,7 +95,7 @@ def order_events(draw: st.DrawFn) -> tuple[str, bytes]:
         )
     )
     if how == "field":
-        body[draw(st.sampled_from([*body, "ttl_seconds", "items"]))] = draw(json_values)
+        body[draw(st.sampled_from([*body, "ttl_seconds", "items", "restock"]))] = draw(json_values)
     elif how == "item":
         item = {"product_id": "fuzz-sku", "quantity": 1}
         item[draw(st.sampled_from(["product_id", "variant_id", "quantity", "warehouse_id"]))] = (
@@ -138,8 +142,13 @@ def assert_within_limits(command: Any) -> None:
             assert 1 <= item.quantity <= LIMITS.max_quantity_per_item
             assert len(item.sku.product_id) <= LIMITS.max_id_length
         assert LIMITS.min_ttl_seconds <= command.ttl_seconds <= LIMITS.max_ttl_seconds
-    if isinstance(command, Release) and command.reason is not None:
+    if isinstance(command, Release | Return) and command.reason is not None:
         assert len(command.reason) <= LIMITS.max_reason_length
+    if isinstance(command, Return):
+        assert len(command.items) <= LIMITS.max_items_per_order  # none: all not yet returned
+        for item in command.items:
+            assert 1 <= item.quantity <= LIMITS.max_quantity_per_item
+            assert item.warehouse_id is None
 
 
 @settings(max_examples=400, deadline=None)
@@ -152,7 +161,7 @@ def test_the_decoder_refuses_or_accepts_within_limits(event: tuple[str, bytes]) 
         assert result.reason
         json.dumps(result.reason)
     else:
-        assert isinstance(result, Reserve | Commit | Release)
+        assert isinstance(result, Reserve | Commit | Release | Return)
         assert_within_limits(result)
 
 
@@ -178,6 +187,7 @@ class Rig:
             "created": self.settings.topic_order_created,
             "paid": self.settings.topic_order_paid,
             "cancelled": self.settings.topic_order_cancelled,
+            "returned": self.settings.topic_order_returned,
         }[kind]
 
     async def processed(self) -> set[tuple[str, str]]:

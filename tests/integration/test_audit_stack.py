@@ -338,7 +338,12 @@ async def test_extensions_are_accounted_for_by_their_processed_rows(
 
 async def test_a_missing_order_topic_is_not_created(settings: Settings) -> None:
     missing = isolated(settings)
-    present = (missing.topic_order_created, missing.topic_order_paid, missing.topic_order_extended)
+    present = (
+        missing.topic_order_created,
+        missing.topic_order_paid,
+        missing.topic_order_extended,
+        missing.topic_order_returned,
+    )
     await create_topics(missing, present)
     with pytest.raises(CannotAudit, match=f"order topic {missing.topic_order_cancelled} "):
         await audit(missing)

@@ -12,7 +12,7 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from db import ledger
+from db import ledger, plan_sql
 from db.order_reads import load_order_view
 from service.domain import validation as v
 from service.domain.commands import Commit, Source
@@ -238,7 +238,7 @@ async def test_write_plan_writes_allow_partial_and_the_transitions_at_the_transa
     async with db_engine.begin() as conn:
         first = (await conn.execute(text("SELECT now()"))).scalar_one()
         await asyncio.sleep(0.01)  # the statement's clock moved on; the transaction's did not
-        await ledger.write_plan(conn, plan, [])
+        await plan_sql.write_plan(conn, plan, [])
 
     assert await rows(db_engine, f"{HISTORY} ORDER BY id") == [
         {
@@ -281,7 +281,7 @@ async def test_write_plan_writes_allow_partial_and_the_transitions_at_the_transa
     )
     async with db_engine.begin() as conn:
         second = (await conn.execute(text("SELECT now()"))).scalar_one()
-        await ledger.write_plan(conn, again, [])
+        await plan_sql.write_plan(conn, again, [])
     async with db_engine.connect() as conn:
         assert (await ledger.load_orders(conn, ["o-2"]))["o-2"].allow_partial is True
     assert await rows(db_engine, f"{HISTORY} WHERE order_id = 'o-2' ORDER BY id") == [
@@ -306,7 +306,7 @@ async def test_write_plan_writes_allow_partial_and_the_transitions_at_the_transa
     ]
     # a plan without transitions writes none
     async with db_engine.begin() as conn:
-        await ledger.write_plan(conn, Plan(), [])
+        await plan_sql.write_plan(conn, Plan(), [])
     assert await rows(db_engine, "SELECT count(*) AS n FROM order_history") == [{"n": 4}]
 
 

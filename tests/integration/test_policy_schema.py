@@ -11,7 +11,7 @@ from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from db import backorder_sql, ledger
+from db import backorder_sql, ledger, plan_sql
 from db.stock_reads import levels_of
 from service.domain.plan import Plan, StockChange
 from service.domain.snapshot import ReservationRow
@@ -332,7 +332,7 @@ async def test_write_plan_writes_policies_new_lines_and_fills(db_engine):
             stock_changes={STOCK: StockChange(row, "SET_POLICY", None)},
             backorder_fills={LINE: 1, filled_new_line: 0},
         )
-        await ledger.write_plan(conn, plan, [])
+        await plan_sql.write_plan(conn, plan, [])
 
     assert await rows(
         db_engine,
@@ -359,7 +359,7 @@ async def test_write_plan_writes_policies_new_lines_and_fills(db_engine):
     ]
     # a fill alone (no status) leaves the status as it is
     async with db_engine.begin() as conn:
-        await ledger.write_plan(conn, Plan(backorder_fills={new_line: 2}), [])
+        await plan_sql.write_plan(conn, Plan(backorder_fills={new_line: 2}), [])
     assert await rows(
         db_engine, f"SELECT status, backordered FROM reservations WHERE id = '{new_line}'"
     ) == [{"status": "PENDING", "backordered": 2}]

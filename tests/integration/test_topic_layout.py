@@ -93,5 +93,5 @@ async def test_loadgen_creates_the_order_topics_with_the_configured_count(
     isolated = settings.isolated(f"layout-{uuid.uuid4().hex[:6]}", topic_partitions=6)
     await publish(LoadConfig(count=20, rate=0), isolated)
     counts = await partition_counts(isolated)
-    assert len(isolated.order_topics) == 4
+    assert len(isolated.order_topics) == 5
     assert {counts[name] for name in isolated.order_topics} == {6}

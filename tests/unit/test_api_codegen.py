@@ -44,6 +44,9 @@ def test_generated_code_imports_from_the_package() -> None:
         "ListMovements",
         "ListWarehouses",
         "UpsertWarehouse",
+        "TransferStock",
+        "ReturnStock",
+        "BulkUpdateStock",
     }
     assert inventory_pb2_grpc.InventoryServiceStub is not None
 

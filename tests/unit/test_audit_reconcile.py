@@ -363,3 +363,10 @@ def test_unreachable_servers_exit_2_with_one_line(
     where, failure = err.splitlines()  # where it connected, then why it could not run
     assert where.startswith("inventory audit: connecting to PostgreSQL")
     assert failure.startswith("inventory audit: could not run: database: ")
+
+
+@pytest.mark.parametrize("kinds", [set(), {C}, {P}, {X}, {C, P}, {C, X}, {P, X}, {C, P, X}])
+def test_a_return_never_moves_an_order(kinds: set[OrderEventKind]) -> None:
+    # RETURNED keeps a COMMITTED order COMMITTED and RETURN_REFUSED changes nothing: the audit
+    # reads order-returned with the other topics, and its books need no new state
+    assert reachable_states(kinds | {OrderEventKind.RETURNED}) == reachable_states(kinds)

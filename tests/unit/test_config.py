@@ -42,6 +42,7 @@ BAD_VALUES: dict[str, str] = {
     "topic_order_cancelled": "",
     "topic_order_paid": "paid/orders",
     "topic_order_extended": "order extended",
+    "topic_order_returned": "order returned",
     "topic_stock_changed": "stock changed",
     "topic_reservations": "x" * 250,
     "topic_stock_alerts": "stock alerts",

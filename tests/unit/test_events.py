@@ -20,6 +20,7 @@ from service.domain.commands import (
     Expire,
     Extend,
     Release,
+    Return,
     Source,
     UpdateStock,
 )
@@ -683,6 +684,8 @@ def test_a_planned_batch_publishes_every_event_within_its_schema() -> None:
         Commit("a", Source.STREAM, "e1"),  # COMMITTED
         Extend("a", 120, Source.STREAM, "e7"),  # NOT_EXTENDED: order is COMMITTED
         Release("a", "too late", Source.STREAM, "e2"),  # CANCEL_AFTER_COMMIT
+        Return("a", (Item(sku, 1),), True, "too small", Source.STREAM, "e8"),  # RETURNED
+        Return("a", (Item(sku, 2),), False, None, Source.STREAM, "e9"),  # RETURN_REFUSED
         v.reserve("b", items, 60, v.Limits(), source=Source.STREAM),  # RESERVED
         Release("b", "changed mind", Source.STREAM, "e3"),  # RELEASED
         Expire("late"),  # EXPIRED

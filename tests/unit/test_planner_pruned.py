@@ -4,7 +4,7 @@ refused. Pure: no database."""
 
 import pytest
 
-from service.domain.commands import Commit, Expire, OrderEventKind, Release, Source
+from service.domain.commands import Commit, Expire, OrderEventKind, Release, Return, Source
 from service.domain.errors import WrongState
 from service.domain.order_machine import Action, next_step, pruned_step
 from service.domain.snapshot import OrderRow
@@ -23,6 +23,9 @@ def test_a_pruned_order_never_takes_a_step_that_changes_it(state: S, event: Orde
         step = pruned_step(live, source)
         if live.action in (Action.DUPLICATE, Action.REPORT, Action.WRONG_STATE):
             assert step == live
+        elif live.action is Action.RETURN and source is Source.STREAM:
+            # a return is new, not a late copy: the pipeline hears it is refused
+            assert step.report is ResultStatus.RETURN_REFUSED
         else:
             expected = Action.DUPLICATE if source is Source.STREAM else Action.WRONG_STATE
             assert step.action is expected
@@ -70,3 +73,16 @@ def test_an_rpc_that_would_change_a_pruned_order_is_refused() -> None:
     plan = run(snap, reserve("o", ("p", 2), source=Source.API))
     assert plan.results[0].duplicate and not plan.new_reservations
     assert ResultStatus.COMMITTED not in [e.payload["status"] for e in plan.reservation_events]
+
+
+def test_a_return_of_a_pruned_order_is_refused_saying_why() -> None:
+    snap = snapshot()
+    snap.orders["o"] = tombstone(S.COMMITTED)
+    plan = run(snap, Return("o", source=Source.STREAM, event_id="o-r"))
+    assert not plan.stock_changes and not plan.transitions
+    [event] = plan.reservation_events
+    assert event.payload["status"] == "RETURN_REFUSED"
+    assert "pruned by retention" in event.payload["reason"]
+    plan = run(snap, Return("o", source=Source.API))
+    error = plan.results[0]
+    assert isinstance(error, WrongState) and "pruned" in str(error)

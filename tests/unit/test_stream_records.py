@@ -161,12 +161,13 @@ def test_allow_partial_must_be_a_boolean(value: Any) -> None:
 
 
 def test_every_order_topic_has_its_kind_and_a_metric_label() -> None:
-    kinds = TopicKinds("c", "p", "x", "e")
+    kinds = TopicKinds("c", "p", "x", "e", "r")
     assert [kinds.kind_of(name) for _, name in kinds.pairs()] == [
         OrderEventKind.CREATED,
         OrderEventKind.PAID,
         OrderEventKind.CANCELLED,
         OrderEventKind.EXTENDED,
+        OrderEventKind.RETURNED,
     ]
     with pytest.raises(KeyError):
         kinds.kind_of("stock-changed")

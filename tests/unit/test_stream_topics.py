@@ -24,12 +24,13 @@ class Unused:
         raise AssertionError("not in these tests")
 
 
-def test_the_order_topics_are_the_four_consumed_ones() -> None:
+def test_the_order_topics_are_the_five_consumed_ones() -> None:
     assert SETTINGS.order_topics == (
         "order-created-t",
         "order-paid-t",
         "order-cancelled-t",
         "order-extended-t",
+        "order-returned-t",
     )
     assert tuple(name for _, name in TopicKinds.from_settings(SETTINGS).pairs()) == (
         SETTINGS.order_topics
@@ -47,16 +48,18 @@ async def test_each_order_topic_gets_a_guarded_agent_of_its_own() -> None:
     app = create_app(SETTINGS, guard)
     handler = OrderEventHandler(Unused(), Unused(), Limits(), stopping=asyncio.Event())
     runners = register_order_agents(app, SETTINGS, guard, handler)
-    assert len(runners) == 4
+    assert len(runners) == 5
     agents = {name.rsplit(".", 1)[-1]: agent for name, agent in app.agents.items()}
     assert set(agents) == {
         "orders-created",
         "orders-paid",
         "orders-cancelled",
         "orders-extended",
+        "orders-returned",
     }
     topics = {name: set(agent.channel.topics) for name, agent in agents.items()}
     assert topics["orders-extended"] == {SETTINGS.topic_order_extended}
+    assert topics["orders-returned"] == {SETTINGS.topic_order_returned}
     assert all(agent.concurrency == 1 for agent in agents.values())
     assert guard.guards(SETTINGS.topic_order_extended)
     assert set().union(*topics.values()) == set(SETTINGS.order_topics) == guard.topics

@@ -453,7 +453,7 @@ class ListStockResponse(_message.Message):
     def __init__(self, stock: _Optional[_Iterable[_Union[StockLevel, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
 
 class Movement(_message.Message):
-    __slots__ = ("id", "stock_id", "product_id", "variant_id", "warehouse_id", "operation", "quantity", "available_after", "reserved_after", "total_after", "reason", "order_id", "actor", "created_at")
+    __slots__ = ("id", "stock_id", "product_id", "variant_id", "warehouse_id", "operation", "quantity", "available_after", "reserved_after", "total_after", "reason", "order_id", "actor", "created_at", "transfer_id")
     ID_FIELD_NUMBER: _ClassVar[int]
     STOCK_ID_FIELD_NUMBER: _ClassVar[int]
     PRODUCT_ID_FIELD_NUMBER: _ClassVar[int]
@@ -468,6 +468,7 @@ class Movement(_message.Message):
     ORDER_ID_FIELD_NUMBER: _ClassVar[int]
     ACTOR_FIELD_NUMBER: _ClassVar[int]
     CREATED_AT_FIELD_NUMBER: _ClassVar[int]
+    TRANSFER_ID_FIELD_NUMBER: _ClassVar[int]
     id: int
     stock_id: str
     product_id: str
@@ -482,7 +483,8 @@ class Movement(_message.Message):
     order_id: str
     actor: str
     created_at: _timestamp_pb2.Timestamp
-    def __init__(self, id: _Optional[int] = ..., stock_id: _Optional[str] = ..., product_id: _Optional[str] = ..., variant_id: _Optional[str] = ..., warehouse_id: _Optional[str] = ..., operation: _Optional[str] = ..., quantity: _Optional[int] = ..., available_after: _Optional[int] = ..., reserved_after: _Optional[int] = ..., total_after: _Optional[int] = ..., reason: _Optional[str] = ..., order_id: _Optional[str] = ..., actor: _Optional[str] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    transfer_id: str
+    def __init__(self, id: _Optional[int] = ..., stock_id: _Optional[str] = ..., product_id: _Optional[str] = ..., variant_id: _Optional[str] = ..., warehouse_id: _Optional[str] = ..., operation: _Optional[str] = ..., quantity: _Optional[int] = ..., available_after: _Optional[int] = ..., reserved_after: _Optional[int] = ..., total_after: _Optional[int] = ..., reason: _Optional[str] = ..., order_id: _Optional[str] = ..., actor: _Optional[str] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., transfer_id: _Optional[str] = ...) -> None: ...
 
 class ListMovementsRequest(_message.Message):
     __slots__ = ("page_size", "page_token", "product_id", "variant_id", "warehouse_id", "order_id", "operation", "since", "until", "newest_first")
@@ -555,3 +557,83 @@ class UpsertWarehouseResponse(_message.Message):
     WAREHOUSE_FIELD_NUMBER: _ClassVar[int]
     warehouse: Warehouse
     def __init__(self, warehouse: _Optional[_Union[Warehouse, _Mapping]] = ...) -> None: ...
+
+class TransferStockRequest(_message.Message):
+    __slots__ = ("product_id", "variant_id", "from_warehouse", "to_warehouse", "quantity", "reason", "idempotency_key")
+    PRODUCT_ID_FIELD_NUMBER: _ClassVar[int]
+    VARIANT_ID_FIELD_NUMBER: _ClassVar[int]
+    FROM_WAREHOUSE_FIELD_NUMBER: _ClassVar[int]
+    TO_WAREHOUSE_FIELD_NUMBER: _ClassVar[int]
+    QUANTITY_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    IDEMPOTENCY_KEY_FIELD_NUMBER: _ClassVar[int]
+    product_id: str
+    variant_id: str
+    from_warehouse: str
+    to_warehouse: str
+    quantity: int
+    reason: str
+    idempotency_key: str
+    def __init__(self, product_id: _Optional[str] = ..., variant_id: _Optional[str] = ..., from_warehouse: _Optional[str] = ..., to_warehouse: _Optional[str] = ..., quantity: _Optional[int] = ..., reason: _Optional[str] = ..., idempotency_key: _Optional[str] = ...) -> None: ...
+
+class TransferStockResponse(_message.Message):
+    __slots__ = ("transfer_id", "source", "destination", "duplicate")
+    TRANSFER_ID_FIELD_NUMBER: _ClassVar[int]
+    SOURCE_FIELD_NUMBER: _ClassVar[int]
+    DESTINATION_FIELD_NUMBER: _ClassVar[int]
+    DUPLICATE_FIELD_NUMBER: _ClassVar[int]
+    transfer_id: str
+    source: StockLevel
+    destination: StockLevel
+    duplicate: bool
+    def __init__(self, transfer_id: _Optional[str] = ..., source: _Optional[_Union[StockLevel, _Mapping]] = ..., destination: _Optional[_Union[StockLevel, _Mapping]] = ..., duplicate: _Optional[bool] = ...) -> None: ...
+
+class ReturnStockRequest(_message.Message):
+    __slots__ = ("order_id", "items", "restock", "reason", "event_id")
+    ORDER_ID_FIELD_NUMBER: _ClassVar[int]
+    ITEMS_FIELD_NUMBER: _ClassVar[int]
+    RESTOCK_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    EVENT_ID_FIELD_NUMBER: _ClassVar[int]
+    order_id: str
+    items: _containers.RepeatedCompositeFieldContainer[StockItem]
+    restock: bool
+    reason: str
+    event_id: str
+    def __init__(self, order_id: _Optional[str] = ..., items: _Optional[_Iterable[_Union[StockItem, _Mapping]]] = ..., restock: _Optional[bool] = ..., reason: _Optional[str] = ..., event_id: _Optional[str] = ...) -> None: ...
+
+class ReturnStockResponse(_message.Message):
+    __slots__ = ("order_id", "state", "returned", "duplicate")
+    ORDER_ID_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    RETURNED_FIELD_NUMBER: _ClassVar[int]
+    DUPLICATE_FIELD_NUMBER: _ClassVar[int]
+    order_id: str
+    state: OrderState
+    returned: _containers.RepeatedCompositeFieldContainer[Reservation]
+    duplicate: bool
+    def __init__(self, order_id: _Optional[str] = ..., state: _Optional[_Union[OrderState, str]] = ..., returned: _Optional[_Iterable[_Union[Reservation, _Mapping]]] = ..., duplicate: _Optional[bool] = ...) -> None: ...
+
+class BulkUpdateStockRequest(_message.Message):
+    __slots__ = ("lines",)
+    LINES_FIELD_NUMBER: _ClassVar[int]
+    lines: _containers.RepeatedCompositeFieldContainer[UpdateStockRequest]
+    def __init__(self, lines: _Optional[_Iterable[_Union[UpdateStockRequest, _Mapping]]] = ...) -> None: ...
+
+class BulkUpdateStockResult(_message.Message):
+    __slots__ = ("code", "message", "stock", "duplicate")
+    CODE_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    STOCK_FIELD_NUMBER: _ClassVar[int]
+    DUPLICATE_FIELD_NUMBER: _ClassVar[int]
+    code: str
+    message: str
+    stock: StockLevel
+    duplicate: bool
+    def __init__(self, code: _Optional[str] = ..., message: _Optional[str] = ..., stock: _Optional[_Union[StockLevel, _Mapping]] = ..., duplicate: _Optional[bool] = ...) -> None: ...
+
+class BulkUpdateStockResponse(_message.Message):
+    __slots__ = ("results",)
+    RESULTS_FIELD_NUMBER: _ClassVar[int]
+    results: _containers.RepeatedCompositeFieldContainer[BulkUpdateStockResult]
+    def __init__(self, results: _Optional[_Iterable[_Union[BulkUpdateStockResult, _Mapping]]] = ...) -> None: ...

@@ -104,6 +104,21 @@ class InventoryServiceStub:
                 request_serializer=inventory_dot_v1_dot_inventory__pb2.UpsertWarehouseRequest.SerializeToString,
                 response_deserializer=inventory_dot_v1_dot_inventory__pb2.UpsertWarehouseResponse.FromString,
                 _registered_method=True)
+        self.TransferStock = channel.unary_unary(
+                '/inventory.v1.InventoryService/TransferStock',
+                request_serializer=inventory_dot_v1_dot_inventory__pb2.TransferStockRequest.SerializeToString,
+                response_deserializer=inventory_dot_v1_dot_inventory__pb2.TransferStockResponse.FromString,
+                _registered_method=True)
+        self.ReturnStock = channel.unary_unary(
+                '/inventory.v1.InventoryService/ReturnStock',
+                request_serializer=inventory_dot_v1_dot_inventory__pb2.ReturnStockRequest.SerializeToString,
+                response_deserializer=inventory_dot_v1_dot_inventory__pb2.ReturnStockResponse.FromString,
+                _registered_method=True)
+        self.BulkUpdateStock = channel.unary_unary(
+                '/inventory.v1.InventoryService/BulkUpdateStock',
+                request_serializer=inventory_dot_v1_dot_inventory__pb2.BulkUpdateStockRequest.SerializeToString,
+                response_deserializer=inventory_dot_v1_dot_inventory__pb2.BulkUpdateStockResponse.FromString,
+                _registered_method=True)
 
 
 class InventoryServiceServicer:
@@ -221,6 +236,37 @@ class InventoryServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def TransferStock(self, request, context):
+        """Admin: move free on-hand units of a SKU between two warehouses in one transaction
+        (TRANSFER_OUT and TRANSFER_IN movements sharing a transfer_id, stock-changed for both
+        rows; the destination row is created if missing and its backorders are filled). Free
+        units are the source's sellable ones (available - safety_stock): never reserved units,
+        nor units owed to backorders. FAILED_PRECONDITION names what is free.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ReturnStock(self, request, context):
+        """Admin: units of a COMMITTED order come back to the warehouses they left (restock: as
+        available stock; otherwise a RETURN_DAMAGED movement, not sellable), at most what the
+        order committed minus what was already returned, per SKU; publishes RETURNED.
+        FAILED_PRECONDITION for an unknown or not COMMITTED order, or for too many units (the
+        whole return is refused).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def BulkUpdateStock(self, request, context):
+        """Admin: up to 1,000 UpdateStock lines, each with its own idempotency key, result or error
+        (a bad line never fails the others); they run in as few engine batches as fit.
+        INVALID_ARGUMENT only for an empty or oversized request.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_InventoryServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -293,6 +339,21 @@ def add_InventoryServiceServicer_to_server(servicer, server):
                     servicer.UpsertWarehouse,
                     request_deserializer=inventory_dot_v1_dot_inventory__pb2.UpsertWarehouseRequest.FromString,
                     response_serializer=inventory_dot_v1_dot_inventory__pb2.UpsertWarehouseResponse.SerializeToString,
+            ),
+            'TransferStock': grpc.unary_unary_rpc_method_handler(
+                    servicer.TransferStock,
+                    request_deserializer=inventory_dot_v1_dot_inventory__pb2.TransferStockRequest.FromString,
+                    response_serializer=inventory_dot_v1_dot_inventory__pb2.TransferStockResponse.SerializeToString,
+            ),
+            'ReturnStock': grpc.unary_unary_rpc_method_handler(
+                    servicer.ReturnStock,
+                    request_deserializer=inventory_dot_v1_dot_inventory__pb2.ReturnStockRequest.FromString,
+                    response_serializer=inventory_dot_v1_dot_inventory__pb2.ReturnStockResponse.SerializeToString,
+            ),
+            'BulkUpdateStock': grpc.unary_unary_rpc_method_handler(
+                    servicer.BulkUpdateStock,
+                    request_deserializer=inventory_dot_v1_dot_inventory__pb2.BulkUpdateStockRequest.FromString,
+                    response_serializer=inventory_dot_v1_dot_inventory__pb2.BulkUpdateStockResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -673,6 +734,87 @@ class InventoryService:
             '/inventory.v1.InventoryService/UpsertWarehouse',
             inventory_dot_v1_dot_inventory__pb2.UpsertWarehouseRequest.SerializeToString,
             inventory_dot_v1_dot_inventory__pb2.UpsertWarehouseResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def TransferStock(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/inventory.v1.InventoryService/TransferStock',
+            inventory_dot_v1_dot_inventory__pb2.TransferStockRequest.SerializeToString,
+            inventory_dot_v1_dot_inventory__pb2.TransferStockResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ReturnStock(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/inventory.v1.InventoryService/ReturnStock',
+            inventory_dot_v1_dot_inventory__pb2.ReturnStockRequest.SerializeToString,
+            inventory_dot_v1_dot_inventory__pb2.ReturnStockResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def BulkUpdateStock(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/inventory.v1.InventoryService/BulkUpdateStock',
+            inventory_dot_v1_dot_inventory__pb2.BulkUpdateStockRequest.SerializeToString,
+            inventory_dot_v1_dot_inventory__pb2.BulkUpdateStockResponse.FromString,
             options,
             channel_credentials,
             insecure,
