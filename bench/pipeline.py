@@ -10,7 +10,7 @@ Targets (issue 19): >= 5,500 orders/s, ratio >= 3.5, RSS < 300 MB. The pipeline 
 concurrency knob of its own (one worker, its partitions): one figure, at the defaults.
 
 ``--profile FILE`` records the worker with py-spy during the measured run: a flame graph
-(``.svg``) or collapsed stacks (any other suffix; ``bench/profile.py`` tables them).
+(``.svg``) or collapsed stacks (any other suffix; ``bench/profiling.py`` tables them).
 """
 
 from __future__ import annotations
@@ -172,7 +172,7 @@ def main() -> None:
     with bench_stack() as (stack, base):
         settings = run_settings(base)
         asyncio.run(ensure_topics(settings))
-        skus = load(0, "seed").all_skus
+        skus = [sku.product_id for sku in load(0, "seed").all_skus]
         asyncio.run(seed_hot_stock(settings, skus))
         baseline = seed_design_baseline(stack, args.baseline_seconds, sku_prefix=skus[0][:-1])
         log_path = Path(tempfile.mkstemp(prefix="inventory-bench-worker-", suffix=".log")[1])

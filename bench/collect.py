@@ -1,0 +1,117 @@
+"""``make bench``: run the benches one after the other and collect their JSON lines.
+
+Each bench runs as its own process (its own embedded stack); its last stdout line is its JSON,
+printed here as it arrives and written to ``--out`` (``bench/results/latest.jsonl``), with
+``elapsed_s`` added. The first line describes the machine and the run; a bench that fails
+gives ``{"bench": NAME, "error": ...}`` and the others still run. Each bench's stderr goes to
+``bench/results/logs/NAME.log``. ``bench/report.py`` turns the file into ``docs/bench.md``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from service.devtools.postgres import postgres_bin  # noqa: E402
+
+# (name, arguments): about 12 minutes on the 2-core development machine
+BENCHES: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("engine", ()),
+    ("pipeline", ()),
+    ("grpc_api", ()),
+    ("cache", ()),
+    ("profiling", ()),
+    ("load", ("--seconds", "30")),
+    ("rebalance", ()),
+    ("outbox_latency", ()),
+    ("expiry", ()),
+    ("as_of", ()),
+)
+
+
+def machine() -> dict[str, object]:
+    cpu = next(
+        (
+            line.split(":", 1)[1].strip()
+            for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if line.startswith("model name")
+        ),
+        platform.processor(),
+    )
+    mem_kb = next(
+        int(line.split()[1])
+        for line in Path("/proc/meminfo").read_text().splitlines()
+        if line.startswith("MemTotal:")
+    )
+    postgres = subprocess.run(
+        [str(postgres_bin() / "postgres"), "--version"], capture_output=True, text=True
+    ).stdout.strip()
+    commit = subprocess.run(
+        ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True
+    ).stdout.strip()
+    return {
+        "bench": "machine",
+        "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        "nproc": os.cpu_count(),
+        "cpu": cpu,
+        "memory_gb": round(mem_kb / 1024 / 1024, 1),
+        "postgres": postgres,
+        "python": platform.python_version(),
+        "commit": commit,
+        "load_average_1m": round(os.getloadavg()[0], 2),
+    }
+
+
+def run(name: str, arguments: tuple[str, ...], logs: Path) -> dict[str, object]:
+    started = time.monotonic()
+    log = logs / f"{name}.log"
+    with log.open("w") as stderr:
+        done = subprocess.run(
+            [sys.executable, str(ROOT / "bench" / f"{name}.py"), *arguments],
+            cwd=ROOT,
+            stdout=subprocess.PIPE,
+            stderr=stderr,
+            text=True,
+        )
+    elapsed = round(time.monotonic() - started, 1)
+    lines = done.stdout.strip().splitlines()
+    try:
+        result: dict[str, object] = json.loads(lines[-1])
+    except (IndexError, json.JSONDecodeError):
+        result = {"bench": name, "error": f"exit {done.returncode}, no JSON line; see {log}"}
+    if done.returncode != 0 and "error" not in result:
+        result["error"] = f"exit {done.returncode}; see {log}"
+    result.setdefault("bench", name)
+    return {**result, "elapsed_s": elapsed}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "latest.jsonl")
+    parser.add_argument("--only", help="comma-separated bench names (default: all)")
+    args = parser.parse_args()
+    wanted = set(args.only.split(",")) if args.only else {name for name, _ in BENCHES}
+    logs = args.out.parent / "logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    with args.out.open("w") as out:
+        results = (run(name, arguments, logs) for name, arguments in BENCHES if name in wanted)
+        for result in itertools.chain([machine()], results):
+            line = json.dumps(result)
+            print(line, flush=True)
+            out.write(line + "\n")
+            out.flush()
+
+
+if __name__ == "__main__":
+    main()
