@@ -26,6 +26,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from db.migrate import upgrade
 from service.config import Settings
 from service.devtools.stack import EmbeddedStack
 
@@ -97,9 +98,14 @@ def _count(pattern: str, out: str) -> int:
 
 
 def run_seed_design(
-    stack: EmbeddedStack, clients: int, seconds: float, sku_prefix: str = "hot-"
+    stack: EmbeddedStack,
+    clients: int,
+    seconds: float,
+    sku_prefix: str = "hot-",
+    libpq_url: str | None = None,
 ) -> SeedRun:
-    """One pgbench run of the seed design at ``clients`` connections for ``seconds``."""
+    """One pgbench run of the seed design at ``clients`` connections for ``seconds``, on the
+    stack's database or on ``libpq_url``."""
     with tempfile.TemporaryDirectory(prefix="inventory-seed-design-") as tmp:
         work = Path(tmp)
         work.chmod(0o777)
@@ -124,7 +130,7 @@ def run_seed_design(
                 str(work / "pgbench_log"),
                 "-f",
                 str(script),
-                stack.postgres_libpq_url,
+                libpq_url or stack.postgres_libpq_url,
             ],
             check=True,
             capture_output=True,
@@ -146,11 +152,25 @@ def run_seed_design(
     )
 
 
+def separate_database(stack: EmbeddedStack, settings: Settings, name: str) -> tuple[str, Settings]:
+    """A database of its own on the same server, migrated: (libpq URL, settings) for a bench
+    whose audit would report the script's reservations, which belong to no order."""
+    subprocess.run(
+        [str(stack.psql_path), stack.postgres_libpq_url, "-q", "-c", f"CREATE DATABASE {name}"],
+        check=True,
+        capture_output=True,
+    )
+    database_url = f"{settings.database_url.rsplit('/', 1)[0]}/{name}"
+    upgrade(database_url, settings.default_warehouse_id)
+    libpq_url = f"{stack.postgres_libpq_url.rsplit('/', 1)[0]}/{name}"
+    return libpq_url, settings.model_copy(update={"database_url": database_url})
+
+
 def seed_design_baseline(
-    stack: EmbeddedStack, seconds: float, sku_prefix: str = "hot-"
+    stack: EmbeddedStack, seconds: float, sku_prefix: str = "hot-", libpq_url: str | None = None
 ) -> dict[str, float]:
     """The baseline keys of a reservation bench: the best of 8 and 64 clients, and each."""
-    runs = [run_seed_design(stack, c, seconds, sku_prefix) for c in BASELINE_CLIENTS]
+    runs = [run_seed_design(stack, c, seconds, sku_prefix, libpq_url) for c in BASELINE_CLIENTS]
     return baseline_keys(runs)
 
 

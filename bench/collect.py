@@ -2,9 +2,10 @@
 
 Each bench runs as its own process (its own embedded stack); its last stdout line is its JSON,
 printed here as it arrives and written to ``--out`` (``bench/results/latest.jsonl``), with
-``elapsed_s`` added. The first line describes the machine and the run; a bench that fails
-gives ``{"bench": NAME, "error": ...}`` and the others still run. Each bench's stderr goes to
-``bench/results/logs/NAME.log``. ``bench/report.py`` turns the file into ``docs/bench.md``.
+``elapsed_s`` and the load average at its end added. The first line describes the machine
+and the run; a bench that fails gives ``{"bench": NAME, "error": ...}`` and the others still
+run. Each bench's stderr goes to ``bench/results/logs/NAME.log``. ``bench/report.py`` turns
+the file into ``docs/bench.md``.
 """
 
 from __future__ import annotations
@@ -93,7 +94,8 @@ def run(name: str, arguments: tuple[str, ...], logs: Path) -> dict[str, object]:
     if done.returncode != 0 and "error" not in result:
         result["error"] = f"exit {done.returncode}; see {log}"
     result.setdefault("bench", name)
-    return {**result, "elapsed_s": elapsed}
+    # the machine is shared: the load average says how much else ran beside the bench
+    return {**result, "elapsed_s": elapsed, "load_average_1m": round(os.getloadavg()[0], 2)}
 
 
 def main() -> None:

@@ -221,6 +221,23 @@ def profile_section(name: str, profile: dict[str, Any]) -> list[str]:
     return [*lines, ""]
 
 
+# the costs issue 19 named, as shares of the worker's main thread, and the rows that measure them
+KNOWN_COSTS = (
+    ("Faust's per-message path", "≈ 30 %", "faust / mode / aiokafka, none of our code below"),
+    ("the planner", "≈ 10 %", "planner (service/domain/planner.py"),
+    ("the outbox relay", "≈ 6 %", "outbox relay (streams/outbox.py)"),
+)
+
+
+def known_cost_rows(worker: dict[str, Any]) -> list[str]:
+    pieces = {row["piece"]: row["cum_pct"] for row in worker.get("pieces_cum", [])}
+    rows = ["| cost | issue 19 | this run (worker, cumulative %) |", "|---|---|---|"]
+    for name, issue, prefix in KNOWN_COSTS:
+        found = [pct for piece, pct in pieces.items() if piece.startswith(prefix)]
+        rows.append(f"| {name} | {issue} | {found[0] if found else 'n/a'} |")
+    return [*rows, ""]
+
+
 def render(results: Results, plots: dict[str, bool]) -> str:
     m = results.get("machine", {})
     out = [
@@ -270,6 +287,8 @@ def render(results: Results, plots: dict[str, bool]) -> str:
     if "engine" in profile:
         out += profile_section("The engine bench (64 callers, in process)", profile["engine"])
     if "worker" in profile:
+        out += ["The costs the issue named, in the worker:", ""]
+        out += known_cost_rows(profile["worker"])
         out += profile_section("The pipeline's worker", profile["worker"])
     if "engine" not in profile:
         out += [f"Not measured in this run ({profile.get('error', 'no profile line')}).", ""]
