@@ -1,11 +1,13 @@
 """Where the time goes: py-spy on the engine bench and on the pipeline's worker, as tables.
 
-Two profiles under load, each sampled by py-spy (``--nonblocking``, collapsed stacks):
+Three profiles under load, each sampled by py-spy (``--nonblocking``, collapsed stacks):
 
 - ``engine``: this process running ``bench/engine.py``'s storm (64 callers, 10 hot SKUs,
   group commit) for ``--seconds``;
 - ``worker``: the ``inventory serve --role worker`` process of ``bench/pipeline.py`` while it
-  consumes ``--orders`` order-created events.
+  consumes ``--orders`` order-created events;
+- ``api``: the ``inventory serve --role api`` process of ``bench/grpc_api.py`` while 64
+  callers reserve over gRPC for ``--seconds`` (the client shares the cores).
 
 Each becomes tables over the main thread's busy samples (the event loop waiting in epoll is
 counted apart, as ``idle_pct_of_main_thread``; the other threads' shares as ``threads_pct``):
@@ -22,17 +24,22 @@ import asyncio
 import json
 import os
 import re
+import secrets
+import signal
 import subprocess
 import sys
+import threading
 from collections import Counter
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench import grpc_api  # noqa: E402
 from bench.baseline import seed_hot_stock  # noqa: E402
 from bench.engine import SKUS, reserve_storm  # noqa: E402
 from bench.stack import bench_stack  # noqa: E402
+from service.devtools.ports import free_port  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results"
 FRAME = re.compile(r"^(?P<function>.*) \((?P<file>[^()]*?)(?::\d+)?\)$")
@@ -59,6 +66,8 @@ PIECES = (
     ("stream handler (streams/handler.py)", ("streams/handler",)),
     ("agents (streams/agents.py)", ("streams/agents",)),
     ("expiry agent (streams/expiry/)", ("streams/expiry/",)),
+    ("gRPC servicers (service/api/)", ("service/api/",)),
+    ("cache (service/cache/)", ("service/cache/",)),
     ("db statements (db/)", ("/db/",)),
     ("asyncpg", ("/asyncpg/",)),
     ("faust / mode", ("/faust/", "/mode/")),
@@ -197,6 +206,28 @@ def profile_engine(seconds: float, output: Path) -> dict[str, float]:
     return figures
 
 
+def profile_api(seconds: float, output: Path) -> dict[str, float]:
+    """py-spy on ``inventory serve --role api`` while ``bench/grpc_api.py``'s 64 callers
+    reserve (it starts after the client's one-second warm-up)."""
+    token = secrets.token_urlsafe(24)
+    with bench_stack() as (_, settings):
+        grpc_port, http_port = free_port(), free_port()
+        server = grpc_api.start_server(settings, grpc_port, http_port, token)
+        try:
+            grpc_api.wait_ready(server, http_port)
+            spies: list[subprocess.Popen[bytes]] = []
+            timer = threading.Timer(1.5, lambda: spies.append(py_spy(server.pid, output, seconds)))
+            timer.start()
+            figures = asyncio.run(grpc_api.measure(grpc_port, token, seconds + 1, 64))
+            timer.join()
+            for spy in spies:
+                spy.wait()
+        finally:
+            server.send_signal(signal.SIGTERM)
+            server.wait(30)
+    return figures
+
+
 def profile_worker(orders: int, output: Path) -> dict[str, object]:
     done = subprocess.run(
         [
@@ -226,8 +257,10 @@ def main() -> None:
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     engine_stacks, worker_stacks = args.out / "engine.stacks", args.out / "worker.stacks"
+    api_stacks = args.out / "api.stacks"
     engine = profile_engine(args.seconds, engine_stacks)
     pipeline = profile_worker(args.orders, worker_stacks)
+    api = profile_api(args.seconds, api_stacks)
     print(
         json.dumps(
             {
@@ -239,6 +272,10 @@ def main() -> None:
                 "worker": {
                     "orders_per_s_under_py_spy": pipeline["orders_per_s"],
                     **tables(worker_stacks, args.top),
+                },
+                "api": {
+                    "orders_per_s_under_py_spy": api["reserve_orders_per_s"],
+                    **tables(api_stacks, args.top),
                 },
             }
         )

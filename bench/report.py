@@ -280,7 +280,10 @@ def render(results: Results, plots: dict[str, bool]) -> str:
         "",
         "py-spy (`bench/profiling.py`, sampled at 200 Hz, collapsed stacks under",
         "`bench/results/`): own % is the time in the function itself, cumulative % the time",
-        "with the function anywhere on the stack.",
+        "with the function anywhere on the stack, both over the main thread's busy samples.",
+        "Compiled code has no frame of its own: gRPC's Cython callbacks and the C JSON encoder",
+        "show as the Python frame that called them (`Handle._run`, `JSONEncoder.iterencode`),",
+        "and a socket write's system call as `_SelectorSocketTransport.write`.",
         "",
     ]
     profile = results.get("profiling", {})
@@ -290,6 +293,8 @@ def render(results: Results, plots: dict[str, bool]) -> str:
         out += ["The costs the issue named, in the worker:", ""]
         out += known_cost_rows(profile["worker"])
         out += profile_section("The pipeline's worker", profile["worker"])
+    if "api" in profile:
+        out += profile_section("The API server under ReserveStock (64 callers)", profile["api"])
     if "engine" not in profile:
         out += [f"Not measured in this run ({profile.get('error', 'no profile line')}).", ""]
     out += ["## Every figure", ""]
