@@ -32,16 +32,11 @@ unit: $(STAMP)
 proto: $(STAMP)
 	$(BIN)/python -m service.api.codegen
 
+# every bench, about 12 minutes on 2 cores: JSON lines to bench/results/latest.jsonl, then
+# docs/bench.md and its plots (docs/bench/*.png)
 bench: $(STAMP)
-	$(BIN)/python bench/engine.py
-	$(BIN)/python bench/grpc_api.py
-	$(BIN)/python bench/cache.py
-	$(BIN)/python bench/pipeline.py
-	$(BIN)/python bench/rebalance.py
-	$(BIN)/python bench/outbox_latency.py
-	$(BIN)/python bench/expiry.py
-	$(BIN)/python bench/as_of.py
-	$(BIN)/python bench/load.py
+	$(BIN)/python bench/collect.py --out bench/results/latest.jsonl
+	$(BIN)/python bench/report.py bench/results/latest.jsonl --out docs/bench.md
 
 clean:
 	rm -rf $(VENV) .inventory-dev .pytest_cache .mypy_cache .ruff_cache
