@@ -105,7 +105,7 @@ FILL = [
     "'warehouse_id', null), jsonb_build_object('product_id', b, 'variant_id', null, "
     "'quantity', 1, 'warehouse_id', null)), 900, t, 2, 'past-' || g || '-p', false, t, t "
     "FROM generate_series(:lo, :hi - 1) AS g, LATERAL (SELECT "
-    "now() - (g * 7919 % :span) * interval '1 second' AS t, "
+    "now() - (g::bigint * 7919 % :span) * interval '1 second' AS t, "
     "'sku-' || lpad((g % 1000)::text, 4, '0') AS a, "
     "'sku-' || lpad(((g + 500) % 1000)::text, 4, '0') AS b) AS x",
     "INSERT INTO reservations (id, order_id, stock_id, product_id, variant_id, warehouse_id, "
@@ -117,11 +117,12 @@ FILL = [
     "WHERE o.order_id IN (SELECT 'past-' || g FROM generate_series(:lo, :hi - 1) AS g)",
     "INSERT INTO processed_events (topic, event_id, order_id, processed_at) "
     "SELECT k, 'past-' || g || '-' || left(k, 1), 'past-' || g, "
-    "now() - (g * 7919 % :span) * interval '1 second' "
+    "now() - (g::bigint * 7919 % :span) * interval '1 second' "
     "FROM generate_series(:lo, :hi - 1) AS g CROSS JOIN (VALUES ('created'), ('paid')) AS e(k)",
     "INSERT INTO order_history (order_id, from_state, to_state, published, cause, at) "
     "SELECT 'past-' || g, f, t, t, 'past-' || g || c, "
-    "now() - (g * 7919 % :span) * interval '1 second' FROM generate_series(:lo, :hi - 1) AS g "
+    "now() - (g::bigint * 7919 % :span) * interval '1 second' "
+    "FROM generate_series(:lo, :hi - 1) AS g "
     "CROSS JOIN (VALUES (NULL, 'RESERVED', '-c'), ('RESERVED', 'COMMITTED', '-p')) AS e(f, t, c)",
     "INSERT INTO stock_movements (stock_id, product_id, warehouse_id, operation, quantity, "
     "available_after, reserved_after, total_after, order_id, actor, created_at) "

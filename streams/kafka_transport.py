@@ -13,6 +13,9 @@ partitions; its commits take the guard's frontier instead of Faust's acked-offse
 Faust's gap filling is off for those topics. Every other topic keeps Faust's own bookkeeping.
 What this relies on in Faust, and the tests that would catch a change: docs/pitfalls.md.
 
+**Seeks run in the consumer's thread** (``_seek``): Faust calls aiokafka's seek from the
+app's thread, racing the consumer thread's fetch (a crashed Fetcher, seen in a rolling restart).
+
 An earlier version also replaced Faust's per-message ``wait_first`` race with an eager
 hand-off for speed. It bypassed the race that drops messages fetched before a rebalance
 (faust-streaming #221, PR #223) and lost events whenever workers joined or left: it is gone,
@@ -53,6 +56,18 @@ class GuardedConsumer(faust_aiokafka.Consumer):
         # Seek again so that it comes back.
         for tp, position in positions.items():
             await self.seek(tp, position)
+
+    async def _seek(self, partition: TP, offset: int) -> None:
+        # Faust seeks from the app's thread, but the aiokafka consumer lives in the consumer
+        # thread: its seek deletes the partition's fetched records while that thread's
+        # ``fetched_records`` walks them (KeyError, the Fetcher crashes and the worker stops
+        # consuming: faust-streaming's aiokafka issue 19). Run it in the consumer's thread.
+        thread = self._thread
+
+        async def seek_there() -> None:
+            thread.seek(partition, offset)
+
+        await thread.call_thread(seek_there)
 
     async def on_partitions_revoked(self, revoked: Set[TP]) -> None:
         self.guard.forget(revoked)
