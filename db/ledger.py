@@ -4,14 +4,16 @@ Every function takes the batch's connection (inside its transaction) and never c
 A batch's rows go in as one JSON document per statement (``json_array_elements``), so a
 batch of any size costs the same round trips, and encoding stays in C on both sides
 (asyncpg encodes a ``text[]`` element by element, which cost more than the SQL itself).
+The documents are encoded by orjson: the plan's document is encoded while the batch holds its
+hot rows' locks, and the standard library's encoder took 13 % of the engine's time there.
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable, Sequence
 from typing import Any
 
+import orjson
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -225,14 +227,19 @@ async def delete_stocks(conn: AsyncConnection, stock_ids: Iterable[str]) -> None
         await conn.execute(DELETE_STOCKS, {"ids": ids})
 
 
-# One encoder for every statement (json.dumps builds a new one per call when given options);
-# the documents are trees built here, so the check for reference cycles is not needed.
-_ENCODER = json.JSONEncoder(separators=(",", ":"), check_circular=False)
+def _fields(value: object) -> object:
+    """orjson encodes a tuple but not a subclass of one: a NamedTuple (an outbox message)
+    goes in as its fields, as the standard library's encoder writes it."""
+    if isinstance(value, tuple):
+        return tuple(value)
+    raise TypeError(f"{type(value).__name__} is not a JSON value")
 
 
 def json_document(value: Any) -> str:
-    """One statement's parameter document, encoded by the shared encoder."""
-    return _ENCODER.encode(value)
+    """One statement's parameter document. orjson writes what the standard library's encoder
+    wrote, as PostgreSQL reads it: StrEnum members as their values, tuples as arrays, UTF-8
+    instead of ``\\u`` escapes (``tests/unit/test_json_document.py``)."""
+    return orjson.dumps(value, default=_fields).decode()
 
 
 def item_of(raw: dict[str, Any]) -> Item:
