@@ -75,14 +75,17 @@ ENSURE_STOCKS = text(
 )
 
 # Locks are taken in stock id order: two batches can never wait on each other in a cycle.
+# Every row of a SKU is locked, and only by SKU, so ``uq_stocks_sku_warehouse`` finds them: the
+# rows of the batch's orders' reservations come in by their SKU too (a condition on ``s.id``
+# beside it, with OR, made PostgreSQL filter the whole table, ``tests/integration/
+# test_lock_stocks_plan.py``).
 LOCK_STOCKS = text(
     "SELECT s.id, s.product_id, s.variant_id, s.warehouse_id, s.available, s.reserved, s.total, "
     "s.version, s.safety_stock, s.reorder_point, s.backorder_limit, s.backordered, "
     "w.priority, w.active FROM stocks s JOIN warehouses w ON w.id = s.warehouse_id "
-    "WHERE s.deleted_at IS NULL AND ("
+    "WHERE s.deleted_at IS NULL AND "
     "(s.product_id, coalesce(s.variant_id, '')) IN "
     "(SELECT * FROM unnest(CAST(:products AS text[]), CAST(:variants AS text[]))) "
-    "OR s.id = ANY(CAST(:stock_ids AS uuid[]))) "
     "ORDER BY s.id FOR UPDATE OF s"
 )
 
@@ -182,19 +185,16 @@ async def ensure_stocks(conn: AsyncConnection, wanted: Sequence[tuple[str, Sku, 
     return {str(row.id) for row in result}
 
 
-async def lock_stocks(
-    conn: AsyncConnection, skus: Iterable[Sku], stock_ids: Iterable[str]
-) -> dict[str, StockRow]:
-    sku_list = sorted(set(skus))
-    ids = sorted(set(stock_ids))
-    if not sku_list and not ids:
+async def lock_stocks(conn: AsyncConnection, skus: Iterable[Sku]) -> dict[str, StockRow]:
+    """Lock and read every live stock row of ``skus`` (in every warehouse), in id order."""
+    sku_list = list(set(skus))
+    if not sku_list:
         return {}
     result = await conn.execute(
         LOCK_STOCKS,
         {
             "products": [s.product_id for s in sku_list],
             "variants": [s.variant_id or "" for s in sku_list],
-            "stock_ids": ids,
         },
     )
     return {

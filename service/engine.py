@@ -51,7 +51,6 @@ from service.engine_metrics import count_outcome, count_policy_effects
 from service.engine_snapshot import (
     add_backorders,
     ensure_update_targets,
-    reserved_stock_ids,
     skus_of,
 )
 from service.ids import IdSource
@@ -324,9 +323,7 @@ class ReservationEngine:
                 warehouses=await ledger.load_warehouses(conn),
             )
             created = await ensure_update_targets(conn, commands, snapshot)
-            snapshot.stocks = await ledger.lock_stocks(
-                conn, skus_of(commands, snapshot), reserved_stock_ids(snapshot)
-            )
+            snapshot.stocks = await ledger.lock_stocks(conn, skus_of(commands, snapshot))
             backordered = sorted(sid for sid, row in snapshot.stocks.items() if row.backordered)
             add_backorders(
                 snapshot,
