@@ -11,7 +11,7 @@ hot rows' locks, and the standard library's encoder took 13 % of the engine's ti
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 import orjson
 from sqlalchemy import text
@@ -47,22 +47,31 @@ UNCLAIM_EVENTS = text(
     "(SELECT e->>0, e->>1 FROM json_array_elements(CAST(:events AS json)) AS e)"
 )
 
-# An order pruned by retention (db/prune_sql.py) comes back from its tombstone: its final
-# state, nothing else, marked pruned (service/domain/order_machine.py pruned_step). One round
-# trip either way; a live row wins over a tombstone.
-LOAD_ORDERS = text(
-    "WITH wanted AS (SELECT json_array_elements_text(CAST(:ids AS json)) AS order_id) "
+# Everything a batch reads before it locks its stock rows, in one round trip, after its
+# order locks: the orders (an order pruned by retention, db/prune_sql.py, comes back from its
+# tombstone: its final state, nothing else, marked pruned; a live row wins over a tombstone),
+# their reservations, the warehouses (read by every batch, so that a change holds from the
+# next batch in every process), and the claim of the batch's events (``processed_events``).
+# Each kind of row comes back as an array of records, decoded by asyncpg with its own types.
+LOAD_BATCH = text(
+    "WITH wanted AS (SELECT json_array_elements_text(CAST(:ids AS json)) AS order_id), "
+    "claimed AS (INSERT INTO processed_events (topic, event_id, order_id) "
+    "SELECT e->>0, e->>1, e->>2 FROM json_array_elements(CAST(:events AS json)) AS e "
+    "ON CONFLICT DO NOTHING RETURNING topic, event_id) "
+    "SELECT ARRAY(SELECT ROW(o.*) FROM ("
     "SELECT order_id, state, items, ttl_seconds, expires_at, version, last_event_id, "
     "allow_partial, false AS pruned FROM orders WHERE order_id IN (SELECT order_id FROM wanted) "
     "UNION ALL SELECT t.order_id, t.final_state, '[]'::jsonb, NULL, NULL, 0, NULL, false, true "
     "FROM order_tombstones t WHERE t.order_id IN (SELECT order_id FROM wanted) "
-    "AND NOT EXISTS (SELECT FROM orders o WHERE o.order_id = t.order_id)"
-)
-
-LOAD_RESERVATIONS = text(
-    "SELECT id, order_id, stock_id, product_id, variant_id, warehouse_id, quantity, status, "
-    "expires_at, backordered, created_at, returned FROM reservations "
-    "WHERE order_id = ANY(CAST(:ids AS text[])) AND deleted_at IS NULL ORDER BY created_at, id"
+    "AND NOT EXISTS (SELECT FROM orders o WHERE o.order_id = t.order_id)) AS o) AS orders, "
+    # only orders in the ledger hold reservations (a pruned order's went with it)
+    "ARRAY(SELECT ROW(id, order_id, stock_id, product_id, variant_id, warehouse_id, quantity, "
+    "status, expires_at, backordered, created_at, returned) FROM reservations "
+    "WHERE order_id IN (SELECT order_id FROM wanted) AND deleted_at IS NULL "
+    "ORDER BY created_at, id) AS reservations, "
+    "ARRAY(SELECT ROW(id, priority, active) FROM warehouses WHERE deleted_at IS NULL) "
+    "AS warehouses, "
+    "ARRAY(SELECT ROW(topic, event_id) FROM claimed) AS claimed"
 )
 
 LOAD_WAREHOUSES = text("SELECT id, priority, active FROM warehouses WHERE deleted_at IS NULL")
@@ -114,51 +123,86 @@ async def unclaim_events(conn: AsyncConnection, events: Sequence[tuple[str, str]
         await conn.execute(UNCLAIM_EVENTS, {"events": json_document(list(events))})
 
 
-async def load_orders(conn: AsyncConnection, order_ids: Sequence[str]) -> dict[str, OrderRow]:
-    if not order_ids:
-        return {}
-    result = await conn.execute(LOAD_ORDERS, {"ids": json_document(list(order_ids))})
-    return {
-        row.order_id: OrderRow(
-            order_id=row.order_id,
-            state=OrderState(row.state),
-            items=tuple(item_of(raw) for raw in row.items),
-            ttl_seconds=row.ttl_seconds,
-            expires_at=row.expires_at,
-            version=row.version,
-            last_event_id=row.last_event_id,
-            allow_partial=row.allow_partial,
-            pruned=row.pruned,
+class BatchRows(NamedTuple):
+    orders: dict[str, OrderRow]
+    reservations: dict[str, list[ReservationRow]]  # by order id, oldest first
+    warehouses: dict[str, Warehouse]
+    claimed: set[tuple[str, str]]  # (topic, event_id) of the events not seen before
+
+
+async def load_batch(
+    conn: AsyncConnection,
+    order_ids: Sequence[str],
+    events: Sequence[tuple[str, str, str | None]],
+) -> BatchRows:
+    """Read ``order_ids``' orders and reservations and every warehouse, and record the
+    (topic, event_id, order_id) ``events`` as processed, in one statement. Call it after
+    ``lock_orders``: it reads what the batches before this one committed."""
+    row = (
+        await conn.execute(
+            LOAD_BATCH,
+            {"ids": json_document(list(order_ids)), "events": json_document(list(events))},
         )
-        for row in result
-    }
+    ).one()
+    reservations: dict[str, list[ReservationRow]] = {}
+    for values in row.reservations:
+        line = reservation_row(values)
+        reservations.setdefault(line.order_id, []).append(line)
+    return BatchRows(
+        orders={values[0]: order_row(values) for values in row.orders},
+        reservations=reservations,
+        warehouses={w[0]: Warehouse(w[0], w[1], w[2]) for w in row.warehouses},
+        claimed={(topic, event_id) for topic, event_id in row.claimed},
+    )
 
 
-async def load_reservations(
-    conn: AsyncConnection, order_ids: Sequence[str]
-) -> dict[str, list[ReservationRow]]:
-    found: dict[str, list[ReservationRow]] = {}
-    if not order_ids:
-        return found
-    for row in await conn.execute(LOAD_RESERVATIONS, {"ids": list(order_ids)}):
-        found.setdefault(row.order_id, []).append(reservation_row(row))
-    return found
+def order_row(values: Sequence[Any]) -> OrderRow:
+    """An ``orders`` row (or a tombstone's), from its columns in ``LOAD_BATCH``'s order."""
+    order_id, state, items, ttl_seconds, expires_at, version, last_event_id, partial, pruned = (
+        values
+    )
+    return OrderRow(
+        order_id=order_id,
+        state=OrderState(state),
+        items=tuple(item_of(raw) for raw in items),
+        ttl_seconds=ttl_seconds,
+        expires_at=expires_at,
+        version=version,
+        last_event_id=last_event_id,
+        allow_partial=partial,
+        pruned=pruned,
+    )
 
 
-def reservation_row(row: Any) -> ReservationRow:
-    """A ``reservations`` row as the domain holds it (every query selects the same columns)."""
+def reservation_row(values: Sequence[Any]) -> ReservationRow:
+    """A ``reservations`` row as the domain holds it, from its columns in the order every
+    query selects them (``LOAD_BATCH``, ``backorder_sql.LOCK_OPEN_LINES``)."""
+    (
+        rid,
+        order_id,
+        stock_id,
+        product,
+        variant,
+        warehouse,
+        quantity,
+        status,
+        expires_at,
+        backordered,
+        created_at,
+        returned,
+    ) = values
     return ReservationRow(
-        reservation_id=str(row.id),
-        order_id=row.order_id,
-        stock_id=str(row.stock_id),
-        sku=Sku(row.product_id, row.variant_id),
-        warehouse_id=row.warehouse_id,
-        quantity=row.quantity,
-        status=ReservationStatus(row.status),
-        expires_at=row.expires_at,
-        backordered=row.backordered,
-        created_at=row.created_at,
-        returned=row.returned,
+        reservation_id=str(rid),
+        order_id=order_id,
+        stock_id=str(stock_id),
+        sku=Sku(product, variant),
+        warehouse_id=warehouse,
+        quantity=quantity,
+        status=ReservationStatus(status),
+        expires_at=expires_at,
+        backordered=backordered,
+        created_at=created_at,
+        returned=returned,
     )
 
 
