@@ -4,8 +4,10 @@ Every function takes the batch's connection (inside its transaction) and never c
 A batch's rows go in as one JSON document per statement (``json_array_elements``), so a
 batch of any size costs the same round trips, and encoding stays in C on both sides
 (asyncpg encodes a ``text[]`` element by element, which cost more than the SQL itself).
-The documents are encoded by orjson: the plan's document is encoded while the batch holds its
+The documents are encoded by msgspec: the plan's document is encoded while the batch holds its
 hot rows' locks, and the standard library's encoder took 13 % of the engine's time there.
+(Not orjson: Faust's ``json`` codec switches to orjson whenever it is installed, which would
+change the bytes the workers write to Kafka, ``streams/expiry/changelog.py``.)
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import Any, NamedTuple
 
-import orjson
+import msgspec
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -271,19 +273,14 @@ async def delete_stocks(conn: AsyncConnection, stock_ids: Iterable[str]) -> None
         await conn.execute(DELETE_STOCKS, {"ids": ids})
 
 
-def _fields(value: object) -> object:
-    """orjson encodes a tuple but not a subclass of one: a NamedTuple (an outbox message)
-    goes in as its fields, as the standard library's encoder writes it."""
-    if isinstance(value, tuple):
-        return tuple(value)
-    raise TypeError(f"{type(value).__name__} is not a JSON value")
+_ENCODER = msgspec.json.Encoder()
 
 
 def json_document(value: Any) -> str:
-    """One statement's parameter document. orjson writes what the standard library's encoder
-    wrote, as PostgreSQL reads it: StrEnum members as their values, tuples as arrays, UTF-8
-    instead of ``\\u`` escapes (``tests/unit/test_json_document.py``)."""
-    return orjson.dumps(value, default=_fields).decode()
+    """One statement's parameter document. msgspec writes what the standard library's encoder
+    wrote, as PostgreSQL reads it: StrEnum members as their values, tuples and NamedTuples as
+    arrays, UTF-8 instead of ``\\u`` escapes (``tests/unit/test_json_document.py``)."""
+    return _ENCODER.encode(value).decode()
 
 
 def item_of(raw: dict[str, Any]) -> Item:

@@ -1,4 +1,4 @@
-"""PostgreSQL reads a plan's document encoded by orjson as it read the standard library's."""
+"""PostgreSQL reads a plan's document encoded by msgspec as it read the standard library's."""
 
 import json
 
