@@ -49,31 +49,35 @@ UNCLAIM_EVENTS = text(
     "(SELECT e->>0, e->>1 FROM json_array_elements(CAST(:events AS json)) AS e)"
 )
 
-# Everything a batch reads before it locks its stock rows, in one round trip, after its
-# order locks: the orders (an order pruned by retention, db/prune_sql.py, comes back from its
+# What a batch reads before it locks its stock rows, in one round trip, after its order
+# locks: the orders (an order pruned by retention, db/prune_sql.py, comes back from its
 # tombstone: its final state, nothing else, marked pruned; a live row wins over a tombstone),
-# their reservations, the warehouses (read by every batch, so that a change holds from the
-# next batch in every process), and the claim of the batch's events (``processed_events``).
-# Each kind of row comes back as an array of records, decoded by asyncpg with its own types.
+# the warehouses (read by every batch, so that a change holds from the next batch in every
+# process), and the claim of the batch's events (``processed_events``). Each kind of row comes
+# back as an array of records, decoded by asyncpg with its own types. The ids go in as a
+# ``text[]`` compared with ``= ANY``: PostgreSQL probes the primary key with it, where a join
+# with ``json_array_elements_text`` was planned as a scan of the whole table while it was small
+# and stayed so in the connection's prepared statement as the table grew.
 LOAD_BATCH = text(
-    "WITH wanted AS (SELECT json_array_elements_text(CAST(:ids AS json)) AS order_id), "
-    "claimed AS (INSERT INTO processed_events (topic, event_id, order_id) "
+    "WITH claimed AS (INSERT INTO processed_events (topic, event_id, order_id) "
     "SELECT e->>0, e->>1, e->>2 FROM json_array_elements(CAST(:events AS json)) AS e "
     "ON CONFLICT DO NOTHING RETURNING topic, event_id) "
     "SELECT ARRAY(SELECT ROW(o.*) FROM ("
     "SELECT order_id, state, items, ttl_seconds, expires_at, version, last_event_id, "
-    "allow_partial, false AS pruned FROM orders WHERE order_id IN (SELECT order_id FROM wanted) "
+    "allow_partial, false AS pruned FROM orders WHERE order_id = ANY(CAST(:ids AS text[])) "
     "UNION ALL SELECT t.order_id, t.final_state, '[]'::jsonb, NULL, NULL, 0, NULL, false, true "
-    "FROM order_tombstones t WHERE t.order_id IN (SELECT order_id FROM wanted) "
+    "FROM order_tombstones t WHERE t.order_id = ANY(CAST(:ids AS text[])) "
     "AND NOT EXISTS (SELECT FROM orders o WHERE o.order_id = t.order_id)) AS o) AS orders, "
-    # only orders in the ledger hold reservations (a pruned order's went with it)
-    "ARRAY(SELECT ROW(id, order_id, stock_id, product_id, variant_id, warehouse_id, quantity, "
-    "status, expires_at, backordered, created_at, returned) FROM reservations "
-    "WHERE order_id IN (SELECT order_id FROM wanted) AND deleted_at IS NULL "
-    "ORDER BY created_at, id) AS reservations, "
     "ARRAY(SELECT ROW(id, priority, active) FROM warehouses WHERE deleted_at IS NULL) "
     "AS warehouses, "
     "ARRAY(SELECT ROW(topic, event_id) FROM claimed) AS claimed"
+)
+
+# Only for orders in the ledger (a batch of new orders has none, and skips this round trip).
+LOAD_RESERVATIONS = text(
+    "SELECT id, order_id, stock_id, product_id, variant_id, warehouse_id, quantity, status, "
+    "expires_at, backordered, created_at, returned FROM reservations "
+    "WHERE order_id = ANY(CAST(:ids AS text[])) AND deleted_at IS NULL ORDER BY created_at, id"
 )
 
 LOAD_WAREHOUSES = text("SELECT id, priority, active FROM warehouses WHERE deleted_at IS NULL")
@@ -127,7 +131,6 @@ async def unclaim_events(conn: AsyncConnection, events: Sequence[tuple[str, str]
 
 class BatchRows(NamedTuple):
     orders: dict[str, OrderRow]
-    reservations: dict[str, list[ReservationRow]]  # by order id, oldest first
     warehouses: dict[str, Warehouse]
     claimed: set[tuple[str, str]]  # (topic, event_id) of the events not seen before
 
@@ -137,25 +140,31 @@ async def load_batch(
     order_ids: Sequence[str],
     events: Sequence[tuple[str, str, str | None]],
 ) -> BatchRows:
-    """Read ``order_ids``' orders and reservations and every warehouse, and record the
-    (topic, event_id, order_id) ``events`` as processed, in one statement. Call it after
-    ``lock_orders``: it reads what the batches before this one committed."""
+    """Read ``order_ids``' orders and every warehouse, and record the (topic, event_id,
+    order_id) ``events`` as processed, in one statement. Call it after ``lock_orders``: it
+    reads what the batches before this one committed."""
     row = (
         await conn.execute(
-            LOAD_BATCH,
-            {"ids": json_document(list(order_ids)), "events": json_document(list(events))},
+            LOAD_BATCH, {"ids": list(order_ids), "events": json_document(list(events))}
         )
     ).one()
-    reservations: dict[str, list[ReservationRow]] = {}
-    for values in row.reservations:
-        line = reservation_row(values)
-        reservations.setdefault(line.order_id, []).append(line)
     return BatchRows(
         orders={values[0]: order_row(values) for values in row.orders},
-        reservations=reservations,
         warehouses={w[0]: Warehouse(w[0], w[1], w[2]) for w in row.warehouses},
         claimed={(topic, event_id) for topic, event_id in row.claimed},
     )
+
+
+async def load_reservations(
+    conn: AsyncConnection, order_ids: Sequence[str]
+) -> dict[str, list[ReservationRow]]:
+    """The reservations of ``order_ids``, by order id, oldest first."""
+    found: dict[str, list[ReservationRow]] = {}
+    if not order_ids:
+        return found
+    for row in await conn.execute(LOAD_RESERVATIONS, {"ids": list(order_ids)}):
+        found.setdefault(row.order_id, []).append(reservation_row(row))
+    return found
 
 
 def order_row(values: Sequence[Any]) -> OrderRow:
@@ -178,7 +187,7 @@ def order_row(values: Sequence[Any]) -> OrderRow:
 
 def reservation_row(values: Sequence[Any]) -> ReservationRow:
     """A ``reservations`` row as the domain holds it, from its columns in the order every
-    query selects them (``LOAD_BATCH``, ``backorder_sql.LOCK_OPEN_LINES``)."""
+    query selects them (``LOAD_RESERVATIONS``, ``backorder_sql.LOCK_OPEN_LINES``)."""
     (
         rid,
         order_id,

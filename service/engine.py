@@ -319,7 +319,8 @@ class ReservationEngine:
             duplicates = duplicates_among(keyed, loaded.claimed)
             snapshot = Snapshot(
                 orders=loaded.orders,
-                reservations=loaded.reservations,
+                # only orders in the ledger can hold reservations (none: no round trip)
+                reservations=await ledger.load_reservations(conn, sorted(loaded.orders)),
                 warehouses=loaded.warehouses,
             )
             created = await ensure_update_targets(conn, commands, snapshot)

@@ -274,7 +274,7 @@ async def test_reads_carry_the_policy_and_the_backordered_units(db_engine):
         await insert_stock(conn, 4, 0)
         locked = await ledger.lock_stocks(conn, [SKU])
         plain = await ledger.lock_stocks(conn, await _skus(conn, "backorder_limit = 0"))
-        lines = (await ledger.load_batch(conn, ["o-1"], [])).reservations
+        lines = await ledger.load_reservations(conn, ["o-1"])
         levels = await levels_of(conn, [SKU])
 
     row = locked[STOCK]
