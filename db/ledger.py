@@ -4,14 +4,18 @@ Every function takes the batch's connection (inside its transaction) and never c
 A batch's rows go in as one JSON document per statement (``json_array_elements``), so a
 batch of any size costs the same round trips, and encoding stays in C on both sides
 (asyncpg encodes a ``text[]`` element by element, which cost more than the SQL itself).
+The documents are encoded by msgspec: the plan's document is encoded while the batch holds its
+hot rows' locks, and the standard library's encoder took 13 % of the engine's time there.
+(Not orjson: Faust's ``json`` codec switches to orjson whenever it is installed, which would
+change the bytes the workers write to Kafka, ``streams/expiry/changelog.py``.)
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable, Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
+import msgspec
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -45,18 +49,31 @@ UNCLAIM_EVENTS = text(
     "(SELECT e->>0, e->>1 FROM json_array_elements(CAST(:events AS json)) AS e)"
 )
 
-# An order pruned by retention (db/prune_sql.py) comes back from its tombstone: its final
-# state, nothing else, marked pruned (service/domain/order_machine.py pruned_step). One round
-# trip either way; a live row wins over a tombstone.
-LOAD_ORDERS = text(
-    "WITH wanted AS (SELECT json_array_elements_text(CAST(:ids AS json)) AS order_id) "
+# What a batch reads before it locks its stock rows, in one round trip, after its order
+# locks: the orders (an order pruned by retention, db/prune_sql.py, comes back from its
+# tombstone: its final state, nothing else, marked pruned; a live row wins over a tombstone),
+# the warehouses (read by every batch, so that a change holds from the next batch in every
+# process), and the claim of the batch's events (``processed_events``). Each kind of row comes
+# back as an array of records, decoded by asyncpg with its own types. The ids go in as a
+# ``text[]`` compared with ``= ANY``: PostgreSQL probes the primary key with it, where a join
+# with ``json_array_elements_text`` was planned as a scan of the whole table while it was small
+# and stayed so in the connection's prepared statement as the table grew.
+LOAD_BATCH = text(
+    "WITH claimed AS (INSERT INTO processed_events (topic, event_id, order_id) "
+    "SELECT e->>0, e->>1, e->>2 FROM json_array_elements(CAST(:events AS json)) AS e "
+    "ON CONFLICT DO NOTHING RETURNING topic, event_id) "
+    "SELECT ARRAY(SELECT ROW(o.*) FROM ("
     "SELECT order_id, state, items, ttl_seconds, expires_at, version, last_event_id, "
-    "allow_partial, false AS pruned FROM orders WHERE order_id IN (SELECT order_id FROM wanted) "
+    "allow_partial, false AS pruned FROM orders WHERE order_id = ANY(CAST(:ids AS text[])) "
     "UNION ALL SELECT t.order_id, t.final_state, '[]'::jsonb, NULL, NULL, 0, NULL, false, true "
-    "FROM order_tombstones t WHERE t.order_id IN (SELECT order_id FROM wanted) "
-    "AND NOT EXISTS (SELECT FROM orders o WHERE o.order_id = t.order_id)"
+    "FROM order_tombstones t WHERE t.order_id = ANY(CAST(:ids AS text[])) "
+    "AND NOT EXISTS (SELECT FROM orders o WHERE o.order_id = t.order_id)) AS o) AS orders, "
+    "ARRAY(SELECT ROW(id, priority, active) FROM warehouses WHERE deleted_at IS NULL) "
+    "AS warehouses, "
+    "ARRAY(SELECT ROW(topic, event_id) FROM claimed) AS claimed"
 )
 
+# Only for orders in the ledger (a batch of new orders has none, and skips this round trip).
 LOAD_RESERVATIONS = text(
     "SELECT id, order_id, stock_id, product_id, variant_id, warehouse_id, quantity, status, "
     "expires_at, backordered, created_at, returned FROM reservations "
@@ -73,14 +90,17 @@ ENSURE_STOCKS = text(
 )
 
 # Locks are taken in stock id order: two batches can never wait on each other in a cycle.
+# Every row of a SKU is locked, and only by SKU, so ``uq_stocks_sku_warehouse`` finds them: the
+# rows of the batch's orders' reservations come in by their SKU too (a condition on ``s.id``
+# beside it, with OR, made PostgreSQL filter the whole table, ``tests/integration/
+# test_lock_stocks_plan.py``).
 LOCK_STOCKS = text(
     "SELECT s.id, s.product_id, s.variant_id, s.warehouse_id, s.available, s.reserved, s.total, "
     "s.version, s.safety_stock, s.reorder_point, s.backorder_limit, s.backordered, "
     "w.priority, w.active FROM stocks s JOIN warehouses w ON w.id = s.warehouse_id "
-    "WHERE s.deleted_at IS NULL AND ("
+    "WHERE s.deleted_at IS NULL AND "
     "(s.product_id, coalesce(s.variant_id, '')) IN "
     "(SELECT * FROM unnest(CAST(:products AS text[]), CAST(:variants AS text[]))) "
-    "OR s.id = ANY(CAST(:stock_ids AS uuid[]))) "
     "ORDER BY s.id FOR UPDATE OF s"
 )
 
@@ -109,29 +129,36 @@ async def unclaim_events(conn: AsyncConnection, events: Sequence[tuple[str, str]
         await conn.execute(UNCLAIM_EVENTS, {"events": json_document(list(events))})
 
 
-async def load_orders(conn: AsyncConnection, order_ids: Sequence[str]) -> dict[str, OrderRow]:
-    if not order_ids:
-        return {}
-    result = await conn.execute(LOAD_ORDERS, {"ids": json_document(list(order_ids))})
-    return {
-        row.order_id: OrderRow(
-            order_id=row.order_id,
-            state=OrderState(row.state),
-            items=tuple(item_of(raw) for raw in row.items),
-            ttl_seconds=row.ttl_seconds,
-            expires_at=row.expires_at,
-            version=row.version,
-            last_event_id=row.last_event_id,
-            allow_partial=row.allow_partial,
-            pruned=row.pruned,
+class BatchRows(NamedTuple):
+    orders: dict[str, OrderRow]
+    warehouses: dict[str, Warehouse]
+    claimed: set[tuple[str, str]]  # (topic, event_id) of the events not seen before
+
+
+async def load_batch(
+    conn: AsyncConnection,
+    order_ids: Sequence[str],
+    events: Sequence[tuple[str, str, str | None]],
+) -> BatchRows:
+    """Read ``order_ids``' orders and every warehouse, and record the (topic, event_id,
+    order_id) ``events`` as processed, in one statement. Call it after ``lock_orders``: it
+    reads what the batches before this one committed."""
+    row = (
+        await conn.execute(
+            LOAD_BATCH, {"ids": list(order_ids), "events": json_document(list(events))}
         )
-        for row in result
-    }
+    ).one()
+    return BatchRows(
+        orders={values[0]: order_row(values) for values in row.orders},
+        warehouses={w[0]: Warehouse(w[0], w[1], w[2]) for w in row.warehouses},
+        claimed={(topic, event_id) for topic, event_id in row.claimed},
+    )
 
 
 async def load_reservations(
     conn: AsyncConnection, order_ids: Sequence[str]
 ) -> dict[str, list[ReservationRow]]:
+    """The reservations of ``order_ids``, by order id, oldest first."""
     found: dict[str, list[ReservationRow]] = {}
     if not order_ids:
         return found
@@ -140,20 +167,53 @@ async def load_reservations(
     return found
 
 
-def reservation_row(row: Any) -> ReservationRow:
-    """A ``reservations`` row as the domain holds it (every query selects the same columns)."""
+def order_row(values: Sequence[Any]) -> OrderRow:
+    """An ``orders`` row (or a tombstone's), from its columns in ``LOAD_BATCH``'s order."""
+    order_id, state, items, ttl_seconds, expires_at, version, last_event_id, partial, pruned = (
+        values
+    )
+    return OrderRow(
+        order_id=order_id,
+        state=OrderState(state),
+        items=tuple(item_of(raw) for raw in items),
+        ttl_seconds=ttl_seconds,
+        expires_at=expires_at,
+        version=version,
+        last_event_id=last_event_id,
+        allow_partial=partial,
+        pruned=pruned,
+    )
+
+
+def reservation_row(values: Sequence[Any]) -> ReservationRow:
+    """A ``reservations`` row as the domain holds it, from its columns in the order every
+    query selects them (``LOAD_RESERVATIONS``, ``backorder_sql.LOCK_OPEN_LINES``)."""
+    (
+        rid,
+        order_id,
+        stock_id,
+        product,
+        variant,
+        warehouse,
+        quantity,
+        status,
+        expires_at,
+        backordered,
+        created_at,
+        returned,
+    ) = values
     return ReservationRow(
-        reservation_id=str(row.id),
-        order_id=row.order_id,
-        stock_id=str(row.stock_id),
-        sku=Sku(row.product_id, row.variant_id),
-        warehouse_id=row.warehouse_id,
-        quantity=row.quantity,
-        status=ReservationStatus(row.status),
-        expires_at=row.expires_at,
-        backordered=row.backordered,
-        created_at=row.created_at,
-        returned=row.returned,
+        reservation_id=str(rid),
+        order_id=order_id,
+        stock_id=str(stock_id),
+        sku=Sku(product, variant),
+        warehouse_id=warehouse,
+        quantity=quantity,
+        status=ReservationStatus(status),
+        expires_at=expires_at,
+        backordered=backordered,
+        created_at=created_at,
+        returned=returned,
     )
 
 
@@ -180,19 +240,16 @@ async def ensure_stocks(conn: AsyncConnection, wanted: Sequence[tuple[str, Sku, 
     return {str(row.id) for row in result}
 
 
-async def lock_stocks(
-    conn: AsyncConnection, skus: Iterable[Sku], stock_ids: Iterable[str]
-) -> dict[str, StockRow]:
-    sku_list = sorted(set(skus))
-    ids = sorted(set(stock_ids))
-    if not sku_list and not ids:
+async def lock_stocks(conn: AsyncConnection, skus: Iterable[Sku]) -> dict[str, StockRow]:
+    """Lock and read every live stock row of ``skus`` (in every warehouse), in id order."""
+    sku_list = list(set(skus))
+    if not sku_list:
         return {}
     result = await conn.execute(
         LOCK_STOCKS,
         {
             "products": [s.product_id for s in sku_list],
             "variants": [s.variant_id or "" for s in sku_list],
-            "stock_ids": ids,
         },
     )
     return {
@@ -225,14 +282,14 @@ async def delete_stocks(conn: AsyncConnection, stock_ids: Iterable[str]) -> None
         await conn.execute(DELETE_STOCKS, {"ids": ids})
 
 
-# One encoder for every statement (json.dumps builds a new one per call when given options);
-# the documents are trees built here, so the check for reference cycles is not needed.
-_ENCODER = json.JSONEncoder(separators=(",", ":"), check_circular=False)
+_ENCODER = msgspec.json.Encoder()
 
 
 def json_document(value: Any) -> str:
-    """One statement's parameter document, encoded by the shared encoder."""
-    return _ENCODER.encode(value)
+    """One statement's parameter document. msgspec writes what the standard library's encoder
+    wrote, as PostgreSQL reads it: StrEnum members as their values, tuples and NamedTuples as
+    arrays, UTF-8 instead of ``\\u`` escapes (``tests/unit/test_json_document.py``)."""
+    return _ENCODER.encode(value).decode()
 
 
 def item_of(raw: dict[str, Any]) -> Item:

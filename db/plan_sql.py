@@ -82,6 +82,13 @@ async def write_plan(
     outbox: Sequence[tuple[str, str, dict[str, Any]]],
 ) -> None:
     """Write every row the plan decided, in one round trip; the caller commits."""
+    await conn.execute(WRITE_PLAN, {"plan": json_document(plan_document(plan, outbox))})
+
+
+def plan_document(
+    plan: Plan, outbox: Sequence[tuple[str, str, dict[str, Any]]]
+) -> dict[str, list[Any]]:
+    """The plan as ``WRITE_PLAN`` reads it: rows as arrays, positions as in its CTEs."""
     new_ids = {r.reservation_id for r in plan.new_reservations}
     # A reservation made and settled in the same batch (created and paid or cancelled events
     # of one order in one batch) is inserted with its final status: the CTEs of WRITE_PLAN
@@ -94,7 +101,7 @@ async def write_plan(
     # encodes as their values, and reading ``.value`` costs more than the encoding.
     # The policy columns are written from the row, always: a SetStockPolicy changes a row's
     # policy the way an UpdateStock changes its levels.
-    document = {
+    return {
         "stocks": [
             (
                 r.stock_id,
@@ -160,9 +167,8 @@ async def write_plan(
             )
             for m in plan.movements
         ],
-        "outbox": outbox,
+        "outbox": list(outbox),
     }
-    await conn.execute(WRITE_PLAN, {"plan": json_document(document)})
 
 
 def _settled(

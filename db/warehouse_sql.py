@@ -2,7 +2,7 @@
 
 Every function takes a connection and never commits: the engine runs ``upsert_warehouse`` in a
 transaction of its own. The engine loads the warehouses anew in every batch
-(``db/ledger.py``: ``load_warehouses``, and ``lock_stocks`` joins each stock row with its
+(``db/ledger.py``: ``load_batch``, and ``lock_stocks`` joins each stock row with its
 warehouse), so a change committed here holds from the next batch on, in every process.
 """
 
@@ -15,7 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from service.domain.validation import WarehouseRecord
 
-# Every warehouse the engine sees (``load_warehouses`` skips soft-deleted ones too).
+# Every warehouse the engine sees (``ledger.load_batch`` skips soft-deleted ones too).
 LIST_WAREHOUSES = text(
     "SELECT id, name, priority, active FROM warehouses WHERE deleted_at IS NULL "
     "ORDER BY priority, id"

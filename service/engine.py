@@ -46,12 +46,11 @@ from service.domain.planner import plan_batch
 from service.domain.results import OrderResult, StockLevel, TransferResult
 from service.domain.snapshot import Snapshot
 from service.domain.validation import WarehouseRecord
-from service.engine_claims import claim_duplicates, release_refused
+from service.engine_claims import duplicates_among, events_to_claim, release_refused
 from service.engine_metrics import count_outcome, count_policy_effects
 from service.engine_snapshot import (
     add_backorders,
     ensure_update_targets,
-    reserved_stock_ids,
     skus_of,
 )
 from service.ids import IdSource
@@ -315,18 +314,17 @@ class ReservationEngine:
             async with self._lock_turn:
                 conn = await transaction.enter_async_context(self._db.begin())
                 await ledger.lock_orders(conn, order_ids)
-            duplicates = await claim_duplicates(conn, commands)
-            orders = await ledger.load_orders(conn, order_ids)
+            keyed, events = events_to_claim(commands)
+            loaded = await ledger.load_batch(conn, order_ids, events)
+            duplicates = duplicates_among(keyed, loaded.claimed)
             snapshot = Snapshot(
-                orders=orders,
-                # only orders in the ledger can hold reservations
-                reservations=await ledger.load_reservations(conn, sorted(orders)),
-                warehouses=await ledger.load_warehouses(conn),
+                orders=loaded.orders,
+                # only orders in the ledger can hold reservations (none: no round trip)
+                reservations=await ledger.load_reservations(conn, sorted(loaded.orders)),
+                warehouses=loaded.warehouses,
             )
             created = await ensure_update_targets(conn, commands, snapshot)
-            snapshot.stocks = await ledger.lock_stocks(
-                conn, skus_of(commands, snapshot), reserved_stock_ids(snapshot)
-            )
+            snapshot.stocks = await ledger.lock_stocks(conn, skus_of(commands, snapshot))
             backordered = sorted(sid for sid, row in snapshot.stocks.items() if row.backordered)
             add_backorders(
                 snapshot,

@@ -34,23 +34,37 @@ def event_key(command: Command) -> tuple[str, str] | None:
     return (command.kind.value, command.event_id)
 
 
-async def claim_duplicates(conn: AsyncConnection, commands: list[Command]) -> frozenset[int]:
-    """Indices of commands whose event (or idempotency key) was already processed."""
-    keyed: dict[tuple[str, str], list[int]] = {}
+Keyed = dict[tuple[str, str], list[int]]
+
+
+def events_to_claim(commands: list[Command]) -> tuple[Keyed, list[tuple[str, str, str | None]]]:
+    """The batch's keys with the indices of the commands that carry each, and the
+    (topic, event id, order id) rows to claim (``ledger.load_batch`` claims them)."""
+    keyed: Keyed = {}
     owners: dict[tuple[str, str], str | None] = {}
     for index, command in enumerate(commands):
         key = event_key(command)
         if key is not None:
             keyed.setdefault(key, []).append(index)
             owners[key] = None if isinstance(command, StockCommand) else command.order_id
-    if not keyed:
-        return frozenset()
-    fresh = await ledger.claim_events(conn, [(t, e, owners[(t, e)]) for t, e in keyed])
+    return keyed, [(t, e, owners[(t, e)]) for t, e in keyed]
+
+
+def duplicates_among(keyed: Keyed, fresh: set[tuple[str, str]]) -> frozenset[int]:
+    """Indices of commands whose key was already processed (``fresh``: the keys claimed now)."""
     duplicate: set[int] = set()
     for key, indices in keyed.items():
         # a redelivery within the same batch: the first copy counts, the rest are duplicates
         duplicate.update(indices if key not in fresh else indices[1:])
     return frozenset(duplicate)
+
+
+async def claim_duplicates(conn: AsyncConnection, commands: list[Command]) -> frozenset[int]:
+    """The claim in a statement of its own (the engine claims within ``ledger.load_batch``)."""
+    keyed, events = events_to_claim(commands)
+    if not keyed:
+        return frozenset()
+    return duplicates_among(keyed, await ledger.claim_events(conn, events))
 
 
 async def release_refused(

@@ -16,6 +16,8 @@ from service.domain.values import Sku, StockOperation
 
 
 def skus_of(commands: Sequence[Command], snapshot: Snapshot) -> set[Sku]:
+    """The SKUs whose stock rows the batch locks: its commands', its orders' items', and its
+    orders' reservations' (a line's row, found by its SKU: the lock goes by SKU only)."""
     skus: set[Sku] = set()
     for command in commands:
         if isinstance(command, Reserve):
@@ -24,6 +26,8 @@ def skus_of(commands: Sequence[Command], snapshot: Snapshot) -> set[Sku]:
             skus.add(command.sku)
     for order in snapshot.orders.values():  # paid after rejection or expiry reserves again
         skus.update(item.sku for item in order.items)
+    for rows in snapshot.reservations.values():
+        skus.update(row.sku for row in rows)
     return skus
 
 
@@ -37,10 +41,6 @@ def add_backorders(snapshot: Snapshot, lines: list[ReservationRow]) -> None:
         for position, row in enumerate(rows):
             if row.backordered and row.backordered != fresh.get(row.reservation_id, 0):
                 rows[position] = replace(row, backordered=fresh.get(row.reservation_id, 0))
-
-
-def reserved_stock_ids(snapshot: Snapshot) -> set[str]:
-    return {r.stock_id for rows in snapshot.reservations.values() for r in rows}
 
 
 async def ensure_update_targets(

@@ -270,7 +270,7 @@ async def test_write_plan_writes_allow_partial_and_the_transitions_at_the_transa
         },
     ]
     async with db_engine.connect() as conn:
-        loaded = await ledger.load_orders(conn, ["o-1", "o-2"])
+        loaded = (await ledger.load_batch(conn, ["o-1", "o-2"], [])).orders
     assert loaded == plan.orders
 
     # the upsert changes allow_partial too, and history only grows (a step without a
@@ -283,7 +283,7 @@ async def test_write_plan_writes_allow_partial_and_the_transitions_at_the_transa
         second = (await conn.execute(text("SELECT now()"))).scalar_one()
         await plan_sql.write_plan(conn, again, [])
     async with db_engine.connect() as conn:
-        assert (await ledger.load_orders(conn, ["o-2"]))["o-2"].allow_partial is True
+        assert (await ledger.load_batch(conn, ["o-2"], [])).orders["o-2"].allow_partial
     assert await rows(db_engine, f"{HISTORY} WHERE order_id = 'o-2' ORDER BY id") == [
         {
             "id": 2,

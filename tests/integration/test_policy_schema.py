@@ -272,8 +272,8 @@ async def test_reads_carry_the_policy_and_the_backordered_units(db_engine):
     async with db_engine.begin() as conn:
         await _backordered_ledger(conn)
         await insert_stock(conn, 4, 0)
-        locked = await ledger.lock_stocks(conn, [SKU], [])
-        plain = await ledger.lock_stocks(conn, [], await _ids(conn, "backorder_limit = 0"))
+        locked = await ledger.lock_stocks(conn, [SKU])
+        plain = await ledger.lock_stocks(conn, await _skus(conn, "backorder_limit = 0"))
         lines = await ledger.load_reservations(conn, ["o-1"])
         levels = await levels_of(conn, [SKU])
 
@@ -292,9 +292,9 @@ async def test_reads_carry_the_policy_and_the_backordered_units(db_engine):
     assert (level.backordered, level.available, level.sellable) == (2, -2, -3)
 
 
-async def _ids(conn: AsyncConnection, where: str) -> list[str]:
-    result = await conn.execute(text(f"SELECT id::text FROM stocks WHERE {where}"))
-    return list(result.scalars())
+async def _skus(conn: AsyncConnection, where: str) -> list[Sku]:
+    result = await conn.execute(text(f"SELECT product_id, variant_id FROM stocks WHERE {where}"))
+    return [Sku(product, variant) for product, variant in result]
 
 
 async def test_write_plan_writes_policies_new_lines_and_fills(db_engine):
@@ -304,7 +304,7 @@ async def test_write_plan_writes_policies_new_lines_and_fills(db_engine):
     new_line = "00000000-0000-4000-8000-0000000000b2"
     filled_new_line = "00000000-0000-4000-8000-0000000000b3"
     async with db_engine.begin() as conn:
-        row = (await ledger.lock_stocks(conn, [SKU], []))[STOCK]
+        row = (await ledger.lock_stocks(conn, [SKU]))[STOCK]
         # the batch: a policy change, two new backordered lines (one of them filled in the
         # same batch), the old line partly filled and committed at once
         row.policy = StockPolicy(safety_stock=0, reorder_point=None, backorder_limit=9)
