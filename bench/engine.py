@@ -35,7 +35,7 @@ from bench.baseline import (
     seed_hot_stock,
 )
 from bench.stack import bench_stack
-from service.bootstrap import build
+from service.bootstrap import Container, build
 from service.config import Settings
 from service.devtools.stack import EmbeddedStack
 from service.domain import validation as v
@@ -45,23 +45,29 @@ from service.domain.values import Sku, StockPolicy
 SKUS = [f"hot-{i}" for i in range(10)]
 
 
+async def stock_up(container: Container, skus: list[str]) -> None:
+    """Set each SKU's default-warehouse row to more units than any bench takes."""
+    for sku in skus:
+        await container.engine.update_stock(
+            v.update_stock(
+                product_id=sku,
+                variant_id=None,
+                warehouse_id=None,
+                operation="SET",
+                quantity=10**12,
+                reason="bench",
+                limits=container.limits,
+                default_warehouse_id="default",
+            )
+        )
+
+
 async def reserve_storm(
     settings: Settings, seconds: float, callers: int, run: str = "a", policies: bool = False
 ) -> dict[str, float]:
     async with build(settings) as container:
+        await stock_up(container, SKUS)
         for sku in SKUS:
-            await container.engine.update_stock(
-                v.update_stock(
-                    product_id=sku,
-                    variant_id=None,
-                    warehouse_id=None,
-                    operation="SET",
-                    quantity=10**12,
-                    reason="bench",
-                    limits=container.limits,
-                    default_warehouse_id="default",
-                )
-            )
             policy = StockPolicy(safety_stock=1_000, reorder_point=10_000, backorder_limit=500)
             await container.engine.set_policy(
                 SetStockPolicy(Sku(sku), "default", policy if policies else StockPolicy())

@@ -37,6 +37,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from bench.engine import stock_up
 from bench.stack import bench_stack
 from db import partitions
 from service.bootstrap import Container, build
@@ -52,22 +53,6 @@ FILL_CHUNK = 500_000
 PAST_SPAN_S = 20 * 86_400  # the past orders' ages: spread over the last 20 days
 MINUTE = timedelta(seconds=60)
 PRUNED_TABLES = ("orders", "reservations", "processed_events", "order_history", "stock_movements")
-
-
-async def stock_up(container: Container) -> None:
-    for sku in SKUS:
-        await container.engine.update_stock(
-            v.update_stock(
-                product_id=sku,
-                variant_id=None,
-                warehouse_id=None,
-                operation="SET",
-                quantity=10**12,
-                reason="bench",
-                limits=container.limits,
-                default_warehouse_id="default",
-            )
-        )
 
 
 async def order_load(container: Container, seconds: float, callers: int, run: str) -> float:
@@ -201,7 +186,7 @@ async def row_counts(db: AsyncEngine) -> dict[str, int]:
 
 async def grow(settings: Settings, args: argparse.Namespace) -> dict[str, Any]:
     async with build(settings) as container:
-        await stock_up(container)
+        await stock_up(container, SKUS)
         await order_load(container, 3, args.callers, "warm")
         fresh = await order_load(container, args.load_seconds, args.callers, "fresh")
         shape = await row_counts(container.db)

@@ -6,8 +6,10 @@ worker does for an order-created event reserving 1-2 of 10 hot SKUs (quantity 1)
 - ``decode``: bytes of the event to a validated ``Reserve`` (``decode_order_event``);
 - ``plan``: ``plan_batch`` over a batch of ``--batch`` such commands, against fresh stock rows;
 - ``outbox``: the engine's outbox rows for that plan (stock-changed and reservation payloads);
-- ``claim``, ``write_plan``: the engine's parameter building for ``claim_events`` and
-  ``write_plan`` (JSON documents), against a connection that answers instantly;
+- ``claim``: the batch's event keys, the claim's document for ``ledger.load_batch`` and the
+  duplicates among them;
+- ``write_plan``: the engine's parameter building for ``write_plan`` (JSON documents), against a
+  connection that answers instantly;
 - ``expiry``: the expiry agent's ``apply`` of the RESERVED events, through the changelog
   writer's encoding into real producer batches (the send is a no-op);
 - ``relay``: the outbox relay turning fetched rows into producer batches.
@@ -89,13 +91,14 @@ def measure(batch: int, repeat: int) -> dict[str, float]:
     from datetime import UTC, datetime
 
     from db import outbox_sql, plan_sql
+    from db.ledger import json_document
     from service.domain.commands import Command, OrderEventKind
     from service.domain.planner import plan_batch
     from service.domain.snapshot import Snapshot, StockRow, Warehouse
     from service.domain.validation import Limits
     from service.domain.values import Levels, Sku
     from service.engine import EngineConfig
-    from service.engine_claims import claim_duplicates
+    from service.engine_claims import duplicates_among, events_to_claim
     from service.ids import IdSource
     from streams.records import decode_order_event
 
@@ -159,6 +162,11 @@ def measure(batch: int, repeat: int) -> dict[str, float]:
             new_id=ids.next,
         )
 
+    def claim() -> None:  # the keys, the document ledger.load_batch sends, the duplicates
+        keyed, rows = events_to_claim(commands)
+        json_document(rows)
+        duplicates_among(keyed, set(keyed))
+
     figures = {
         "decode": best_us(decode, batch, repeat),
         # the snapshot's ten rows are rebuilt inside the timing: a few µs per batch
@@ -168,11 +176,7 @@ def measure(batch: int, repeat: int) -> dict[str, float]:
             batch,
             repeat,
         ),
-        "claim": best_us(
-            lambda: drive(claim_duplicates(conn, commands)),  # type: ignore[arg-type]
-            batch,
-            repeat,
-        ),
+        "claim": best_us(claim, batch, repeat),
         "write_plan": best_us(
             lambda: drive(plan_sql.write_plan(conn, a_plan, outbox)),  # type: ignore[arg-type]
             batch,

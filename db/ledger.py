@@ -38,12 +38,6 @@ LOCK_ORDERS = text(
     "FROM json_array_elements_text(CAST(:ids AS json)) AS o ORDER BY 1) AS keys"
 )
 
-CLAIM_EVENTS = text(
-    "INSERT INTO processed_events (topic, event_id, order_id) "
-    "SELECT e->>0, e->>1, e->>2 FROM json_array_elements(CAST(:events AS json)) AS e "
-    "ON CONFLICT DO NOTHING RETURNING topic, event_id"
-)
-
 UNCLAIM_EVENTS = text(
     "DELETE FROM processed_events WHERE (topic, event_id) IN "
     "(SELECT e->>0, e->>1 FROM json_array_elements(CAST(:events AS json)) AS e)"
@@ -111,16 +105,6 @@ DELETE_STOCKS = text("DELETE FROM stocks WHERE id = ANY(CAST(:ids AS uuid[]))")
 async def lock_orders(conn: AsyncConnection, order_ids: Sequence[str]) -> None:
     if order_ids:
         await conn.execute(LOCK_ORDERS, {"ids": json_document(list(order_ids))})
-
-
-async def claim_events(
-    conn: AsyncConnection, events: Sequence[tuple[str, str, str | None]]
-) -> set[tuple[str, str]]:
-    """Record (topic, event_id, order_id) as processed; returns the ones not seen before."""
-    if not events:
-        return set()
-    result = await conn.execute(CLAIM_EVENTS, {"events": json_document(list(events))})
-    return {(row.topic, row.event_id) for row in result}
 
 
 async def unclaim_events(conn: AsyncConnection, events: Sequence[tuple[str, str]]) -> None:

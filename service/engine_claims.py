@@ -59,14 +59,6 @@ def duplicates_among(keyed: Keyed, fresh: set[tuple[str, str]]) -> frozenset[int
     return frozenset(duplicate)
 
 
-async def claim_duplicates(conn: AsyncConnection, commands: list[Command]) -> frozenset[int]:
-    """The claim in a statement of its own (the engine claims within ``ledger.load_batch``)."""
-    keyed, events = events_to_claim(commands)
-    if not keyed:
-        return frozenset()
-    return duplicates_among(keyed, await ledger.claim_events(conn, events))
-
-
 async def release_refused(
     conn: AsyncConnection,
     commands: list[Command],
