@@ -8,7 +8,9 @@ order leaves, and the database's size under load with every retention at one min
    reservations, 2 processed events, 2 history steps, 4 movements), within the last 20 days;
    ``bytes_per_order`` is the database's growth over the fill divided by the orders.
 3. ``grown``: the same load again, on the grown ledger (same run); ``grown_over_fresh``.
-4. Steady state: the past orders removed (TRUNCATE), then ``--steady-seconds`` of load with
+4. Steady state: the past orders removed (TRUNCATE), then ``--steady-seconds`` of load at a
+   constant rate (``--steady-rate``; by default 0.7 of the slower of ``fresh`` and ``grown``:
+   as fast as the callers can would make the rows kept follow the machine's noise) with
    every retention at 60 s (dedup window, orders, tombstones, movements, outbox), the pruner
    and the outbox relay running, ``pg_database_size`` sampled every ``--sample-seconds``.
    ``steady_growth_last_minute``: the growth over the last minute as a fraction of the size.
@@ -52,19 +54,32 @@ SKUS = [f"sku-{i:04d}" for i in range(1_000)]
 FILL_CHUNK = 500_000
 PAST_SPAN_S = 20 * 86_400  # the past orders' ages: spread over the last 20 days
 MINUTE = timedelta(seconds=60)
+# the steady run's constant order rate, as a share of what the engine sustained in this run:
+# a steady state is one of a steady load, and the pruner and its vacuums need some headroom
+STEADY_SHARE = 0.7
 PRUNED_TABLES = ("orders", "reservations", "processed_events", "order_history", "stock_movements")
 
 
-async def order_load(container: Container, seconds: float, callers: int, run: str) -> float:
-    """Orders/s, each created then paid (two engine commands, as from the stream)."""
+async def order_load(
+    container: Container, seconds: float, callers: int, run: str, rate: float | None = None
+) -> float:
+    """Orders/s, each created then paid (two engine commands, as from the stream): as fast as
+    ``callers`` can, or at most ``rate`` orders/s in all (each caller keeps its own schedule,
+    so a slow moment is not made up by a burst)."""
     done = 0
-    deadline = time.perf_counter() + seconds
+    started = time.perf_counter()
+    deadline = started + seconds
+    interval = callers / rate if rate else 0.0
 
     async def caller(index: int) -> None:
         nonlocal done
         rng = random.Random(f"{run}-{index}")
         n = 0
+        due = started + interval * index / callers
         while time.perf_counter() < deadline:
+            if interval:
+                due = max(due + interval, time.perf_counter())
+                await asyncio.sleep(due - time.perf_counter())
             order = f"{run}-{index}-{n}"
             a, b = rng.sample(SKUS, 2)
             items = [{"product_id": a, "quantity": 1}, {"product_id": b, "quantity": 1}]
@@ -76,7 +91,6 @@ async def order_load(container: Container, seconds: float, callers: int, run: st
             done += 1
             n += 1
 
-    started = time.perf_counter()
     await asyncio.gather(*(caller(i) for i in range(callers)))
     return done / (time.perf_counter() - started)
 
@@ -207,7 +221,7 @@ async def grow(settings: Settings, args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
-async def steady(settings: Settings, args: argparse.Namespace) -> dict[str, Any]:
+async def steady(settings: Settings, args: argparse.Namespace, rate: float) -> dict[str, Any]:
     retained = settings.model_copy(
         update={
             "dedup_window": MINUTE,
@@ -238,12 +252,17 @@ async def steady(settings: Settings, args: argparse.Namespace) -> dict[str, Any]
             while True:
                 size = await database_size(container.db)
                 samples.append((round(time.perf_counter() - started, 1), size))
-                print(f"t={samples[-1][0]:>6}s size={size / 2**20:8.1f} MiB", flush=True)
+                tables = await table_sizes(container.db)
+                largest = " ".join(f"{name}={mib}" for name, (mib, _, _) in tables.items())
+                at = samples[-1][0]
+                print(f"t={at:>6}s size={size / 2**20:8.1f} MiB ({largest})", flush=True)
                 await asyncio.sleep(args.sample_seconds)
 
         sampler = asyncio.create_task(sample())
         try:
-            rate = await order_load(container, args.steady_seconds, args.callers, "steady")
+            achieved = await order_load(
+                container, args.steady_seconds, args.callers, "steady", rate
+            )
         finally:
             sampler.cancel()
             await pruner.stop()
@@ -253,7 +272,8 @@ async def steady(settings: Settings, args: argparse.Namespace) -> dict[str, Any]
     end_t, end_size = samples[-1]
     minute_ago = min(samples, key=lambda s: abs(s[0] - (end_t - 60)))
     return {
-        "steady_orders_per_s": round(rate, 1),
+        "steady_rate": round(rate, 1),
+        "steady_orders_per_s": round(achieved, 1),
         "steady_growth_last_minute": round((end_size - minute_ago[1]) / end_size, 4),
         "steady_size_series": samples,
         "steady_tables": tables,
@@ -287,11 +307,20 @@ def main() -> None:
     parser.add_argument("--sample-seconds", type=float, default=10)
     parser.add_argument("--prune-interval", type=float, default=5)
     parser.add_argument("--callers", type=int, default=64)
+    parser.add_argument(
+        "--steady-rate",
+        type=float,
+        default=None,
+        help=f"orders/s of the steady run (default: {STEADY_SHARE} of the slower measured rate)",
+    )
     parser.add_argument("--plot", type=Path, default=None)
     args = parser.parse_args()
     with bench_stack() as (_stack, settings):
         figures = asyncio.run(grow(settings, args))
-        steady_figures = asyncio.run(steady(settings, args))
+        rate = args.steady_rate or STEADY_SHARE * min(
+            figures["fresh_orders_per_s"], figures["grown_orders_per_s"]
+        )
+        steady_figures = asyncio.run(steady(settings, args, rate))
     if args.plot is not None:
         plot(steady_figures["steady_size_series"], args.plot)
     print(

@@ -10,6 +10,9 @@ new month), nothing while it is empty, which it is when the months are created a
 holds rows of a month, creating that month fails (logged each round) and its movements keep
 going to the DEFAULT partition, still read and pruned like any other.
 
+A partition is created with the storage parameters of every table the pruner deletes from
+(``CHURNED_STORAGE``, revision 0007).
+
 Creating and dropping a partition take an ACCESS EXCLUSIVE lock on the parent for an instant;
 the caller's short ``lock_timeout`` makes either give up (and retry next round) rather than
 queue the engine behind it.
@@ -30,6 +33,11 @@ _EXISTING = (
     "SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid "
     f"WHERE i.inhparent = '{PARENT}'::regclass"
 )
+
+
+# VACUUM leaves a churned table's size alone (giving its end back takes an ACCESS EXCLUSIVE
+# lock, and the space is written again within seconds) and runs once 5 % of the rows are dead.
+CHURNED_STORAGE = "vacuum_truncate = false, autovacuum_vacuum_scale_factor = 0.05"
 
 
 def is_partition(name: str | None) -> bool:
@@ -73,7 +81,8 @@ async def ensure_ahead(conn: asyncpg.Connection, now: datetime, months_ahead: in
             name = partition_name(month)
             await conn.execute(
                 f"CREATE TABLE IF NOT EXISTS {name} PARTITION OF {PARENT} FOR VALUES "
-                f"FROM ('{month.isoformat()}') TO ('{next_month(month).isoformat()}')"
+                f"FROM ('{month.isoformat()}') TO ('{next_month(month).isoformat()}') "
+                f"WITH ({CHURNED_STORAGE})"
             )
             created.append(name)
         month = next_month(month)

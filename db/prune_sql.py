@@ -103,13 +103,14 @@ _OLDEST = {
 }
 
 
-# autovacuum's own rule (dead rows beyond 20 % of the live ones), checked at the pruner's
-# cadence: with short retentions autovacuum's one visit a minute (autovacuum_naptime) leaves
-# a table with minutes of dead rows, and their space is reused only after a vacuum.
+# autovacuum's own rule for these tables (dead rows beyond 5 % of the live ones, revision
+# 0007), checked at the pruner's cadence: with short retentions autovacuum's one visit a minute
+# (autovacuum_naptime) leaves a table with minutes of dead rows, and their space is reused
+# only after a vacuum.
 _CHURNED = (
     "SELECT relname FROM pg_stat_user_tables WHERE schemaname = current_schema() "
     "AND (relname = ANY($1::text[]) OR relname LIKE 'stock\\_movements\\_%') "
-    "AND n_dead_tup > 1000 AND n_dead_tup > 0.2 * n_live_tup ORDER BY relname"
+    "AND n_dead_tup > 1000 AND n_dead_tup > 0.05 * n_live_tup ORDER BY relname"
 )
 VACUUM_TIMEOUT = "10min"
 
@@ -154,13 +155,14 @@ async def oldest_ages(conn: asyncpg.Connection) -> dict[str, float | None]:
 
 async def vacuum_churned(conn: asyncpg.Connection) -> list[str]:
     """VACUUM the pruned tables with more dead rows than autovacuum lets stand; their names.
-    VACUUM takes no lock that the engine's statements wait on (SHARE UPDATE EXCLUSIVE)."""
+    VACUUM takes no lock that the engine's statements wait on (SHARE UPDATE EXCLUSIVE), and
+    without TRUNCATE none for giving the table's end back."""
     names = [row[0] for row in await conn.fetch(_CHURNED, list(TABLES))]
     if names:
         await conn.execute(f"SET statement_timeout = '{VACUUM_TIMEOUT}'")
         try:
             for name in names:
-                await conn.execute(f'VACUUM (SKIP_LOCKED) "{name}"')
+                await conn.execute(f'VACUUM (SKIP_LOCKED, TRUNCATE false) "{name}"')
         finally:
             await conn.execute("RESET statement_timeout")
     return names

@@ -12,9 +12,10 @@ so another takes over). A round, every ``prune_interval_s``:
    movement retention the whole months of movements before it (dropped) and the rows before
    it in the oldest kept month; and the outbox rows published longer ago than
    ``outbox_retention_hours``;
-3. VACUUMs a pruned table whose dead rows exceed autovacuum's own threshold (20 % of the
-   live ones): with short retentions autovacuum, which visits a table at most once a
-   minute, leaves minutes of dead rows whose space nothing reuses until a vacuum
+3. VACUUMs a pruned table whose dead rows exceed autovacuum's threshold for it (5 % of the
+   live ones, revision 0007), without giving the table's end back (no ACCESS EXCLUSIVE
+   lock): with short retentions autovacuum, which visits a table at most once a minute,
+   leaves minutes of dead rows whose space nothing reuses until a vacuum
    (``bench/growth.py`` measured it);
 4. sets ``inventory_oldest_row_age_seconds{table}``.
 

@@ -50,6 +50,11 @@ async def rows_of(container: Container, sql: str) -> list[Any]:
         return list(await conn.execute(text(sql)))
 
 
+async def rows_of_params(container: Container, sql: str, names: list[str]) -> list[Any]:
+    async with container.db.connect() as conn:
+        return list(await conn.execute(text(sql), {"names": names}))
+
+
 async def age(container: Container, sql: str, **params: Any) -> None:
     async with container.db.begin() as conn:
         await conn.execute(text(sql), params)
@@ -225,3 +230,34 @@ async def test_every_writing_process_creates_the_partitions_ahead(settings: Sett
             assert later in await partitions.existing_months(conn)
     finally:
         await conn.close()
+
+
+CHURNED_OPTIONS = "SELECT relname, reloptions FROM pg_class WHERE relname = ANY(:names)"
+
+
+async def test_a_vacuum_after_pruning_keeps_the_tables_size_and_takes_no_exclusive_lock(
+    container: Container, pruner_conn: asyncpg.Connection
+) -> None:
+    """Revision 0007: VACUUM leaves a churned table's end in place (giving it back would take
+    an ACCESS EXCLUSIVE lock and the pages are written again at once), and the movement
+    partitions created from now on carry the same storage parameters."""
+    far = partitions.next_month(partitions.month_start(datetime.now(UTC)) + timedelta(days=900))
+    created = await partitions.ensure_ahead(pruner_conn, far, 0)
+    names = [t for t in prune_sql.TABLES if t != partitions.PARENT] + created
+    options = dict(tuple(r) for r in await rows_of_params(container, CHURNED_OPTIONS, names))
+    for name in names:
+        assert "vacuum_truncate=false" in (options[name] or []), name
+        assert "autovacuum_vacuum_scale_factor=0.05" in (options[name] or []), name
+    await pruner_conn.execute(f"DROP TABLE {created[0]}")
+
+    await age(
+        container,
+        "INSERT INTO order_tombstones (order_id, final_state) "
+        "SELECT 'gone-' || g, 'COMMITTED' FROM generate_series(1, 20000) g",
+    )
+    size = "SELECT pg_relation_size('order_tombstones')"
+    before = (await values(container, size))[0]
+    await pruner_conn.execute("DELETE FROM order_tombstones")
+    await pruner_conn.execute("SELECT pg_stat_force_next_flush()")  # the dead rows counted now
+    assert "order_tombstones" in await prune_sql.vacuum_churned(pruner_conn)
+    assert (await values(container, size))[0] == before > 0
