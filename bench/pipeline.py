@@ -136,8 +136,10 @@ async def orders_through(settings: Settings, count: int, run: str) -> dict[str, 
     }
 
 
-def profile(pid: int, path: Path, seconds: float) -> subprocess.Popen[bytes]:
-    """py-spy on the worker: a flame graph (.svg) or raw collapsed stacks (any other suffix)."""
+def profile(
+    pid: int, path: Path, seconds: int, *, threads: bool = True, nonblocking: bool = False
+) -> subprocess.Popen[bytes]:
+    """py-spy on a process: a flame graph (.svg) or raw collapsed stacks (any other suffix)."""
     spy = Path(sys.executable).with_name("py-spy")
     form = "flamegraph" if path.suffix == ".svg" else "raw"
     return subprocess.Popen(
@@ -147,10 +149,11 @@ def profile(pid: int, path: Path, seconds: float) -> subprocess.Popen[bytes]:
             "--pid",
             str(pid),
             "--duration",
-            str(int(seconds)),
+            str(seconds),
             "--rate",
             "200",
-            "--threads",
+            *(["--threads"] if threads else []),
+            *(["--nonblocking"] if nonblocking else []),
             "--format",
             form,
             "--output",
@@ -180,9 +183,8 @@ def main() -> None:
         try:
             wait_ready(worker, log_path)
             asyncio.run(orders_through(settings, args.warmup, "warmup"))
-            spy = (
-                profile(worker.pid, args.profile, args.orders / 2_000 + 5) if args.profile else None
-            )
+            duration = int(args.orders / 2_000 + 5)
+            spy = profile(worker.pid, args.profile, duration) if args.profile else None
             figures = asyncio.run(orders_through(settings, args.orders, uuid.uuid4().hex[:6]))
             rss = peak_rss_mb(worker.pid)
             if spy is not None:

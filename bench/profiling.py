@@ -38,6 +38,7 @@ sys.path.insert(0, str(ROOT))
 from bench import grpc_api  # noqa: E402
 from bench.baseline import seed_hot_stock  # noqa: E402
 from bench.engine import SKUS, reserve_storm  # noqa: E402
+from bench.pipeline import profile  # noqa: E402
 from bench.stack import bench_stack  # noqa: E402
 from service.devtools.ports import free_port  # noqa: E402
 
@@ -174,26 +175,8 @@ def tables(path: Path, top: int = 15) -> dict[str, object]:
 
 
 def py_spy(pid: int, output: Path, seconds: float) -> subprocess.Popen[bytes]:
-    spy = Path(sys.executable).with_name("py-spy")
-    return subprocess.Popen(
-        [
-            str(spy) if spy.exists() else "py-spy",
-            "record",
-            "--pid",
-            str(pid),
-            "--duration",
-            str(max(1, round(seconds))),
-            "--rate",
-            "200",
-            "--nonblocking",
-            "--format",
-            "raw",
-            "--output",
-            str(output),
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    """Raw collapsed stacks of the main thread, without pausing the process."""
+    return profile(pid, output, max(1, round(seconds)), threads=False, nonblocking=True)
 
 
 def profile_engine(seconds: float, output: Path) -> dict[str, float]:

@@ -37,7 +37,10 @@ _EXISTING = (
 
 # VACUUM leaves a churned table's size alone (giving its end back takes an ACCESS EXCLUSIVE
 # lock, and the space is written again within seconds) and runs once 5 % of the rows are dead.
-CHURNED_STORAGE = "vacuum_truncate = false, autovacuum_vacuum_scale_factor = 0.05"
+VACUUM_SCALE_FACTOR = 0.05
+CHURNED_STORAGE = "vacuum_truncate = false, " + (
+    f"autovacuum_vacuum_scale_factor = {VACUUM_SCALE_FACTOR}"
+)
 
 
 def is_partition(name: str | None) -> bool:

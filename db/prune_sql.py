@@ -17,6 +17,7 @@ from dataclasses import dataclass
 
 import asyncpg
 
+from db.partitions import VACUUM_SCALE_FACTOR
 from db.schema import FINISHED_SQL
 
 TABLES = (
@@ -110,7 +111,7 @@ _OLDEST = {
 _CHURNED = (
     "SELECT relname FROM pg_stat_user_tables WHERE schemaname = current_schema() "
     "AND (relname = ANY($1::text[]) OR relname LIKE 'stock\\_movements\\_%') "
-    "AND n_dead_tup > 1000 AND n_dead_tup > 0.05 * n_live_tup ORDER BY relname"
+    "AND n_dead_tup > 1000 AND n_dead_tup > $2 * n_live_tup ORDER BY relname"
 )
 VACUUM_TIMEOUT = "10min"
 
@@ -157,7 +158,7 @@ async def vacuum_churned(conn: asyncpg.Connection) -> list[str]:
     """VACUUM the pruned tables with more dead rows than autovacuum lets stand; their names.
     VACUUM takes no lock that the engine's statements wait on (SHARE UPDATE EXCLUSIVE), and
     without TRUNCATE none for giving the table's end back."""
-    names = [row[0] for row in await conn.fetch(_CHURNED, list(TABLES))]
+    names = [row[0] for row in await conn.fetch(_CHURNED, list(TABLES), VACUUM_SCALE_FACTOR)]
     if names:
         await conn.execute(f"SET statement_timeout = '{VACUUM_TIMEOUT}'")
         try:

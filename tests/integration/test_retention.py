@@ -45,14 +45,9 @@ async def values(container: Container, sql: str, **params: Any) -> list[Any]:
         return list((await conn.execute(text(sql), params)).scalars())
 
 
-async def rows_of(container: Container, sql: str) -> list[Any]:
+async def rows_of(container: Container, sql: str, **params: Any) -> list[Any]:
     async with container.db.connect() as conn:
-        return list(await conn.execute(text(sql)))
-
-
-async def rows_of_params(container: Container, sql: str, names: list[str]) -> list[Any]:
-    async with container.db.connect() as conn:
-        return list(await conn.execute(text(sql), {"names": names}))
+        return list(await conn.execute(text(sql), params))
 
 
 async def age(container: Container, sql: str, **params: Any) -> None:
@@ -244,7 +239,7 @@ async def test_a_vacuum_after_pruning_keeps_the_tables_size_and_takes_no_exclusi
     far = partitions.next_month(partitions.month_start(datetime.now(UTC)) + timedelta(days=900))
     created = await partitions.ensure_ahead(pruner_conn, far, 0)
     names = [t for t in prune_sql.TABLES if t != partitions.PARENT] + created
-    options = dict(tuple(r) for r in await rows_of_params(container, CHURNED_OPTIONS, names))
+    options = dict(tuple(r) for r in await rows_of(container, CHURNED_OPTIONS, names=names))
     for name in names:
         assert "vacuum_truncate=false" in (options[name] or []), name
         assert "autovacuum_vacuum_scale_factor=0.05" in (options[name] or []), name
