@@ -192,7 +192,7 @@ class Settings(BaseSettings):
 
     # group commit
     batch_max_size: int = Field(default=256, ge=1)
-    batch_window_ms: float = Field(default=2.0, ge=0)
+    batch_window_ms: float = Field(default=0.0, ge=0)
 
     # limits on input
     max_items_per_order: int = Field(default=100, ge=1)

@@ -69,7 +69,7 @@ class InternalError(InventoryError):
 @dataclass(frozen=True, slots=True)
 class EngineConfig:
     batch_max_size: int = 256
-    batch_window_s: float = 0.002
+    batch_window_s: float = 0.0
     allow_split: bool = True
     topic_stock_changed: str = "stock-changed"
     topic_reservations: str = "inventory-reservations"
@@ -240,9 +240,11 @@ class ReservationEngine:
         while True:
             first = await self._queue.get()
             # While every slot is busy committing, the next batch accumulates by itself: that
-            # is the group commit. Only an idle engine waits out the window for company.
+            # is the group commit. An idle engine first lets every caller that is already
+            # runnable enqueue (one turn of the loop: the callers a batch's answers woke send
+            # their next command together), and waits ``batch_window_s`` more if configured.
             await self._slots.acquire()
-            if not self._inflight and self._config.batch_window_s > 0:
+            if not self._inflight:
                 await asyncio.sleep(self._config.batch_window_s)
             batch = self._drain(first)
             task = asyncio.create_task(self._run(batch))
