@@ -11,28 +11,27 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from sqlalchemy import text
-from sqlalchemy.ext.asyncio import AsyncConnection
+from asyncpg import Connection
 
 from db.ledger import reservation_row
 from service.domain.snapshot import ReservationRow
 
 _OPEN = "status IN ('PENDING', 'COMMITTED') AND backordered > 0"
 
-LOCK_OPEN_LINES = text(
+LOCK_OPEN_LINES = (
     "SELECT id, order_id, stock_id, product_id, variant_id, warehouse_id, quantity, status,"
     " expires_at, backordered, created_at, returned FROM reservations"
     f" WHERE {_OPEN} AND order_id IN (SELECT order_id FROM reservations"
-    f"  WHERE stock_id = ANY(CAST(:ids AS uuid[])) AND {_OPEN})"
+    f"  WHERE stock_id = ANY(CAST($1 AS uuid[])) AND {_OPEN})"
     " ORDER BY id FOR UPDATE"
 )
 
 
-async def lock_open_lines(conn: AsyncConnection, stock_ids: Sequence[str]) -> list[ReservationRow]:
+async def lock_open_lines(conn: Connection, stock_ids: Sequence[str]) -> list[ReservationRow]:
     """The open backordered lines on ``stock_ids``, and every other one of their orders,
     oldest first (``created_at``, then id): the fill order. Call it after ``lock_stocks``."""
     if not stock_ids:
         return []
-    result = await conn.execute(LOCK_OPEN_LINES, {"ids": list(stock_ids)})
+    result = await conn.fetch(LOCK_OPEN_LINES, list(stock_ids))
     lines = [reservation_row(row) for row in result]
     return sorted(lines, key=lambda line: (line.created_at, line.reservation_id))

@@ -5,8 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import text
-from sqlalchemy.ext.asyncio import AsyncConnection
+from asyncpg import Connection
 
 from db.ledger import json_document
 from db.outbox_sql import OUTBOX_CHANNEL
@@ -19,8 +18,8 @@ from service.domain.values import Item, ReservationStatus
 # The document is cast to jsonb, parsed once: as ``json`` (text), every ``->`` of a section
 # rescanned the whole document and every ``->>`` of a field its row, which was 60 % of the
 # statement's execution for a batch of 64 orders (9.2 ms against 3.6 ms, EXPLAIN ANALYZE).
-WRITE_PLAN = text(
-    "WITH plan AS (SELECT CAST(:plan AS jsonb) AS doc), "
+WRITE_PLAN = (
+    "WITH plan AS (SELECT CAST($1 AS jsonb) AS doc), "
     "stock_rows AS ("
     "UPDATE stocks AS s SET available = (e->>1)::bigint, reserved = (e->>2)::bigint, "
     "total = (e->>3)::bigint, version = (e->>4)::bigint, safety_stock = (e->>5)::bigint, "
@@ -80,12 +79,12 @@ WRITE_PLAN = text(
 
 
 async def write_plan(
-    conn: AsyncConnection,
+    conn: Connection,
     plan: Plan,
     outbox: Sequence[tuple[str, str, dict[str, Any]]],
 ) -> None:
     """Write every row the plan decided, in one round trip; the caller commits."""
-    await conn.execute(WRITE_PLAN, {"plan": json_document(plan_document(plan, outbox))})
+    await conn.fetchrow(WRITE_PLAN, json_document(plan_document(plan, outbox)))
 
 
 def plan_document(

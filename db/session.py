@@ -6,6 +6,9 @@
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, replace
 
 import asyncpg
@@ -48,6 +51,36 @@ def create_engine(database: Database) -> AsyncEngine:
             "server_settings": database.server_settings,
         },
     )
+
+
+@asynccontextmanager
+async def driver_transaction(db: AsyncEngine) -> AsyncIterator[asyncpg.Connection]:
+    """A transaction on the asyncpg connection of a pooled one (the engine's batches,
+    ``db/ledger.py`` says why): committed when the block ends, rolled back if it raises.
+
+    SQLAlchemy starts no transaction of its own on the connection (it would at its first
+    ``execute``), so returning it to the pool costs nothing. What SQLAlchemy would do on a
+    failure, this does: a lost connection (a restarted server) empties the pool, whose other
+    connections are as old and likely as dead; one left in doubt (cancelled mid-statement, a
+    driver error) is discarded alone. An error the server answered leaves it healthy.
+    """
+    async with db.connect() as conn:
+        raw = (await conn.get_raw_connection()).driver_connection
+        assert isinstance(raw, asyncpg.Connection)
+        try:
+            async with raw.transaction():
+                yield raw
+        except BaseException as error:
+            if raw.is_closed() or isinstance(error, _LOST):
+                await conn.invalidate()
+                await db.dispose()
+            elif isinstance(error, _IN_DOUBT):
+                await conn.invalidate()
+            raise
+
+
+_LOST = (OSError, asyncpg.PostgresConnectionError, asyncpg.ConnectionDoesNotExistError)
+_IN_DOUBT = (TimeoutError, asyncpg.InterfaceError, asyncio.CancelledError)
 
 
 async def connect(database: Database) -> asyncpg.Connection:

@@ -22,6 +22,7 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from db import backorder_sql, ledger, plan_sql, warehouse_sql
+from db.session import driver_transaction
 from service import metrics
 from service.config import Settings
 from service.db_errors import Failure, classify
@@ -314,7 +315,7 @@ class ReservationEngine:
         order_ids = sorted({c.order_id for c in commands if not isinstance(c, StockCommand)})
         async with contextlib.AsyncExitStack() as transaction:
             async with self._lock_turn:
-                conn = await transaction.enter_async_context(self._db.begin())
+                conn = await transaction.enter_async_context(driver_transaction(self._db))
                 await ledger.lock_orders(conn, order_ids)
             keyed, events = events_to_claim(commands)
             loaded = await ledger.load_batch(conn, order_ids, events)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from sqlalchemy.ext.asyncio import AsyncConnection
+from asyncpg import Connection
 
 from db import ledger
 from service.domain.commands import (
@@ -60,7 +60,7 @@ def duplicates_among(keyed: Keyed, fresh: set[tuple[str, str]]) -> frozenset[int
 
 
 async def release_refused(
-    conn: AsyncConnection,
+    conn: Connection,
     commands: list[Command],
     results: Sequence[object],
     duplicates: frozenset[int],

@@ -7,7 +7,7 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import replace
 
-from sqlalchemy.ext.asyncio import AsyncConnection
+from asyncpg import Connection
 
 from db import ledger
 from service.domain.commands import Command, Reserve, StockCommand, TransferStock, UpdateStock
@@ -44,7 +44,7 @@ def add_backorders(snapshot: Snapshot, lines: list[ReservationRow]) -> None:
 
 
 async def ensure_update_targets(
-    conn: AsyncConnection, commands: Sequence[Command], snapshot: Snapshot
+    conn: Connection, commands: Sequence[Command], snapshot: Snapshot
 ) -> set[str]:
     """ADD and SET may create a stock row, and so may a transfer at its destination; rows
     created but unused are deleted again."""

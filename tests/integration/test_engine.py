@@ -364,3 +364,37 @@ async def test_a_command_the_engine_fails_on_unexpectedly_fails_alone(container,
     assert [getattr(r, "status", None) for r in results] == [None, "INTERNAL", None]
     assert [r.state for r in (results[0], results[2])] == [OrderState.RESERVED] * 2
     assert await scalar(container.db, "SELECT reserved FROM stocks WHERE product_id = 'iso'") == 2
+
+
+async def test_a_batch_after_the_server_dropped_every_connection_runs_on_fresh_ones(
+    settings, db_engine
+):
+    """The engine's batches run on the driver connection (db.session.driver_transaction):
+    a connection the server closed is discarded with the rest of the pool, as SQLAlchemy
+    does, and the batch runs again on a new one instead of failing."""
+    settings = settings.model_copy(update={"app_id": "engine-dropped"})
+    async with build(settings) as container:
+        await put_stock(container, "dropped-sku", 10)
+        # three connections idle in the pool
+        db = container.db
+        async with db.connect() as a, db.connect() as b, db.connect() as c:
+            for conn in (a, b, c):
+                await conn.execute(text("SELECT 1"))
+        dropped = await scalar(
+            db_engine,
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+            "WHERE application_name = :name",
+            name="engine-dropped",
+        )
+        assert dropped >= 3
+        results = await asyncio.gather(
+            *(
+                container.engine.reserve(reserve(container, f"dropped-{i}", ("dropped-sku", 1)))
+                for i in range(3)
+            )
+        )
+        assert [r.state for r in results] == [OrderState.RESERVED] * 3
+        assert (
+            await scalar(db_engine, "SELECT reserved FROM stocks WHERE product_id = 'dropped-sku'")
+            == 3
+        )

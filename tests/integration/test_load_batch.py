@@ -4,6 +4,7 @@ import pytest
 from sqlalchemy import text
 
 from db import ledger
+from db.session import driver_transaction
 
 pytestmark = pytest.mark.stack
 
@@ -17,7 +18,7 @@ async def test_claims_each_event_once_and_reads_warehouses_as_committed(db_engin
             )
         )
     events = [("order-created", "e-1", "o-1"), ("admin:update-stock", "k-1", None)]
-    async with db_engine.begin() as conn:
+    async with driver_transaction(db_engine) as conn:
         first = await ledger.load_batch(conn, ["o-1"], events)
     assert first.claimed == {("order-created", "e-1"), ("admin:update-stock", "k-1")}
     assert first.orders == {}
@@ -28,7 +29,7 @@ async def test_claims_each_event_once_and_reads_warehouses_as_committed(db_engin
 
     async with db_engine.begin() as conn:
         await conn.execute(text("UPDATE warehouses SET active = false WHERE id = 'w2'"))
-    async with db_engine.begin() as conn:
+    async with driver_transaction(db_engine) as conn:
         # a stock-only batch: no order, its admin key seen before, a new one
         again = await ledger.load_batch(
             conn, [], [("admin:update-stock", "k-1", None), ("admin:update-stock", "k-2", None)]

@@ -6,6 +6,7 @@ import pytest
 from sqlalchemy import text
 
 from db import ledger
+from db.session import driver_transaction
 from service.domain.values import Sku
 
 pytestmark = pytest.mark.stack
@@ -44,14 +45,12 @@ async def test_lock_stocks_uses_the_sku_index_on_a_large_catalog(db_engine):
     wanted = [Sku("p-10", None), Sku("p-11", "v"), Sku("p-9999", None)]
     async with db_engine.begin() as conn:
         await _catalog(conn)
-        explained = await conn.execute(
-            text(f"EXPLAIN (FORMAT JSON) {ledger.LOCK_STOCKS.text}"),
-            {
-                "products": [s.product_id for s in wanted],
-                "variants": [s.variant_id or "" for s in wanted],
-            },
+    async with driver_transaction(db_engine) as conn:
+        raw = await conn.fetchval(
+            f"EXPLAIN (FORMAT JSON) {ledger.LOCK_STOCKS}",
+            [s.product_id for s in wanted],
+            [s.variant_id or "" for s in wanted],
         )
-        raw = explained.scalar_one()
         plan = (raw if isinstance(raw, list) else json.loads(raw))[0]["Plan"]
         locked = await ledger.lock_stocks(conn, wanted)
 

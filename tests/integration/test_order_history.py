@@ -14,6 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from db import ledger, plan_sql
 from db.order_reads import load_order_view
+from db.session import driver_transaction
 from service.domain import validation as v
 from service.domain.commands import Commit, Source
 from service.domain.plan import Plan, TransitionRow
@@ -235,8 +236,8 @@ async def test_write_plan_writes_allow_partial_and_the_transitions_at_the_transa
             ),
         ],
     )
-    async with db_engine.begin() as conn:
-        first = (await conn.execute(text("SELECT now()"))).scalar_one()
+    async with driver_transaction(db_engine) as conn:
+        first = await conn.fetchval("SELECT now()")
         await asyncio.sleep(0.01)  # the statement's clock moved on; the transaction's did not
         await plan_sql.write_plan(conn, plan, [])
 
@@ -269,7 +270,7 @@ async def test_write_plan_writes_allow_partial_and_the_transitions_at_the_transa
             "at": first,
         },
     ]
-    async with db_engine.connect() as conn:
+    async with driver_transaction(db_engine) as conn:
         loaded = (await ledger.load_batch(conn, ["o-1", "o-2"], [])).orders
     assert loaded == plan.orders
 
@@ -279,10 +280,10 @@ async def test_write_plan_writes_allow_partial_and_the_transitions_at_the_transa
         orders={"o-2": order_row("o-2", OrderState.REJECTED, allow_partial=True, version=2)},
         transitions=[TransitionRow("o-2", OrderState.REJECTED, OrderState.REJECTED, None, "x")],
     )
-    async with db_engine.begin() as conn:
-        second = (await conn.execute(text("SELECT now()"))).scalar_one()
+    async with driver_transaction(db_engine) as conn:
+        second = await conn.fetchval("SELECT now()")
         await plan_sql.write_plan(conn, again, [])
-    async with db_engine.connect() as conn:
+    async with driver_transaction(db_engine) as conn:
         assert (await ledger.load_batch(conn, ["o-2"], [])).orders["o-2"].allow_partial
     assert await rows(db_engine, f"{HISTORY} WHERE order_id = 'o-2' ORDER BY id") == [
         {
@@ -305,7 +306,7 @@ async def test_write_plan_writes_allow_partial_and_the_transitions_at_the_transa
         },
     ]
     # a plan without transitions writes none
-    async with db_engine.begin() as conn:
+    async with driver_transaction(db_engine) as conn:
         await plan_sql.write_plan(conn, Plan(), [])
     assert await rows(db_engine, "SELECT count(*) AS n FROM order_history") == [{"n": 4}]
 

@@ -12,6 +12,7 @@ from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from db import backorder_sql, ledger, plan_sql
+from db.session import driver_transaction
 from db.stock_reads import levels_of
 from service.domain.plan import Plan, StockChange
 from service.domain.snapshot import ReservationRow
@@ -272,10 +273,12 @@ async def test_reads_carry_the_policy_and_the_backordered_units(db_engine):
     async with db_engine.begin() as conn:
         await _backordered_ledger(conn)
         await insert_stock(conn, 4, 0)
-        locked = await ledger.lock_stocks(conn, [SKU])
-        plain = await ledger.lock_stocks(conn, await _skus(conn, "backorder_limit = 0"))
-        lines = await ledger.load_reservations(conn, ["o-1"])
+        plain_skus = await _skus(conn, "backorder_limit = 0")
         levels = await levels_of(conn, [SKU])
+    async with driver_transaction(db_engine) as batch:
+        locked = await ledger.lock_stocks(batch, [SKU])
+        plain = await ledger.lock_stocks(batch, plain_skus)
+        lines = await ledger.load_reservations(batch, ["o-1"])
 
     row = locked[STOCK]
     assert row.policy == StockPolicy(safety_stock=1, reorder_point=4, backorder_limit=5)
@@ -303,7 +306,7 @@ async def test_write_plan_writes_policies_new_lines_and_fills(db_engine):
     expires = datetime.now(UTC) + timedelta(minutes=15)
     new_line = "00000000-0000-4000-8000-0000000000b2"
     filled_new_line = "00000000-0000-4000-8000-0000000000b3"
-    async with db_engine.begin() as conn:
+    async with driver_transaction(db_engine) as conn:
         row = (await ledger.lock_stocks(conn, [SKU]))[STOCK]
         # the batch: a policy change, two new backordered lines (one of them filled in the
         # same batch), the old line partly filled and committed at once
@@ -358,7 +361,7 @@ async def test_write_plan_writes_policies_new_lines_and_fills(db_engine):
         {"id": filled_new_line, "status": "PENDING", "backordered": 0},
     ]
     # a fill alone (no status) leaves the status as it is
-    async with db_engine.begin() as conn:
+    async with driver_transaction(db_engine) as conn:
         await plan_sql.write_plan(conn, Plan(backorder_fills={new_line: 2}), [])
     assert await rows(
         db_engine, f"SELECT status, backordered FROM reservations WHERE id = '{new_line}'"
@@ -406,8 +409,9 @@ async def test_open_backordered_lines_oldest_first_with_the_orders_other_lines(d
         await conn.execute(
             text(f"UPDATE reservations SET created_at = '{at.isoformat()}' WHERE id = '{LINE}'")
         )
-        found = await backorder_sql.lock_open_lines(conn, [STOCK])
-        assert await backorder_sql.lock_open_lines(conn, []) == []
+    async with driver_transaction(db_engine) as batch:
+        found = await backorder_sql.lock_open_lines(batch, [STOCK])
+        assert await backorder_sql.lock_open_lines(batch, []) == []
 
     assert [
         (line.reservation_id, line.order_id, line.stock_id, line.backordered) for line in found
