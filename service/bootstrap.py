@@ -55,7 +55,7 @@ async def build(settings: Settings) -> AsyncIterator[Container]:
     engine = ReservationEngine(
         db,
         EngineConfig.from_settings(settings),
-        on_stock_changed=cache.apply_payloads if cache is not None else None,
+        on_stock_changed=cache.apply_rows if cache is not None else None,
     )
     await ensure_partitions_at_start(db, settings)
     await engine.start()

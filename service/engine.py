@@ -17,7 +17,6 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -45,7 +44,7 @@ from service.domain.errors import InventoryError, Unavailable
 from service.domain.plan import Result
 from service.domain.planner import plan_batch
 from service.domain.results import OrderResult, StockLevel, TransferResult
-from service.domain.snapshot import Snapshot
+from service.domain.snapshot import Snapshot, StockRow
 from service.domain.validation import WarehouseRecord
 from service.engine_claims import duplicates_among, events_to_claim, release_refused
 from service.engine_metrics import count_outcome, count_policy_effects
@@ -96,7 +95,8 @@ class _Pending:
     enqueued: float = field(default_factory=time.perf_counter)
 
 
-StockChangedHook = Callable[[list[dict[str, Any]]], Awaitable[object]]
+# Told the committed state of every stock row a batch changed, and the batch's time.
+StockChangedHook = Callable[[list[StockRow], datetime], Awaitable[object]]
 
 
 class ReservationEngine:
@@ -109,8 +109,8 @@ class ReservationEngine:
     ) -> None:
         self._db = db
         self._config = config
-        # Told of every committed stock-changed payload (the cache, so that a process reads
-        # its own writes at once instead of after the relay and the warmer caught up).
+        # Told of every stock row a batch committed (the cache, so that a process reads its
+        # own writes at once instead of after the relay and the warmer caught up).
         self._on_stock_changed = on_stock_changed
         self._queue: asyncio.Queue[_Pending] = asyncio.Queue()
         self._slots = asyncio.Semaphore(config.max_inflight_batches)
@@ -352,15 +352,15 @@ class ReservationEngine:
             )
             await plan_sql.write_plan(conn, plan, outbox)
         if self._on_stock_changed is not None and plan.stock_changes:
-            await self._notify([p for t, _, p in outbox if t == self._config.topic_stock_changed])
+            await self._notify([change.row for change in plan.stock_changes.values()], now)
         count_policy_effects(plan)
         return plan.results
 
-    async def _notify(self, payloads: list[dict[str, Any]]) -> None:
+    async def _notify(self, rows: list[StockRow], at: datetime) -> None:
         """After the commit: a failure here must not make the batch run again."""
         assert self._on_stock_changed is not None
         try:
-            await self._on_stock_changed(payloads)
+            await self._on_stock_changed(rows, at)
         except Exception:
             log.warning("stock-changed hook failed; the warmer will catch up", exc_info=True)
 

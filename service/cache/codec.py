@@ -21,6 +21,7 @@ from typing import Any
 
 from service.domain.events import parse_stock_changed
 from service.domain.results import StockLevel
+from service.domain.snapshot import StockRow
 from service.domain.values import DEFAULT_POLICY, Sku, StockPolicy
 
 FIELDS_PER_LINE = 10  # the nine stored values, then the warehouse
@@ -56,6 +57,23 @@ class StockState:
         )
 
     @classmethod
+    def from_row(cls, row: StockRow, at: float) -> StockState:
+        """A row as the engine committed it (what its stock-changed payload says, unparsed)."""
+        levels = row.levels
+        return cls(
+            row.sku,
+            row.warehouse_id,
+            levels.available,
+            levels.reserved,
+            levels.total,
+            row.version,
+            row.stock_id,
+            at,
+            row.policy,
+            row.backordered,
+        )
+
+    @classmethod
     def from_payload(cls, payload: Mapping[str, Any]) -> StockState:
         """A stock-changed payload (``service/domain/events.py`` parses it); ``MalformedEvent``
         (a ValueError) when it cannot be applied. An event from before policies has the
@@ -74,22 +92,16 @@ class StockState:
             change.backordered,
         )
 
-    def args(self) -> list[str | int]:
-        """The row's values in the order ``versioned_write.lua`` reads them."""
+    def arg(self) -> str:
+        """The row as ``versioned_write.lua`` reads it: one string, the warehouse last."""
         policy = self.policy
-        return [
-            self.warehouse_id,
-            self.available,
-            self.reserved,
-            self.total,
-            self.version,
-            self.stock_id,
-            "" if self.at is None else repr(self.at),
-            policy.safety_stock,
-            "" if policy.reorder_point is None else policy.reorder_point,
-            policy.backorder_limit,
-            self.backordered,
-        ]
+        reorder_point = "" if policy.reorder_point is None else policy.reorder_point
+        at = "" if self.at is None else repr(self.at)
+        return (
+            f"{self.available}|{self.reserved}|{self.total}|{self.version}|{self.stock_id}|{at}|"
+            f"{policy.safety_stock}|{reorder_point}|{policy.backorder_limit}|{self.backordered}|"
+            f"{self.warehouse_id}"
+        )
 
 
 @dataclass(frozen=True, slots=True)

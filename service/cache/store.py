@@ -22,6 +22,7 @@ import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, TypeVar
 
 from redis.asyncio import Redis
@@ -37,6 +38,7 @@ from service.cache.near import NearCache
 from service.cache.scripts import CacheScripts, SkuWrite
 from service.config import Settings
 from service.domain.results import StockLevel
+from service.domain.snapshot import StockRow
 from service.domain.values import Sku
 
 log = logging.getLogger(__name__)
@@ -215,6 +217,11 @@ class StockCache:
         outcome = await self._apply(states)
         outcome.count()
         return outcome
+
+    async def apply_rows(self, rows: Sequence[StockRow], at: datetime) -> WriteOutcome:
+        """``apply`` for the rows a batch of this process's engine committed at ``at``."""
+        moment = at.timestamp()
+        return await self.apply([StockState.from_row(row, moment) for row in rows])
 
     async def apply_payloads(self, payloads: Sequence[Mapping[str, Any]]) -> WriteOutcome:
         """``apply`` for stock-changed payloads; malformed ones are counted and skipped."""

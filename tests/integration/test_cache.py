@@ -207,6 +207,35 @@ async def test_the_sku_aggregate_sums_the_warehouses(cached: Cached) -> None:
     assert 0 < await cache.client.ttl(stock_key(sku, "wh-north")) <= cache._ttl_s
 
 
+C_ROWS = (("wh-north", 4, 0, 1), ("wh-south", 5, 1, 2), ("default", 6, 0, 3))
+
+
+async def test_one_call_writes_many_skus_each_with_its_rows_and_fill(cached: Cached) -> None:
+    """``versioned_write.lua`` takes every SKU of a batch in one call: each SKU's keys and
+    values are its own, a stale row stays stale beside fresh ones, a fill marks only its SKU
+    complete (an empty fill is the cached unknown SKU)."""
+    cache = cached.cache
+    a, b, c, unknown = Sku("multi-a"), Sku("multi-b", "v"), Sku("multi-c"), Sku("multi-none")
+    await cache.apply([state(b, "wh-north", 50, 0, 9)])  # newer than what comes next for b
+    flags = await cache._scripts.write(
+        [
+            (a, [state(a, "wh-north", 1, 1, 1), state(a, "wh|pipe", 2, 0, 1)], False),
+            (b, [state(b, "wh-north", 3, 0, 2)], False),
+            (c, [state(c, w, n, r, v) for w, n, r, v in C_ROWS], True),
+            (unknown, [], True),
+        ],
+        cache._ttl_s,
+    )
+    assert flags == [[1, 1], [0], [1, 1, 1], []]
+    aggregates = {sku: await cache.client.hgetall(sku_key(sku)) for sku in (a, b, c, unknown)}
+    assert (aggregates[a]["available"], aggregates[a]["reserved"]) == ("3", "1")
+    assert aggregates[b]["available"] == "50"  # the stale row changed nothing
+    assert (aggregates[c]["available"], aggregates[c]["total"]) == ("15", "16")
+    assert [sku for sku, agg in aggregates.items() if agg.get("complete") == "1"] == [c, unknown]
+    assert (await cache.client.hgetall(stock_key(c, "default")))["available"] == "6"
+    assert aggregates[a]["w:wh|pipe"].startswith("2|0|2|1|")  # a '|' in a warehouse id
+
+
 async def test_keys_of_ids_with_separators_never_collide(cached: Cached) -> None:
     cache = cached.cache
     one, other = Sku("a:b"), Sku("a", "b")

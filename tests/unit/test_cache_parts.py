@@ -143,10 +143,11 @@ LEVEL = StockLevel("sid", Sku("p", "v"), "wh", -2, 6, 4, 8, 1, 5, 4, 3)
 def test_a_state_from_postgresql_keeps_the_policy_and_the_backorders() -> None:
     state = StockState.from_level(LEVEL)
     assert state == StockState(Sku("p", "v"), "wh", -2, 6, 4, 8, "sid", None, POLICY, 3)
-    # what versioned_write.lua reads per row: levels, version, stock id, at, then the policy
-    assert state.args() == ["wh", -2, 6, 4, 8, "sid", "", 1, 5, 4, 3]
-    no_alert = StockState.from_level(StockLevel("sid", Sku("p"), "wh", 1, 0, 1, 1))
-    assert no_alert.args() == ["wh", 1, 0, 1, 1, "sid", "", 0, "", 0, 0]  # reorder point: none
+    # what versioned_write.lua reads per row: levels, version, stock id, at, the policy, the
+    # units backordered, the warehouse
+    assert state.arg() == "-2|6|4|8|sid||1|5|4|3|wh"
+    no_alert = StockState.from_level(StockLevel("sid", Sku("p"), "w|1", 1, 0, 1, 1))
+    assert no_alert.arg() == "1|0|1|1|sid||0||0|0|w|1"  # no reorder point; '|' in the warehouse
 
 
 @pytest.mark.parametrize(
