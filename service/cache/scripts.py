@@ -35,6 +35,10 @@ from service.domain.values import Sku
 # The rows of one SKU, and whether they are a complete read of it from PostgreSQL (a fill).
 SkuWrite: TypeAlias = tuple[Sku, Sequence[StockState], bool]
 
+# SKUs per script call: Redis serves no other client while a script runs, so a fill of a
+# thousand SKUs (a bulk read that missed) goes out as several calls, pipelined.
+MAX_SKUS_PER_CALL = 100
+
 
 def _lua(name: str) -> str:
     return (resources.files("service.cache") / "lua" / name).read_text(encoding="utf-8")
@@ -58,21 +62,41 @@ class CacheScripts:
         return replies
 
     async def write(self, writes: Sequence[SkuWrite], ttl_s: int) -> list[Any]:
-        """One EVALSHA for every SKU: one round trip (two after a NOSCRIPT).
+        """One EVALSHA per ``MAX_SKUS_PER_CALL`` SKUs, pipelined: one round trip (two after a
+        NOSCRIPT).
 
         Returns, per SKU, one flag per row: 1 if the row was newer than what the cache held.
-        One call rather than a pipeline of one per SKU: a batch writes up to a few dozen SKUs,
-        and the pipeline's per-command packing and parsing was most of the write's CPU.
+        Many SKUs per call rather than one: a batch writes up to a few dozen SKUs, and a
+        pipeline of one call per SKU spent most of the write's CPU packing its arguments.
         """
-        if not writes:
-            return []
-        command = _write_command(writes, ttl_s)
-        try:
-            replies = await self._client.evalsha(self._versioned_write.sha, *command)
-        except NoScriptError:
+        commands = [
+            _write_command(writes[start : start + MAX_SKUS_PER_CALL], ttl_s)
+            for start in range(0, len(writes), MAX_SKUS_PER_CALL)
+        ]
+        replies = await self._evalsha_pipeline(commands)
+        if any(isinstance(reply, NoScriptError) for reply in replies):
             await self._client.script_load(VERSIONED_WRITE)  # Redis restarted or was flushed
-            replies = await self._client.evalsha(self._versioned_write.sha, *command)
-        return list(replies)
+            replies = await self._evalsha_pipeline(commands)
+        flags: list[Any] = []
+        for reply in replies:
+            if isinstance(reply, Exception):
+                raise reply
+            flags.extend(reply)
+        return flags
+
+    async def _evalsha_pipeline(self, commands: Sequence[list[Any]]) -> list[Any]:
+        sha = self._versioned_write.sha
+        if len(commands) <= 1:
+            try:
+                return [await self._client.evalsha(sha, *command) for command in commands]
+            except NoScriptError as error:
+                return [error]
+        # EVALSHA by hand: a pipeline handed the script object asks SCRIPT EXISTS first, one
+        # more round trip on every write
+        pipe = self._client.pipeline(transaction=False)
+        for command in commands:
+            pipe.evalsha(sha, *command)
+        return list(await pipe.execute(raise_on_error=False))
 
 
 def _write_command(writes: Sequence[SkuWrite], ttl_s: int) -> list[Any]:

@@ -34,6 +34,7 @@ from service.cache import (
 )
 from service.cache.breaker import BreakerState
 from service.cache.codec import parse_line
+from service.cache.scripts import MAX_SKUS_PER_CALL
 from service.domain import validation as v
 from service.domain.commands import Commit, Release
 from service.domain.errors import InsufficientStock, NotFound
@@ -234,6 +235,20 @@ async def test_one_call_writes_many_skus_each_with_its_rows_and_fill(cached: Cac
     assert [sku for sku, agg in aggregates.items() if agg.get("complete") == "1"] == [c, unknown]
     assert (await cache.client.hgetall(stock_key(c, "default")))["available"] == "6"
     assert aggregates[a]["w:wh|pipe"].startswith("2|0|2|1|")  # a '|' in a warehouse id
+
+
+async def test_a_write_of_more_skus_than_a_call_takes_goes_out_in_several(cached: Cached) -> None:
+    """``MAX_SKUS_PER_CALL`` bounds how long one script holds Redis; the flags still come back
+    one list per SKU, in order. A Redis that lost its scripts gets them again, on either path."""
+    cache = cached.cache
+    skus = [Sku(f"many-{i}") for i in range(MAX_SKUS_PER_CALL * 2 + 5)]
+    writes = [(sku, [state(sku, "wh-north", i, 0, 1)], True) for i, sku in enumerate(skus)]
+    await cache.client.script_flush()
+    assert await cache._scripts.write(writes, cache._ttl_s) == [[1]] * len(skus)
+    await cache.client.script_flush()
+    assert await cache._scripts.write(writes[:1], cache._ttl_s) == [[0]]  # not newer
+    last = await cache.client.hgetall(sku_key(skus[-1]))
+    assert (last["available"], last["complete"]) == (str(len(skus) - 1), "1")
 
 
 async def test_keys_of_ids_with_separators_never_collide(cached: Cached) -> None:
