@@ -37,3 +37,38 @@ async def test_claims_each_event_once_and_reads_warehouses_as_committed(db_engin
     assert again.claimed == {("admin:update-stock", "k-2")}
     assert again.warehouses["w2"].active is False
     assert again.orders == {}
+
+
+async def test_a_plan_cached_while_orders_was_empty_still_finds_them_by_key(db_engine):
+    # PostgreSQL keeps a generic plan after five runs of a prepared statement; planned on an
+    # empty table it was a scan of the whole table, kept as the table grew (db/session.py)
+    ids = [f"o-{i}" for i in range(8)]
+    for _ in range(8):
+        async with driver_transaction(db_engine) as conn:
+            await ledger.load_batch(conn, ids, [])
+            await ledger.load_reservations(conn, ids)
+    async with db_engine.begin() as conn:
+        await conn.execute(
+            text(
+                "INSERT INTO orders (order_id, state, items, version) "
+                "SELECT 'o-' || g, 'RESERVED', '[]'::jsonb, 1 FROM generate_series(0, 4999) g"
+            )
+        )
+    async with driver_transaction(db_engine) as conn:
+        loaded = await ledger.load_batch(conn, ids, [])
+        await ledger.load_reservations(conn, ids)
+        scans = dict(
+            await conn.fetch(
+                "SELECT relname, seq_scan FROM pg_stat_xact_user_tables "
+                "WHERE relname IN ('orders', 'order_tombstones', 'reservations')"
+            )
+        )
+    assert sorted(loaded.orders) == sorted(ids)
+    assert scans == {"orders": 0, "order_tombstones": 0, "reservations": 0}
+
+
+async def test_a_batch_leaves_sequential_scans_on_for_the_pools_other_users(db_engine):
+    async with driver_transaction(db_engine) as conn:
+        assert await conn.fetchval("SHOW enable_seqscan") == "off"
+    async with db_engine.connect() as conn:
+        assert (await conn.execute(text("SHOW enable_seqscan"))).scalar() == "on"
