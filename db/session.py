@@ -98,7 +98,12 @@ async def driver_transaction(db: AsyncEngine) -> AsyncIterator[asyncpg.Connectio
 
 
 _LOST = (OSError, asyncpg.PostgresConnectionError, asyncpg.ConnectionDoesNotExistError)
-_IN_DOUBT = (TimeoutError, asyncpg.InterfaceError, asyncio.CancelledError)
+_IN_DOUBT = (
+    TimeoutError,
+    asyncpg.InterfaceError,
+    asyncpg.InternalClientError,  # service/db_errors.py says when
+    asyncio.CancelledError,
+)
 
 
 async def connect(database: Database) -> asyncpg.Connection:

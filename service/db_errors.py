@@ -17,6 +17,9 @@ R = TypeVar("R")
 # SQLSTATE classes: 08 connection exception, 57P0x operator intervention (shutdown, crash),
 # 53 insufficient resources. 40001 serialization, 40P01 deadlock, 55P03 lock timeout and
 # 57014 statement timeout are conflicts: the same batch may well succeed when run again.
+# asyncpg's InternalClientError is a connection in a state the driver did not expect: the
+# FATAL of a server shutting down read while the connection was idle in the pool, before its
+# end of file (``tests/chaos/test_faults.py``, PostgreSQL stopped then started).
 _UNAVAILABLE_PREFIXES = ("08", "57P", "53")
 _CONFLICT_STATES = {"40001", "40P01", "55P03", "57014"}
 
@@ -45,6 +48,7 @@ def classify(error: BaseException) -> Failure:
             | TimeoutError
             | ConnectionError
             | asyncpg.InterfaceError
+            | asyncpg.InternalClientError
             | asyncpg.PostgresConnectionError,
         ):
             return Failure.UNAVAILABLE
