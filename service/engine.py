@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
@@ -88,6 +89,21 @@ class EngineConfig:
         )
 
 
+class _Turn:
+    """A batch's hold on the engine's ``_writing`` lock, given back once: when it sends its
+    COMMIT, or when it ends without getting there (a failure, a cancelled task)."""
+
+    __slots__ = ("_lock",)
+
+    def __init__(self, lock: asyncio.Lock) -> None:
+        self._lock: asyncio.Lock | None = lock
+
+    def end(self) -> None:
+        if self._lock is not None:
+            self._lock.release()
+            self._lock = None
+
+
 @dataclass(slots=True)
 class _Pending:
     command: Command
@@ -114,6 +130,9 @@ class ReservationEngine:
         self._on_stock_changed = on_stock_changed
         self._queue: asyncio.Queue[_Pending] = asyncio.Queue()
         self._slots = asyncio.Semaphore(config.max_inflight_batches)
+        # Held by the batch that reads and writes, until it sends its COMMIT: the next batch
+        # forms then, from every command that arrived meanwhile (``_batch_loop``).
+        self._writing = asyncio.Lock()
         self._lock_turn = asyncio.Lock()  # batches take their order locks in arrival order
         self._inflight: set[asyncio.Task[None]] = set()
         self._loop_task: asyncio.Task[None] | None = None
@@ -245,15 +264,18 @@ class ReservationEngine:
             # runnable enqueue (one turn of the loop: the callers a batch's answers woke send
             # their next command together), and waits ``batch_window_s`` more if configured.
             await self._slots.acquire()
+            await self._writing.acquire()
             if not self._inflight:
                 await asyncio.sleep(self._config.batch_window_s)
             batch = self._drain(first)
-            task = asyncio.create_task(self._run(batch))
+            turn = _Turn(self._writing)
+            task = asyncio.create_task(self._run(batch, turn))
             self._inflight.add(task)
-            task.add_done_callback(self._finished)
+            task.add_done_callback(functools.partial(self._finished, turn))
 
-    def _finished(self, task: asyncio.Task[None]) -> None:
+    def _finished(self, turn: _Turn, task: asyncio.Task[None]) -> None:
         self._inflight.discard(task)
+        turn.end()
         self._slots.release()
 
     def _drain(self, first: _Pending) -> list[_Pending]:
@@ -262,25 +284,25 @@ class ReservationEngine:
             batch.append(self._queue.get_nowait())
         return batch
 
-    async def _run(self, batch: list[_Pending]) -> None:
+    async def _run(self, batch: list[_Pending], turn: _Turn) -> None:
         try:
             live = [p for p in batch if not p.future.done()]  # callers that gave up are skipped
             if live:
-                await self._run_live(live)
+                await self._run_live(live, turn)
         finally:
             for _ in batch:
                 self._queue.task_done()
 
-    async def _run_live(self, batch: list[_Pending]) -> None:
+    async def _run_live(self, batch: list[_Pending], turn: _Turn) -> None:
         commands = [p.command for p in batch]
         started = time.perf_counter()
-        outcome = await self._execute_with_retry(commands)
+        outcome = await self._execute_with_retry(commands, turn)
         metrics.ENGINE_BATCH_SECONDS.observe(time.perf_counter() - started)
         metrics.ENGINE_BATCH_SIZE.observe(len(batch))
         if isinstance(outcome, InternalError) and len(batch) > 1:
             # One command tripped something unexpected: run each alone so only it fails.
             for pending in batch:
-                await self._run_live([pending])
+                await self._run_live([pending], turn)
             return
         for pending, result in zip(
             batch, outcome if isinstance(outcome, list) else [outcome] * len(batch), strict=True
@@ -289,10 +311,12 @@ class ReservationEngine:
             if not pending.future.done():
                 pending.future.set_result(result)
 
-    async def _execute_with_retry(self, commands: list[Command]) -> list[Result] | InventoryError:
+    async def _execute_with_retry(
+        self, commands: list[Command], turn: _Turn
+    ) -> list[Result] | InventoryError:
         for attempt in range(RETRIES_ON_CONFLICT + 1):
             try:
-                return await self._execute(commands)
+                return await self._execute(commands, turn)
             except Exception as error:  # classified below; nothing escapes the engine
                 failure = classify(error)
                 if failure is Failure.UNAVAILABLE and attempt == 0:
@@ -310,7 +334,7 @@ class ReservationEngine:
                 return InternalError("internal error")
         raise AssertionError("unreachable")
 
-    async def _execute(self, commands: list[Command]) -> list[Result]:
+    async def _execute(self, commands: list[Command], turn: _Turn) -> list[Result]:
         now = datetime.now(UTC)
         order_ids = sorted({c.order_id for c in commands if not isinstance(c, StockCommand)})
         async with contextlib.AsyncExitStack() as transaction:
@@ -351,6 +375,7 @@ class ReservationEngine:
                 stock_alerts_topic=self._config.topic_stock_alerts,
             )
             await plan_sql.write_plan(conn, plan, outbox)
+            turn.end()  # the COMMIT goes out as the block ends, and the next batch forms
         if self._on_stock_changed is not None and plan.stock_changes:
             await self._notify([change.row for change in plan.stock_changes.values()], now)
         count_policy_effects(plan)

@@ -107,6 +107,42 @@ async def test_group_commit_batches_concurrent_callers(container):
     )
 
 
+async def test_what_arrives_while_a_batch_writes_is_one_batch_when_it_commits(
+    container, db_engine, monkeypatch
+):
+    # The next batch forms when the one before sends its COMMIT, from everything queued by
+    # then; a second batch formed at once would have held the first ten alone.
+    import service.engine
+
+    real_plan = service.engine.plan_batch
+    batch_sizes = []
+
+    def plan_spied(snapshot, commands, **kwargs):
+        batch_sizes.append(len(commands))
+        return real_plan(snapshot, commands, **kwargs)
+
+    monkeypatch.setattr(service.engine, "plan_batch", plan_spied)
+    await put_stock(container, "held", 10)
+    await put_stock(container, "free", 100)
+    batch_sizes.clear()
+    engine = container.engine
+
+    def reserving(order, product):
+        return asyncio.create_task(engine.reserve(reserve(container, order, (product, 1))))
+
+    async with db_engine.begin() as holder:
+        await holder.execute(text("SELECT 1 FROM stocks WHERE product_id = 'held' FOR UPDATE"))
+        first = reserving("first", "held")  # its batch waits for the row
+        await asyncio.sleep(0.2)
+        early = [reserving(f"early-{i}", "free") for i in range(10)]
+        await asyncio.sleep(0.2)
+        late = [reserving(f"late-{i}", "free") for i in range(10)]
+        await asyncio.sleep(0.05)
+    results = await asyncio.gather(first, *early, *late)
+    assert {r.state for r in results} == {OrderState.RESERVED}
+    assert batch_sizes == [1, 20]
+
+
 async def test_same_order_twice_has_one_effect_and_other_items_are_refused(container):
     await put_stock(container, "p", 10)
     first = await container.engine.reserve(reserve(container, "o-1", ("p", 3)))
