@@ -16,7 +16,7 @@ import functools
 import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -49,6 +49,7 @@ from service.domain.snapshot import Snapshot, StockRow
 from service.domain.validation import WarehouseRecord
 from service.engine_claims import duplicates_among, events_to_claim, release_refused
 from service.engine_metrics import count_outcome, count_policy_effects
+from service.engine_queue import Pending, WritingTurn
 from service.engine_snapshot import (
     add_backorders,
     ensure_update_targets,
@@ -89,28 +90,6 @@ class EngineConfig:
         )
 
 
-class _Turn:
-    """A batch's hold on the engine's ``_writing`` lock, given back once: when it sends its
-    COMMIT, or when it ends without getting there (a failure, a cancelled task)."""
-
-    __slots__ = ("_lock",)
-
-    def __init__(self, lock: asyncio.Lock) -> None:
-        self._lock: asyncio.Lock | None = lock
-
-    def end(self) -> None:
-        if self._lock is not None:
-            self._lock.release()
-            self._lock = None
-
-
-@dataclass(slots=True)
-class _Pending:
-    command: Command
-    future: asyncio.Future[Result]
-    enqueued: float = field(default_factory=time.perf_counter)
-
-
 # Told the committed state of every stock row a batch changed, and the batch's time.
 StockChangedHook = Callable[[list[StockRow], datetime], Awaitable[object]]
 
@@ -128,7 +107,7 @@ class ReservationEngine:
         # Told of every stock row a batch committed (the cache, so that a process reads its
         # own writes at once instead of after the relay and the warmer caught up).
         self._on_stock_changed = on_stock_changed
-        self._queue: asyncio.Queue[_Pending] = asyncio.Queue()
+        self._queue: asyncio.Queue[Pending] = asyncio.Queue()
         self._slots = asyncio.Semaphore(config.max_inflight_batches)
         # Held by the batch that reads and writes, until it sends its COMMIT: the next batch
         # forms then, from every command that arrived meanwhile (``_batch_loop``).
@@ -251,7 +230,7 @@ class ReservationEngine:
         if self._closing or self._loop_task is None:
             raise Unavailable("the engine is shutting down")
         future: asyncio.Future[Result] = asyncio.get_running_loop().create_future()
-        self._queue.put_nowait(_Pending(command, future))
+        self._queue.put_nowait(Pending(command, future))
         return future
 
     # -- batching --
@@ -268,23 +247,23 @@ class ReservationEngine:
             if not self._inflight:
                 await asyncio.sleep(self._config.batch_window_s)
             batch = self._drain(first)
-            turn = _Turn(self._writing)
+            turn = WritingTurn(self._writing)
             task = asyncio.create_task(self._run(batch, turn))
             self._inflight.add(task)
             task.add_done_callback(functools.partial(self._finished, turn))
 
-    def _finished(self, turn: _Turn, task: asyncio.Task[None]) -> None:
+    def _finished(self, turn: WritingTurn, task: asyncio.Task[None]) -> None:
         self._inflight.discard(task)
         turn.end()
         self._slots.release()
 
-    def _drain(self, first: _Pending) -> list[_Pending]:
+    def _drain(self, first: Pending) -> list[Pending]:
         batch = [first]
         while len(batch) < self._config.batch_max_size and not self._queue.empty():
             batch.append(self._queue.get_nowait())
         return batch
 
-    async def _run(self, batch: list[_Pending], turn: _Turn) -> None:
+    async def _run(self, batch: list[Pending], turn: WritingTurn) -> None:
         try:
             live = [p for p in batch if not p.future.done()]  # callers that gave up are skipped
             if live:
@@ -293,7 +272,7 @@ class ReservationEngine:
             for _ in batch:
                 self._queue.task_done()
 
-    async def _run_live(self, batch: list[_Pending], turn: _Turn) -> None:
+    async def _run_live(self, batch: list[Pending], turn: WritingTurn) -> None:
         commands = [p.command for p in batch]
         started = time.perf_counter()
         outcome = await self._execute_with_retry(commands, turn)
@@ -312,7 +291,7 @@ class ReservationEngine:
                 pending.future.set_result(result)
 
     async def _execute_with_retry(
-        self, commands: list[Command], turn: _Turn
+        self, commands: list[Command], turn: WritingTurn
     ) -> list[Result] | InventoryError:
         for attempt in range(RETRIES_ON_CONFLICT + 1):
             try:
@@ -334,7 +313,7 @@ class ReservationEngine:
                 return InternalError("internal error")
         raise AssertionError("unreachable")
 
-    async def _execute(self, commands: list[Command], turn: _Turn) -> list[Result]:
+    async def _execute(self, commands: list[Command], turn: WritingTurn) -> list[Result]:
         now = datetime.now(UTC)
         order_ids = sorted({c.order_id for c in commands if not isinstance(c, StockCommand)})
         async with contextlib.AsyncExitStack() as transaction:
