@@ -238,10 +238,11 @@ class ReservationEngine:
     async def _batch_loop(self) -> None:
         while True:
             first = await self._queue.get()
-            # While every slot is busy committing, the next batch accumulates by itself: that
-            # is the group commit. An idle engine first lets every caller that is already
-            # runnable enqueue (one turn of the loop: the callers a batch's answers woke send
-            # their next command together), and waits ``batch_window_s`` more if configured.
+            # While a batch reads and writes (until its COMMIT goes out) or every slot is
+            # busy, the next batch accumulates by itself: that is the group commit. An idle
+            # engine first lets every caller that is already runnable enqueue (one turn of the
+            # loop: the callers a batch's answers woke send their next command together), and
+            # waits ``batch_window_s`` more if configured.
             await self._slots.acquire()
             await self._writing.acquire()
             if not self._inflight:
