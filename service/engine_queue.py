@@ -4,8 +4,7 @@ batch's turn to read and write."""
 from __future__ import annotations
 
 import asyncio
-import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from service.domain.commands import Command
 from service.domain.plan import Result
@@ -15,7 +14,6 @@ from service.domain.plan import Result
 class Pending:
     command: Command
     future: asyncio.Future[Result]
-    enqueued: float = field(default_factory=time.perf_counter)
 
 
 class WritingTurn:
