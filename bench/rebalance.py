@@ -98,7 +98,6 @@ async def measure(settings: Settings, rounds: int, rate: float, logs: Path) -> d
     config = loadgen.LoadConfig(count=events, rate=rate, run_id="rb")
     publishing = asyncio.create_task(loadgen.publish(config, settings))
     joins, leaves = [], []
-    unsettled: list[list[float]] = []
     try:
         async with Progress(settings) as progress:
             await asyncio.sleep(3)
@@ -110,7 +109,6 @@ async def measure(settings: Settings, rounds: int, rate: float, logs: Path) -> d
                 left = time.monotonic()
                 await asyncio.to_thread(stop_worker, second)
                 leaves.append(await progress.pause_after(left))
-            unsettled = progress.unsettled
     finally:
         publishing.cancel()
         await asyncio.gather(publishing, return_exceptions=True)
@@ -127,7 +125,7 @@ async def measure(settings: Settings, rounds: int, rate: float, logs: Path) -> d
         "leaves_s": leaves,
         "events_per_s": rate,
         "partitions": settings.topic_partitions,
-        "stalls_after_the_pause_s": unsettled,
+        "stalls_after_the_pause_s": progress.unsettled,
     }
 
 
