@@ -111,9 +111,17 @@ def tolerant(deserializer: Deserializer | None) -> Deserializer | None:
 def wrap(method: str, handler: Handler) -> Handler:
     """``handler`` with errors mapped to statuses, counted and timed under ``method``."""
 
+    # The method's metric children, looked up once: ``labels()`` on every call cost 3 µs of
+    # the 5 that counting and timing an RPC took.
+    seconds = metrics.RPC_SECONDS.labels(method)
+    requests: dict[grpc.StatusCode, Any] = {}
+
     def observe(code: grpc.StatusCode, started: float) -> None:
-        metrics.RPC_REQUESTS.labels(method, code.name).inc()
-        metrics.RPC_SECONDS.labels(method).observe(time.perf_counter() - started)
+        counter = requests.get(code)
+        if counter is None:
+            counter = requests[code] = metrics.RPC_REQUESTS.labels(method, code.name)
+        counter.inc()
+        seconds.observe(time.perf_counter() - started)
 
     async def answer(request: Any, context: grpc.aio.ServicerContext) -> Any:
         started = time.perf_counter()
