@@ -69,7 +69,7 @@ async def reserve_storm(
     async with build(settings) as container:
         await stock_up(container, SKUS)
         # the heap as `inventory serve` leaves it once started: without this, full collections
-        # of the bench's start-up heap (80-100 ms each, twice in 10 s) stalled every caller
+        # of the bench's start-up heap (75-100 ms each, two or three in 10 s) stalled every caller
         settle_heap()
         for sku in SKUS:
             policy = StockPolicy(safety_stock=1_000, reorder_point=10_000, backorder_limit=500)

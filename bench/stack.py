@@ -41,10 +41,8 @@ def terminated_as_interrupted() -> Iterator[None]:
     they left. A handler someone else installed is left alone, as is a block outside the main
     thread (only that thread may set handlers).
     """
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    if signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL:
+    ours = threading.current_thread() is threading.main_thread()
+    if not ours or signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL:
         yield
         return
     signal.signal(signal.SIGTERM, _interrupt)
