@@ -41,6 +41,7 @@ from service.devtools.stack import EmbeddedStack
 from service.domain import validation as v
 from service.domain.commands import SetStockPolicy
 from service.domain.values import Sku, StockPolicy
+from service.event_loop import run as run_on_loop
 from service.lifecycle import settle_heap
 
 SKUS = [f"hot-{i}" for i in range(10)]
@@ -111,6 +112,15 @@ async def reserve_storm(
     }
 
 
+def storm(
+    settings: Settings, seconds: float, callers: int, run: str = "a", policies: bool = False
+) -> dict[str, float]:
+    """``reserve_storm`` on the event loop ``inventory serve`` runs on (INVENTORY_EVENT_LOOP)."""
+    return run_on_loop(
+        reserve_storm(settings, seconds, callers, run=run, policies=policies), settings.event_loop
+    )
+
+
 def sweep(
     stack: EmbeddedStack, settings: Settings, seconds: float, clients: list[int]
 ) -> tuple[list[dict[str, float]], list[SeedRun]]:
@@ -118,7 +128,7 @@ def sweep(
     points, seeds = [], []
     for n in clients:
         seed = run_seed_design(stack, n, seconds)
-        engine = asyncio.run(reserve_storm(settings, seconds, n, run=f"s{n}"))
+        engine = storm(settings, seconds, n, run=f"s{n}")
         seeds.append(seed)
         points.append(
             {
@@ -148,19 +158,17 @@ def main() -> None:
         asyncio.run(seed_hot_stock(settings, SKUS))
         points, seeds = sweep(stack, settings, args.sweep_seconds, clients)
         baseline = baseline_keys(seeds)
-        figures = asyncio.run(reserve_storm(settings, args.seconds, args.callers))
+        figures = storm(settings, args.seconds, args.callers)
         # the same storm with a policy on every hot SKU, alternating to share the noise
         half = args.seconds / 2
         plain, with_policies = 0.0, 0.0
         for turn in range(2):
-            plain += asyncio.run(reserve_storm(settings, half, args.callers, run=f"p{turn}"))[
+            plain += storm(settings, half, args.callers, run=f"p{turn}")["orders_per_s"]
+            with_policies += storm(settings, half, args.callers, run=f"q{turn}", policies=True)[
                 "orders_per_s"
             ]
-            with_policies += asyncio.run(
-                reserve_storm(settings, half, args.callers, run=f"q{turn}", policies=True)
-            )["orders_per_s"]
         unbatched = settings.model_copy(update={"batch_max_size": 1, "batch_window_ms": 0})
-        single = asyncio.run(reserve_storm(unbatched, args.seconds, args.callers, run="b"))
+        single = storm(unbatched, args.seconds, args.callers, run="b")
     print(
         json.dumps(
             {

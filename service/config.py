@@ -261,6 +261,8 @@ class Settings(BaseSettings):
     api_processes: int = Field(default=1, ge=1)
     log_level: Annotated[str, AfterValidator(_log_level)] = "INFO"
     log_format: Literal["json", "text"] = "json"
+    # what `serve` runs on (service/event_loop.py); asyncio: the standard library's loop
+    event_loop: Literal["uvloop", "asyncio"] = "uvloop"
     shutdown_grace_s: float = Field(default=10.0, ge=0)
     dev_data_dir: Annotated[Path, AfterValidator(_folder)] = Path(".inventory-dev")
 

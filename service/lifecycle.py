@@ -31,6 +31,7 @@ from service import http
 from service import logging as service_logging
 from service.bootstrap import Container, build
 from service.config import Role, Settings
+from service.event_loop import running_loop_name
 from service.invariant_monitor import InvariantMonitor
 
 log = logging.getLogger("service.serve")  # the logger name of `inventory serve` in the logs
@@ -195,6 +196,7 @@ def _announce(settings: Settings, http_port: int | None, grpc_server: Any) -> No
             "role": settings.role.value,
             "http_port": http_port,
             "grpc_port": grpc_server.port if grpc_server else None,
+            "event_loop": running_loop_name(),
         },
     )
     if grpc_server is None or http_port is None:

@@ -34,6 +34,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, NoReturn
 
+from service import event_loop
 from service import logging as service_logging
 from service.config import Role, Settings
 
@@ -106,7 +107,9 @@ def run(settings: Settings) -> int:
                     "metrics_dir": metrics_dir,
                 },
             )
-            return asyncio.run(process_group.supervise(child_settings, children, early))
+            return event_loop.run(
+                process_group.supervise(child_settings, children, early), settings.event_loop
+            )
     finally:
         shutil.rmtree(metrics_dir, ignore_errors=True)
         restore_logging()
@@ -213,7 +216,7 @@ def _child_main(index: int, settings: Settings, sock: socket.socket) -> NoReturn
             signal.signal(signum, signal.SIG_DFL)
         signal.pthread_sigmask(signal.SIG_UNBLOCK, _STOP_SIGNALS)
         _tag_logs(index)
-        code = asyncio.run(_child(settings, sock))
+        code = event_loop.run(_child(settings, sock), settings.event_loop)
     except BaseException:
         log.exception("process failed")
     finally:

@@ -185,8 +185,11 @@ async def _seed(settings: Settings) -> int:
 
 def _serve(settings: Settings, *, stack_only: bool) -> None:
     if not stack_only and importlib.util.find_spec(SERVE_MODULE) is not None:
+        from service import event_loop
+
         lifecycle = importlib.import_module(SERVE_MODULE)
-        asyncio.run(_run_service(lifecycle.run, settings))  # returns on SIGINT / SIGTERM
+        # returns on SIGINT / SIGTERM
+        event_loop.run(_run_service(lifecycle.run, settings), settings.event_loop)
         return
     reason = "--stack-only" if stack_only else f"{SERVE_MODULE} does not exist yet"
     print(

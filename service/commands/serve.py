@@ -7,7 +7,6 @@ supervisor that serves HTTP for them (``service/supervisor.py``).
 from __future__ import annotations
 
 import argparse
-import asyncio
 import sys
 from typing import Any
 
@@ -63,9 +62,9 @@ def run(args: argparse.Namespace) -> int:
             return 2
         return supervisor.run(settings)
 
-    from service import lifecycle
+    from service import event_loop, lifecycle
     from service.failures import EXIT_OK, explained
 
     with explained(settings):
-        asyncio.run(lifecycle.run(settings))
+        event_loop.run(lifecycle.run(settings), settings.event_loop)
     return EXIT_OK

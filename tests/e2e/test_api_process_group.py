@@ -158,6 +158,7 @@ async def test_two_processes_share_the_port_report_ready_add_up_and_drain(group:
     assert body["postgres"] == "up" and body["migrations"] == "at_head"
     ready_lines = [line for line in group.lines() if line["msg"] == "ready" and "child" in line]
     assert sorted((line["child"], line["pid"]) for line in ready_lines) == list(enumerate(pids))
+    assert {line["event_loop"] for line in ready_lines} == {"uvloop"}  # forked, then uvloop
     status, health = await get(group.http_port, "/health")
     assert status == 200 and json.loads(health)["status"] == "alive"
 

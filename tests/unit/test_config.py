@@ -65,6 +65,7 @@ BAD_VALUES: dict[str, str] = {
     "role": "boss",
     "log_level": "LOUD",
     "log_format": "xml",
+    "event_loop": "trio",
     "dev_data_dir": "<a file>",
     "dedup_window": "-5",
     "order_retention": "P-1D",
