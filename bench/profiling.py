@@ -37,7 +37,7 @@ sys.path.insert(0, str(ROOT))
 
 from bench import grpc_api  # noqa: E402
 from bench.baseline import seed_hot_stock  # noqa: E402
-from bench.engine import SKUS, reserve_storm  # noqa: E402
+from bench.engine import SKUS, storm  # noqa: E402
 from bench.pipeline import profile  # noqa: E402
 from bench.stack import bench_stack  # noqa: E402
 from service.devtools.ports import free_port  # noqa: E402
@@ -182,9 +182,9 @@ def py_spy(pid: int, output: Path, seconds: float) -> subprocess.Popen[bytes]:
 def profile_engine(seconds: float, output: Path) -> dict[str, float]:
     with bench_stack() as (_, settings):
         asyncio.run(seed_hot_stock(settings, SKUS))
-        asyncio.run(reserve_storm(settings, 2, 64, run="warm"))
+        storm(settings, 2, 64, run="warm")
         spy = py_spy(os.getpid(), output, seconds)
-        figures = asyncio.run(reserve_storm(settings, seconds + 1, 64, run="prof"))
+        figures = storm(settings, seconds + 1, 64, run="prof")
         spy.wait()
     return figures
 
