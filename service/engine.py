@@ -4,8 +4,9 @@ Commands that arrive within ``batch_window_ms`` (up to ``batch_max_size``) run i
 PostgreSQL transaction: lock the orders and stock rows they touch (in a fixed order), let the
 pure planner decide each command in arrival order, write everything in a few bulk statements,
 commit. Each caller still gets its own result or typed error; all-or-nothing holds per order,
-never per batch. Two batches may be in flight, so the next one is prepared while the previous
-one commits.
+never per batch. The next batch forms from every command that arrived meanwhile: when the one
+before has finished (``batches_in_flight`` 1, the default), or when it sends its COMMIT (2, so
+that the next one begins while it commits).
 """
 
 from __future__ import annotations
@@ -76,7 +77,7 @@ class EngineConfig:
     topic_stock_changed: str = "stock-changed"
     topic_reservations: str = "inventory-reservations"
     topic_stock_alerts: str = "stock-alerts"
-    max_inflight_batches: int = 2
+    max_inflight_batches: int = 1
 
     @classmethod
     def from_settings(cls, settings: Settings) -> EngineConfig:
@@ -84,6 +85,7 @@ class EngineConfig:
             batch_max_size=settings.batch_max_size,
             batch_window_s=settings.batch_window_ms / 1000,
             allow_split=settings.allow_split,
+            max_inflight_batches=settings.batches_in_flight,
             topic_stock_changed=settings.topic_stock_changed,
             topic_reservations=settings.topic_reservations,
             topic_stock_alerts=settings.topic_stock_alerts,
@@ -109,8 +111,9 @@ class ReservationEngine:
         self._on_stock_changed = on_stock_changed
         self._queue: asyncio.Queue[Pending] = asyncio.Queue()
         self._slots = asyncio.Semaphore(config.max_inflight_batches)
-        # Held by the batch that reads and writes, until it sends its COMMIT: the next batch
-        # forms then, from every command that arrived meanwhile (``_batch_loop``).
+        # Held by the batch that reads and writes, until it sends its COMMIT: with two slots
+        # the next batch forms then, from every command that arrived meanwhile
+        # (``_batch_loop``); with one, when the slot frees.
         self._writing = asyncio.Lock()
         self._lock_turn = asyncio.Lock()  # batches take their order locks in arrival order
         self._inflight: set[asyncio.Task[None]] = set()

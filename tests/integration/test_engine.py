@@ -107,11 +107,13 @@ async def test_group_commit_batches_concurrent_callers(container):
     )
 
 
+@pytest.mark.parametrize("in_flight", [1, 2])
 async def test_what_arrives_while_a_batch_writes_is_one_batch_when_it_commits(
-    container, db_engine, monkeypatch
+    settings, db_engine, monkeypatch, in_flight
 ):
-    # The next batch forms when the one before sends its COMMIT, from everything queued by
-    # then; a second batch formed at once would have held the first ten alone.
+    # The next batch forms when the one before has finished (one in flight) or sends its
+    # COMMIT (two), from everything queued by then; a second batch formed at once would have
+    # held the first ten alone.
     import service.engine
 
     real_plan = service.engine.plan_batch
@@ -122,23 +124,24 @@ async def test_what_arrives_while_a_batch_writes_is_one_batch_when_it_commits(
         return real_plan(snapshot, commands, **kwargs)
 
     monkeypatch.setattr(service.engine, "plan_batch", plan_spied)
-    await put_stock(container, "held", 10)
-    await put_stock(container, "free", 100)
-    batch_sizes.clear()
-    engine = container.engine
+    async with build(settings.model_copy(update={"batches_in_flight": in_flight})) as container:
+        await put_stock(container, "held", 10)
+        await put_stock(container, "free", 100)
+        batch_sizes.clear()
+        engine = container.engine
 
-    def reserving(order, product):
-        return asyncio.create_task(engine.reserve(reserve(container, order, (product, 1))))
+        def reserving(order, product):
+            return asyncio.create_task(engine.reserve(reserve(container, order, (product, 1))))
 
-    async with db_engine.begin() as holder:
-        await holder.execute(text("SELECT 1 FROM stocks WHERE product_id = 'held' FOR UPDATE"))
-        first = reserving("first", "held")  # its batch waits for the row
-        await asyncio.sleep(0.2)
-        early = [reserving(f"early-{i}", "free") for i in range(10)]
-        await asyncio.sleep(0.2)
-        late = [reserving(f"late-{i}", "free") for i in range(10)]
-        await asyncio.sleep(0.05)
-    results = await asyncio.gather(first, *early, *late)
+        async with db_engine.begin() as holder:
+            await holder.execute(text("SELECT 1 FROM stocks WHERE product_id = 'held' FOR UPDATE"))
+            first = reserving("first", "held")  # its batch waits for the row
+            await asyncio.sleep(0.2)
+            early = [reserving(f"early-{i}", "free") for i in range(10)]
+            await asyncio.sleep(0.2)
+            late = [reserving(f"late-{i}", "free") for i in range(10)]
+            await asyncio.sleep(0.05)
+        results = await asyncio.gather(first, *early, *late)
     assert {r.state for r in results} == {OrderState.RESERVED}
     assert batch_sizes == [1, 20]
 
