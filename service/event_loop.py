@@ -6,9 +6,11 @@ itself: the worker's per-event path through Faust and aiokafka, grpc.aio's callb
 and Redis round trips. Measured in pairs on the development machine (docs/architecture.md,
 "Performance notes"): the worker used 12 % less CPU per order, the gRPC server about 10 % less
 per ReserveStock. Nothing in the service depends on the loop's implementation; grpc.aio,
-Faust, aiokafka, asyncpg and redis-py all run on either. ``INVENTORY_EVENT_LOOP=asyncio``
-chooses the standard library's loop, e.g. to rule uvloop out while chasing a problem, and a
-platform without uvloop (Windows) falls back to it with a warning.
+Faust, aiokafka, asyncpg and redis-py all run on either. (Faust's consumer thread keeps an
+asyncio loop of its own, which mode starts; it mostly waits for the broker.)
+``INVENTORY_EVENT_LOOP=asyncio`` chooses the standard library's loop, e.g. to rule uvloop out
+while chasing a problem, and a platform without uvloop (Windows) falls back to it with a
+warning.
 """
 
 from __future__ import annotations
