@@ -143,6 +143,7 @@ async def admit(
     for tp, offset in seeks.items():  # once per partition, after the last hand-off seen
         if guard.expected(tp) == offset:  # not overtaken by an admitted event
             await app.consumer.seek(tp, offset)
+            guard.sought(tp, offset)
     return admitted
 
 

@@ -44,13 +44,50 @@ def test_a_jump_seeks_back_to_the_expected_offset() -> None:
     assert guard.admit(TP, 15) == Decision(RESEEK, seek_to=10)
 
 
-def test_a_jump_that_comes_back_after_the_seek_is_a_real_gap() -> None:
+def test_a_jump_that_comes_back_after_two_seeks_is_a_real_gap() -> None:
     guard = guard_at(10)
     assert guard.admit(TP, 14).verdict is SEEK
+    guard.sought(TP, 10)
+    assert guard.admit(TP, 14) == Decision(RESEEK, seek_to=10)  # once may be a stale copy
+    guard.sought(TP, 10)
     assert guard.admit(TP, 14) == Decision(Verdict.ADMIT_AFTER_GAP, gap=(10, 14))
     assert guard.expected(TP) == 15
     guard.settle(TP, [14])
     assert guard.committable(TP) == 15  # the gap counts as done once 14 is
+
+
+def test_a_jump_handed_over_again_before_its_seek_went_out_is_not_a_gap() -> None:
+    # A rolling restart: one batch held the stale record at 144 twice. Taken for the broker's
+    # answer, the second copy skipped 97..143; the seek back had not even been sent.
+    guard = guard_at(97)
+    assert guard.admit(TP, 144) == Decision(SEEK, seek_to=97)
+    for _ in range(3):
+        assert guard.admit(TP, 144) == Decision(RESEEK, seek_to=97)
+    guard.sought(TP, 97)
+    assert guard.admit(TP, 97).verdict is ADMIT
+    assert guard.expected(TP) == 98
+    guard.settle(TP, [97])
+    assert guard.committable(TP) == 98
+
+
+def test_a_stale_copy_after_one_seek_is_not_enough() -> None:
+    guard = guard_at(10)
+    assert guard.admit(TP, 14).verdict is SEEK
+    guard.sought(TP, 10)
+    assert guard.admit(TP, 14).verdict is RESEEK  # still queued when the seek went out
+    assert guard.admit(TP, 14).verdict is RESEEK  # no seek since: counts for nothing
+    guard.sought(TP, 10)
+    assert guard.admit(TP, 10).verdict is ADMIT  # the broker's answer
+    assert guard.committable(TP) == 10  # nothing skipped
+
+
+def test_a_seek_to_another_offset_confirms_nothing() -> None:
+    guard = guard_at(10)
+    assert guard.admit(TP, 14).verdict is SEEK
+    guard.sought(TP, 12)  # not where this jump seeks back to
+    guard.sought(TP, 12)
+    assert guard.admit(TP, 14).verdict is RESEEK
+    assert guard.admit(TP, 14).verdict is RESEEK
 
 
 def test_an_unassigned_partition_admits_nothing() -> None:
