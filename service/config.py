@@ -17,6 +17,7 @@ from pydantic import AfterValidator, BeforeValidator, Field, ValidationError, mo
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from db.session import Database
+from service.event_loop import EventLoopChoice
 
 TOPIC_FIELDS = (
     "topic_order_created",
@@ -264,7 +265,7 @@ class Settings(BaseSettings):
     log_level: Annotated[str, AfterValidator(_log_level)] = "INFO"
     log_format: Literal["json", "text"] = "json"
     # what `serve` runs on (service/event_loop.py); asyncio: the standard library's loop
-    event_loop: Literal["uvloop", "asyncio"] = "uvloop"
+    event_loop: EventLoopChoice = "uvloop"
     shutdown_grace_s: float = Field(default=10.0, ge=0)
     dev_data_dir: Annotated[Path, AfterValidator(_folder)] = Path(".inventory-dev")
 
