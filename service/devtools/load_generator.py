@@ -16,7 +16,7 @@ import sys
 import time
 import uuid
 from collections import Counter
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, TextIO
 
@@ -267,19 +267,26 @@ async def publish(
     progress: Progress | None = None,
     keep_order_ids: bool = False,
     producer: AIOKafkaProducer | None = None,
+    events: Iterable[OrderEvent] | None = None,
 ) -> LoadReport:
     """Publish the run's events at ``config.rate``; returns once the broker has them all.
 
-    Without ``producer`` it connects one of its own."""
+    Without ``producer`` it connects one of its own. ``events``: the run's events made
+    beforehand (``list(EventSource(config))``), so that making them is not timed."""
     if producer is None:
         async with connected_producer(settings) as own:
             return await publish(
-                config, settings, progress=progress, keep_order_ids=keep_order_ids, producer=own
+                config,
+                settings,
+                progress=progress,
+                keep_order_ids=keep_order_ids,
+                producer=own,
+                events=events,
             )
     report = LoadReport()
     started = time.monotonic()
     pending: list[asyncio.Future[Any]] = []
-    for n, event in enumerate(EventSource(config), start=1):
+    for n, event in enumerate(EventSource(config) if events is None else events, start=1):
         if config.rate > 0:
             due = started + n / config.rate
             delay = due - time.monotonic()
