@@ -29,6 +29,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench import rdkafka_load
 from bench.baseline import ratio, seed_design_baseline, seed_hot_stock
 from bench.stack import bench_stack
 from service.config import Settings
@@ -105,19 +106,65 @@ def load(count: int, run: str) -> loadgen.LoadConfig:
     )
 
 
-async def orders_through(settings: Settings, count: int, run: str) -> dict[str, float]:
+LOAD_CLIENTS = ("librdkafka", "aiokafka")
+
+
+async def orders_through(
+    settings: Settings, count: int, run: str, *, client: str = "librdkafka"
+) -> dict[str, float]:
     """Publish ``count`` orders and wait for each one's result event; orders/s and outcomes.
 
     The bench shares the two cores with the service, so its own work is kept out of the way:
     the events are made and the producer connected before the clock starts (an upstream
-    service does that on its own machines), and the collector keeps the raw values, reads each
-    record once as it arrives and decodes the results after the clock stops.
+    service does that on its own machines), each result is read once as it arrives and the
+    results are decoded after the clock stops. ``client``: librdkafka (``bench/rdkafka_load.py``,
+    C threads, the default) or aiokafka (Python, in this event loop; what the bench used
+    before, kept for comparison).
     """
+    await ensure_topics(settings, (*settings.order_topics, settings.topic_reservations))
+    config = load(count, run)
+    events = list(loadgen.EventSource(config))
+    prefix = f"BENCH-{run}-"
+    within_s = max(120.0, count / 200)
+    if client == "librdkafka":
+        through = _through_rdkafka
+        elapsed, raws = await asyncio.to_thread(through, settings, events, prefix, within_s)
+    else:
+        elapsed, raws = await _through_aiokafka(settings, config, events, prefix, within_s)
+    statuses = [json.loads(raw)["status"] for raw in raws]
+    return {
+        "orders_per_s": round(count / elapsed, 1),
+        "seconds": round(elapsed, 2),
+        "reserved": statuses.count("RESERVED"),
+        "rejected": statuses.count("REJECTED"),
+    }
+
+
+def _through_rdkafka(
+    settings: Settings, events: list[loadgen.OrderEvent], prefix: str, within_s: float
+) -> tuple[float, list[bytes]]:
+    reader = rdkafka_load.ResultReader(
+        settings.kafka_bootstrap, settings.topic_reservations, prefix.encode(), len(events)
+    )
+    reader.start()
+    made = rdkafka_load.producer(settings.kafka_bootstrap)
+    started = time.perf_counter()
+    rdkafka_load.publish(made, settings, events, within_s)
+    return reader.wait(within_s) - started, reader.values
+
+
+async def _through_aiokafka(
+    settings: Settings,
+    config: loadgen.LoadConfig,
+    events: list[loadgen.OrderEvent],
+    prefix: str,
+    within_s: float,
+) -> tuple[float, list[bytes]]:
+    count = len(events)
     out = TopicCollector(settings.kafka_bootstrap, [settings.topic_reservations], decode=False)
     await out.start()
     try:
         await out.wait_caught_up()
-        prefix = f"BENCH-{run}-"
         ours: list[bytes] = []
         read = len(out.records.get(settings.topic_reservations, []))
 
@@ -128,22 +175,14 @@ async def orders_through(settings: Settings, count: int, run: str) -> dict[str, 
             read = len(records)
             return len(ours) >= count
 
-        config = load(count, run)
-        events = list(loadgen.EventSource(config))
         async with loadgen.connected_producer(settings) as producer:
             started = time.perf_counter()
             await loadgen.publish(config, settings, producer=producer, events=events)
-            await out.wait_for(all_in, within_s=max(120.0, count / 200), what=f"{count} results")
+            await out.wait_for(all_in, within_s=within_s, what=f"{count} results")
             elapsed = time.perf_counter() - started
     finally:
         await out.stop()
-    statuses = [json.loads(raw)["status"] for raw in ours]
-    return {
-        "orders_per_s": round(count / elapsed, 1),
-        "seconds": round(elapsed, 2),
-        "reserved": statuses.count("RESERVED"),
-        "rejected": statuses.count("REJECTED"),
-    }
+    return elapsed, ours
 
 
 def profile(
@@ -180,6 +219,9 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=3_000, help="orders before measuring")
     parser.add_argument("--baseline-seconds", type=float, default=5, help="pgbench, per side")
     parser.add_argument("--profile", type=Path, default=None, help="py-spy flame graph (SVG)")
+    parser.add_argument(
+        "--client", choices=LOAD_CLIENTS, default="librdkafka", help="publishes and reads results"
+    )
     args = parser.parse_args()
 
     with bench_stack() as (stack, base):
@@ -192,10 +234,12 @@ def main() -> None:
         worker = start_worker(settings, log_path)
         try:
             wait_ready(worker, log_path)
-            asyncio.run(orders_through(settings, args.warmup, "warmup"))
+            asyncio.run(orders_through(settings, args.warmup, "warmup", client=args.client))
             duration = int(args.orders / 2_000 + 5)
             spy = profile(worker.pid, args.profile, duration) if args.profile else None
-            figures = asyncio.run(orders_through(settings, args.orders, uuid.uuid4().hex[:6]))
+            figures = asyncio.run(
+                orders_through(settings, args.orders, uuid.uuid4().hex[:6], client=args.client)
+            )
             rss = peak_rss_mb(worker.pid)
             if spy is not None:
                 spy.wait()
@@ -211,6 +255,7 @@ def main() -> None:
                 "ratio": ratio(figures["orders_per_s"], baseline),
                 "worker_peak_rss_mb": round(rss, 1),
                 "orders": args.orders,
+                "load_client": args.client,
                 "seconds": figures["seconds"],
                 "reserved": figures["reserved"],
                 "rejected": figures["rejected"],

@@ -272,7 +272,9 @@ def render(results: Results, plots: dict[str, bool]) -> str:
     out += [
         "Each point of the engine alternates with the seed design at as many pgbench clients",
         "(`bench/engine.py`'s `sweep`). The pipeline has no concurrency knob of its own (one",
-        "worker, its partitions): one figure, at the defaults.",
+        "worker, its partitions): one figure, at the defaults. Its load is published and its",
+        "results read with librdkafka (`bench/rdkafka_load.py`, C threads), as pgbench drives",
+        "the seed design in C: the bench shares the two cores with the service.",
         "",
         *sweep_rows(results),
         "",
