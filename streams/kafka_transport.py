@@ -16,10 +16,12 @@ What this relies on in Faust, and the tests that would catch a change: docs/pitf
 **Seeks run in the consumer's thread** (``_seek``): Faust calls aiokafka's seek from the
 app's thread, racing the consumer thread's fetch (a crashed Fetcher, seen in a rolling restart).
 
-An earlier version also replaced Faust's per-message ``wait_first`` race with an eager
-hand-off for speed. It bypassed the race that drops messages fetched before a rebalance
-(faust-streaming #221, PR #223) and lost events whenever workers joined or left: it is gone,
-and ``tests/chaos/test_scaling.py`` fails if it comes back.
+**The per-message hand-off race** (``streams/hand_off.py``): the drain loop's
+``wait_first(callback(message), suspend_flow.wait())`` runs with one new task per message
+instead of mode's four, the callback still in a task of its own. An earlier version ran the
+callback *eagerly*, in the drain loop's task; it bypassed the race that drops messages fetched
+before a rebalance (faust-streaming #221, PR #223) and lost events whenever workers joined or
+left. ``tests/chaos/test_scaling.py`` fails if that comes back.
 """
 
 from __future__ import annotations
@@ -33,10 +35,11 @@ import faust
 from faust.transport.drivers import aiokafka as faust_aiokafka
 from faust.types import TP, Message
 
+from streams.hand_off import LeanHandOff
 from streams.offsets import OffsetGuard
 
 
-class GuardedConsumer(faust_aiokafka.Consumer):
+class GuardedConsumer(LeanHandOff, faust_aiokafka.Consumer):
     """Faust's aiokafka consumer whose guarded topics commit only what ``guard`` settled."""
 
     guard: OffsetGuard  # set by app_class

@@ -21,6 +21,13 @@ def isolated(settings: Settings) -> Settings:
     return settings.isolated(f"rdk-{uuid.uuid4().hex[:6]}", topic_partitions=4)
 
 
+async def results_topic(settings: Settings) -> tuple[Settings, str]:
+    """Settings of a run of their own, and its results topic, created."""
+    settings = isolated(settings)
+    await ensure_topics(settings, (settings.topic_reservations,))
+    return settings, settings.topic_reservations
+
+
 async def read_all(settings: Settings, topic: str, count: int) -> list[tuple[int, bytes]]:
     consumer = AIOKafkaConsumer(
         topic, bootstrap_servers=settings.kafka_bootstrap, auto_offset_reset="earliest"
@@ -58,9 +65,7 @@ async def test_orders_land_on_the_partition_of_the_java_partitioner(settings: Se
 async def test_the_reader_counts_the_runs_results_published_after_it_started(
     settings: Settings,
 ) -> None:
-    settings = isolated(settings)
-    topic = settings.topic_reservations
-    await ensure_topics(settings, (topic,))
+    settings, topic = await results_topic(settings)
     earlier = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap)
     await earlier.start()
     try:
@@ -83,9 +88,7 @@ async def test_the_reader_counts_the_runs_results_published_after_it_started(
 async def test_the_reader_says_how_many_results_came_when_some_never_do(
     settings: Settings,
 ) -> None:
-    settings = isolated(settings)
-    topic = settings.topic_reservations
-    await ensure_topics(settings, (topic,))
+    settings, topic = await results_topic(settings)
     reader = rdkafka_load.ResultReader(settings.kafka_bootstrap, topic, b"NEVER-", 2)
     await asyncio.to_thread(reader.start)
 
