@@ -119,16 +119,16 @@ async def orders_through(
     service does that on its own machines), each result is read once as it arrives and the
     results are decoded after the clock stops. ``client``: librdkafka (``bench/rdkafka_load.py``,
     C threads, the default) or aiokafka (Python, in this event loop; what the bench used
-    before, kept for comparison).
+    before, kept for comparison). The topics exist already: ``main`` creates them once.
     """
-    await ensure_topics(settings, (*settings.order_topics, settings.topic_reservations))
     config = load(count, run)
     events = list(loadgen.EventSource(config))
     prefix = f"BENCH-{run}-"
     within_s = max(120.0, count / 200)
     if client == "librdkafka":
-        through = _through_rdkafka
-        elapsed, raws = await asyncio.to_thread(through, settings, events, prefix, within_s)
+        elapsed, raws = await asyncio.to_thread(
+            _through_rdkafka, settings, events, prefix, within_s
+        )
     else:
         elapsed, raws = await _through_aiokafka(settings, config, events, prefix, within_s)
     statuses = [json.loads(raw)["status"] for raw in raws]
