@@ -16,7 +16,7 @@ import contextlib
 import functools
 import logging
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -46,10 +46,11 @@ from service.domain.errors import InventoryError, Unavailable
 from service.domain.plan import Result
 from service.domain.planner import plan_batch
 from service.domain.results import OrderResult, StockLevel, TransferResult
-from service.domain.snapshot import Snapshot, StockRow
+from service.domain.snapshot import Snapshot
 from service.domain.validation import WarehouseRecord
 from service.engine_claims import duplicates_among, events_to_claim, release_refused
 from service.engine_metrics import count_outcome, count_policy_effects
+from service.engine_notify import StockChangedHook, StockNotifier
 from service.engine_queue import Pending, WritingTurn
 from service.engine_snapshot import (
     add_backorders,
@@ -92,10 +93,6 @@ class EngineConfig:
         )
 
 
-# Told the committed state of every stock row a batch changed, and the batch's time.
-StockChangedHook = Callable[[list[StockRow], datetime], Awaitable[object]]
-
-
 class ReservationEngine:
     def __init__(
         self,
@@ -108,7 +105,7 @@ class ReservationEngine:
         self._config = config
         # Told of every stock row a batch committed (the cache, so that a process reads its
         # own writes at once instead of after the relay and the warmer caught up).
-        self._on_stock_changed = on_stock_changed
+        self._notifier = StockNotifier(on_stock_changed) if on_stock_changed else None
         self._queue: asyncio.Queue[Pending] = asyncio.Queue()
         self._slots = asyncio.Semaphore(config.max_inflight_batches)
         # Held by the batch that reads and writes, until it sends its COMMIT: with two slots
@@ -139,6 +136,8 @@ class ReservationEngine:
             await self._loop_task
         if self._inflight:
             await asyncio.gather(*self._inflight, return_exceptions=True)
+        if self._notifier is not None:
+            await self._notifier.flush()
         self._loop_task = None
 
     # -- commands --
@@ -359,18 +358,20 @@ class ReservationEngine:
             )
             await plan_sql.write_plan(conn, plan, outbox)
             turn.end()  # the COMMIT goes out as the block ends, and the next batch forms
-        if self._on_stock_changed is not None and plan.stock_changes:
-            await self._notify([change.row for change in plan.stock_changes.values()], now)
+        if self._notifier is not None and plan.stock_changes:
+            rows = [change.row for change in plan.stock_changes.values()]
+            if any(_reads_back(command) for command in commands):
+                await self._notifier.now(rows, now)
+            else:  # events only (engine_notify.py says why)
+                self._notifier.later(rows, now)
         count_policy_effects(plan)
         return plan.results
 
-    async def _notify(self, rows: list[StockRow], at: datetime) -> None:
-        """After the commit: a failure here must not make the batch run again."""
-        assert self._on_stock_changed is not None
-        try:
-            await self._on_stock_changed(rows, at)
-        except Exception:
-            log.warning("stock-changed hook failed; the warmer will catch up", exc_info=True)
+
+def _reads_back(command: Command) -> bool:
+    """Whether the command's caller may read its write back at once: an RPC's may (GetStock
+    after ReserveStock), an order event's or the expiry timer's has no reader waiting."""
+    return isinstance(command, StockCommand) or command.source is Source.API
 
 
 def _unexpected(result: Result) -> InventoryError:

@@ -36,7 +36,7 @@ from service.cache.breaker import BreakerState
 from service.cache.codec import parse_line
 from service.cache.scripts import MAX_SKUS_PER_CALL
 from service.domain import validation as v
-from service.domain.commands import Commit, Release
+from service.domain.commands import Commit, Release, Source
 from service.domain.errors import InsufficientStock, NotFound
 from service.domain.events import stock_changed_payload
 from service.domain.results import Availability, StockLevel, StockView
@@ -537,6 +537,46 @@ async def test_an_entry_in_another_format_is_a_miss_and_is_rewritten(
     hits = counted("hit")
     assert await cached.queries.get_stock(sku, None) == truth
     assert counted("hit") == hits + 1
+
+
+# -- the engine's own writes --
+
+
+async def test_an_rpc_answers_after_its_rows_are_cached_and_events_are_cached_after(
+    cached: Cached, container: Container
+) -> None:
+    sku = Sku("prod-own-writes")
+    await set_stock(container, sku.product_id, 100, "wh-north")
+    await cached.queries.check_stock([Item(sku, 1)])  # a complete aggregate in Redis
+    item = {"product_id": sku.product_id, "quantity": 2}
+
+    await container.engine.reserve(v.reserve("own-rpc", [item], None, container.limits))
+    # read back at once from Redis: the RPC's batch wrote its rows before it answered
+    await assert_cache_equals_db(cached.cache, await db_truth(container, [sku]))
+
+    # an order event's batch answers at its COMMIT; its rows follow in the background
+    event = v.reserve(
+        "own-event",
+        [item],
+        None,
+        container.limits,
+        source=Source.STREAM,
+        event_id="own-event-created",
+    )
+    await container.engine.execute_many([event])
+    truth = await db_truth(container, [sku])
+    assert truth[sku].reserved == 4
+
+    async def cached_as_in_the_database() -> bool:
+        try:
+            await assert_cache_equals_db(cached.cache, truth)
+        except AssertionError:
+            return False
+        return True
+
+    await wait_for(
+        cached_as_in_the_database, within_s=REDIS_WITHIN_S, what="the event's rows in Redis"
+    )
 
 
 # -- a burst of reservations, then the outbox's events --
