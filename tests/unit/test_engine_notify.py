@@ -43,6 +43,16 @@ class Hook:
             raise ConnectionError("redis went away")
 
 
+async def writer_out(first: StockRow) -> tuple[Hook, StockNotifier]:
+    """A notifier whose background writer is out with ``first``, held until ``gate`` is set."""
+    hook = Hook()
+    hook.gate.clear()
+    notifier = StockNotifier(hook)
+    notifier.later([first], T0)
+    await hook.entered.wait()
+    return hook, notifier
+
+
 async def test_now_writes_before_it_returns() -> None:
     hook = Hook()
     notifier = StockNotifier(hook)
@@ -67,11 +77,7 @@ async def test_later_returns_at_once_and_flush_waits_for_the_write() -> None:
 
 
 async def test_rows_committed_while_a_write_is_out_wait_for_one_more_call_newest_kept() -> None:
-    hook = Hook()
-    hook.gate.clear()
-    notifier = StockNotifier(hook)
-    notifier.later([row("a", 1)], T0)
-    await hook.entered.wait()
+    hook, notifier = await writer_out(row("a", 1))
     # three batches commit while the first write is out
     notifier.later([row("a", 2), row("b", 5)], T1)
     notifier.later([row("a", 3)], T1)
@@ -83,11 +89,7 @@ async def test_rows_committed_while_a_write_is_out_wait_for_one_more_call_newest
 
 
 async def test_one_call_per_commit_time() -> None:
-    hook = Hook()
-    hook.gate.clear()
-    notifier = StockNotifier(hook)
-    notifier.later([row("x", 1)], T0)
-    await hook.entered.wait()
+    hook, notifier = await writer_out(row("x", 1))
     notifier.later([row("a", 1)], T0)
     notifier.later([row("b", 1)], T1)
     hook.gate.set()
@@ -111,11 +113,7 @@ async def test_a_failed_write_is_logged_and_the_next_rows_still_go_out(
 
 
 async def test_a_caller_that_stops_waiting_does_not_cancel_the_writer() -> None:
-    hook = Hook()
-    hook.gate.clear()
-    notifier = StockNotifier(hook)
-    notifier.later([row("a", 1)], T0)
-    await hook.entered.wait()
+    hook, notifier = await writer_out(row("a", 1))
     with pytest.raises(TimeoutError):
         async with asyncio.timeout(0.01):
             await notifier.flush()
