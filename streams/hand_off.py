@@ -26,6 +26,7 @@ kills and restarts under load with it and reconciles the ledger against the topi
 from __future__ import annotations
 
 import asyncio
+import functools
 from collections.abc import Coroutine
 from typing import Any
 
@@ -43,6 +44,12 @@ class LeanHandOff(Service):
 
     suspend_flow: asyncio.Event
     _event_waiters: tuple[asyncio.Future[Any], ...] = ()
+    # the hand-offs waiting now (one at a time in Faust's drain loop)
+    _races: set[asyncio.Future[None]]
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        self._races = set()
 
     async def wait_first(
         self,
@@ -57,15 +64,17 @@ class LeanHandOff(Service):
         waiters = self._waiters()
         task = asyncio.ensure_future(callback)
         try:
-            done, _ = await asyncio.wait((task, *waiters), return_when=asyncio.FIRST_COMPLETED)
+            racers = (task, *waiters)
+            while not any(racer.done() for racer in racers):
+                await self._woken_by(task)
             if any(waiter.cancelled() for waiter in waiters):
                 return WaitResults([], [], True)  # dropped by on_stop: the consumer stops
-            for future in done:
-                if future.exception() is not None:
-                    future.result()  # propagate, as mode does
+            for racer in racers:
+                if racer.done() and racer.exception() is not None:
+                    racer.result()  # propagate, as mode does
             # mode's order: the callback, the suspension, then stopped and crashed
             watched = (callback, suspended, *self._events()[1:])
-            entries = zip(watched, (task, *waiters), strict=True)
+            entries = zip(watched, racers, strict=True)
             finished = [(coro, future.result()) for coro, future in entries if future.done()]
             if finished and not self._stopped.is_set() and not self._crashed.is_set():
                 return WaitResults([c for c, _ in finished], [r for _, r in finished], False)
@@ -73,6 +82,28 @@ class LeanHandOff(Service):
         finally:
             if not task.done():
                 task.cancel()
+
+    async def _woken_by(self, task: asyncio.Future[Any]) -> None:
+        """Until the callback's task or any event waiter is done (or, rarely, a waiter that was
+        replaced finishes late: the caller then looks again).
+
+        ``asyncio.wait`` over the four would add and remove a done callback on each of them for
+        every message; the event waiters instead wake every pending race from one callback each,
+        added once when they are made.
+        """
+        woken = asyncio.get_running_loop().create_future()
+        wake = functools.partial(_wake, woken)
+        task.add_done_callback(wake)
+        self._races.add(woken)
+        try:
+            await woken
+        finally:
+            self._races.discard(woken)
+            task.remove_done_callback(wake)
+
+    def _wake_races(self, _waiter: asyncio.Future[Any]) -> None:
+        for woken in self._races:
+            _wake(woken)
 
     async def on_stop(self) -> None:
         await super().on_stop()
@@ -101,6 +132,8 @@ class LeanHandOff(Service):
         if not self._event_waiters or any(w.done() for w in self._event_waiters):
             self._drop_waiters()
             self._event_waiters = tuple(asyncio.ensure_future(e.wait()) for e in self._events())
+            for waiter in self._event_waiters:
+                waiter.add_done_callback(self._wake_races)
         return self._event_waiters
 
     def _drop_waiters(self) -> None:
@@ -108,3 +141,8 @@ class LeanHandOff(Service):
             if not waiter.done():
                 waiter.cancel()
         self._event_waiters = ()
+
+
+def _wake(woken: asyncio.Future[None], _done: object = None) -> None:
+    if not woken.done():
+        woken.set_result(None)

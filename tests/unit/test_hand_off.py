@@ -160,6 +160,18 @@ async def test_a_suspension_that_was_cleared_is_watched_again() -> None:
     assert answer == (["suspend"], [True], False) and trace.cancelled
 
 
+async def test_waiters_replaced_after_a_suspension_do_not_end_the_next_race() -> None:
+    # the replaced waiters are cancelled, and their wake-ups land during the next race
+    service = LeanRace()
+    await race(service, callback_after=NEVER, event="suspend", event_after=1)
+    service.suspend_flow.clear()
+
+    answer, trace = await race(service, callback_after=4)
+
+    assert answer == (["callback"], ["handed"], False) and trace.finished
+    assert service._races == set()  # nothing waits once the race is over
+
+
 async def test_stopping_the_service_cancels_its_waiters() -> None:
     service = LeanRace()
     await service.start()
