@@ -183,7 +183,6 @@ class Reservation(Timestamps, Base):
         CheckConstraint(
             "status IN ('PENDING', 'COMMITTED', 'RELEASED', 'EXPIRED')", name="status_known"
         ),
-        Index("ix_reservations_status_expires_at", "status", "expires_at"),
         Index("ix_reservations_order_id", "order_id"),
         Index(
             "ix_reservations_stock_id_pending",

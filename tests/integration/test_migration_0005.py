@@ -9,7 +9,7 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from tests.scratch_database import migrate, rows, schema_diff
+from tests.scratch_database import DROPPED_BY_0008, migrate, rows, schema_diff
 
 pytestmark = pytest.mark.stack
 
@@ -66,10 +66,15 @@ async def test_0005_partitions_movements_keeping_every_row_and_the_sequence(
         )
         assert inserted.scalar_one() == max(r["id"] for r in before) + 1
     async with engine.connect() as conn:
-        # the models are at head: only revision 0006's columns are missing here
-        assert {(d[0], d[2], d[3].name) for d in await conn.run_sync(schema_diff)} == {
+        # the models are at head: only revision 0006's columns are missing here, and the
+        # index that 0008 drops is still there
+        diff = await conn.run_sync(schema_diff)
+        assert {(d[0], d[2], d[3].name) for d in diff if d[0] == "add_column"} == {
             ("add_column", "reservations", "returned"),
             ("add_column", "stock_movements", "transfer_id"),
+        }
+        assert {(d[0], d[1].name) for d in diff if d[0] != "add_column"} == {
+            ("remove_index", DROPPED_BY_0008),
         }
 
     await migrate(url, "0004", down=True)
