@@ -271,6 +271,11 @@ class ReservationEngine:
             live = [p for p in batch if not p.future.done()]  # callers that gave up are skipped
             if live:
                 await self._run_live(live, turn)
+        except Exception:  # a bug after the transaction: no caller may wait forever for it
+            log.exception("a batch of %d failed outside its transaction", len(batch))
+            for pending in batch:
+                if not pending.future.done():
+                    pending.future.set_exception(InternalError("internal error"))
         finally:
             for _ in batch:
                 self._queue.task_done()

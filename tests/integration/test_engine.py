@@ -14,10 +14,12 @@ from service.domain.errors import (
     InsufficientStock,
     InvalidArgument,
     NotFound,
+    Unavailable,
     VersionMismatch,
     WrongState,
 )
 from service.domain.values import OrderState
+from service.engine import InternalError
 from service.invariants import check
 
 pytestmark = pytest.mark.stack
@@ -436,4 +438,66 @@ async def test_a_batch_after_the_server_dropped_every_connection_runs_on_fresh_o
         assert (
             await scalar(db_engine, "SELECT reserved FROM stocks WHERE product_id = 'dropped-sku'")
             == 3
+        )
+
+
+@pytest.mark.parametrize("in_flight", [1, 2])
+async def test_stop_finishes_every_queued_batch_then_refuses(settings, in_flight):
+    update = {"batches_in_flight": in_flight, "batch_max_size": 8}
+    async with build(settings.model_copy(update=update)) as container:
+        await put_stock(container, f"drained-{in_flight}", 100)
+        engine = container.engine
+        calls = [
+            asyncio.create_task(
+                engine.reserve(
+                    reserve(container, f"drain-{in_flight}-{i}", (f"drained-{in_flight}", 1))
+                )
+            )
+            for i in range(30)
+        ]
+        await asyncio.sleep(0)  # every call is queued: four batches at most eight each
+        await engine.stop()
+
+        assert all(call.done() for call in calls)
+        assert {call.result().state for call in calls} == {OrderState.RESERVED}
+        with pytest.raises(Unavailable):
+            await engine.reserve(
+                reserve(container, f"after-{in_flight}", (f"drained-{in_flight}", 1))
+            )
+        await engine.start()  # build's exit stops it again
+
+
+@pytest.mark.parametrize("in_flight", [1, 2])
+async def test_a_bug_after_the_commit_fails_its_callers_and_the_engine_goes_on(
+    settings, monkeypatch, in_flight
+):
+    # Past the transaction (counting outcomes, answering), a bug must not leave a caller
+    # waiting forever, nor stop the batch loop.
+    import service.engine
+
+    real_count = service.engine.count_outcome
+
+    def count_with_a_bug(command, result):
+        if getattr(command, "order_id", "").startswith("counted-badly"):
+            raise RuntimeError("a bug in counting")
+        real_count(command, result)
+
+    monkeypatch.setattr(service.engine, "count_outcome", count_with_a_bug)
+    async with build(settings.model_copy(update={"batches_in_flight": in_flight})) as container:
+        await put_stock(container, f"after-bug-{in_flight}", 10)
+        sku = f"after-bug-{in_flight}"
+        with pytest.raises(InternalError):  # not a caller left waiting (the timeout)
+            await asyncio.wait_for(
+                container.engine.reserve(
+                    reserve(container, f"counted-badly-{in_flight}", (sku, 1))
+                ),
+                timeout=10,
+            )
+        result = await container.engine.reserve(reserve(container, f"fine-{in_flight}", (sku, 1)))
+        assert result.state is OrderState.RESERVED
+        # the first order had committed before the bug: its unit is reserved (a retry of it is
+        # answered from the ledger)
+        assert (
+            await scalar(container.db, "SELECT reserved FROM stocks WHERE product_id = :p", p=sku)
+            == 2
         )
