@@ -444,15 +444,12 @@ async def test_a_batch_after_the_server_dropped_every_connection_runs_on_fresh_o
 @pytest.mark.parametrize("in_flight", [1, 2])
 async def test_stop_finishes_every_queued_batch_then_refuses(settings, in_flight):
     update = {"batches_in_flight": in_flight, "batch_max_size": 8}
+    sku = f"drained-{in_flight}"
     async with build(settings.model_copy(update=update)) as container:
-        await put_stock(container, f"drained-{in_flight}", 100)
+        await put_stock(container, sku, 100)
         engine = container.engine
         calls = [
-            asyncio.create_task(
-                engine.reserve(
-                    reserve(container, f"drain-{in_flight}-{i}", (f"drained-{in_flight}", 1))
-                )
-            )
+            asyncio.create_task(engine.reserve(reserve(container, f"{sku}-{i}", (sku, 1))))
             for i in range(30)
         ]
         await asyncio.sleep(0)  # every call is queued: four batches at most eight each
@@ -461,9 +458,7 @@ async def test_stop_finishes_every_queued_batch_then_refuses(settings, in_flight
         assert all(call.done() for call in calls)
         assert {call.result().state for call in calls} == {OrderState.RESERVED}
         with pytest.raises(Unavailable):
-            await engine.reserve(
-                reserve(container, f"after-{in_flight}", (f"drained-{in_flight}", 1))
-            )
+            await engine.reserve(reserve(container, f"after-{in_flight}", (sku, 1)))
         await engine.start()  # build's exit stops it again
 
 
@@ -483,9 +478,9 @@ async def test_a_bug_after_the_commit_fails_its_callers_and_the_engine_goes_on(
         real_count(command, result)
 
     monkeypatch.setattr(service.engine, "count_outcome", count_with_a_bug)
+    sku = f"after-bug-{in_flight}"
     async with build(settings.model_copy(update={"batches_in_flight": in_flight})) as container:
-        await put_stock(container, f"after-bug-{in_flight}", 10)
-        sku = f"after-bug-{in_flight}"
+        await put_stock(container, sku, 10)
         with pytest.raises(InternalError):  # not a caller left waiting (the timeout)
             await asyncio.wait_for(
                 container.engine.reserve(
