@@ -194,8 +194,9 @@ class Settings(BaseSettings):
     # group commit
     batch_max_size: int = Field(default=256, ge=1)
     batch_window_ms: float = Field(default=0.0, ge=0)
-    # 2: the next batch forms when the one before sends its COMMIT, and begins while it commits
-    batches_in_flight: int = Field(default=1, ge=1, le=2)
+    # 2: the next batch forms when the one before sends its COMMIT, and begins while it commits,
+    # unless that one has an RPC's caller (it then runs alone); 1: always when it has finished
+    batches_in_flight: int = Field(default=2, ge=1, le=2)
 
     # limits on input
     max_items_per_order: int = Field(default=100, ge=1)

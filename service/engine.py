@@ -5,8 +5,9 @@ PostgreSQL transaction: lock the orders and stock rows they touch (in a fixed or
 pure planner decide each command in arrival order, write everything in a few bulk statements,
 commit. Each caller still gets its own result or typed error; all-or-nothing holds per order,
 never per batch. The next batch forms from every command that arrived meanwhile: when the one
-before has finished (``batches_in_flight`` 1, the default), or when it sends its COMMIT (2, so
-that the next one begins while it commits).
+before sends its COMMIT, so that the next one begins while it commits (``batches_in_flight`` 2,
+the default), except after a batch with a caller who reads its write back (an RPC's), which
+runs alone and lets the next batch form when it has finished (always, with 1).
 """
 
 from __future__ import annotations
@@ -51,7 +52,7 @@ from service.domain.validation import WarehouseRecord
 from service.engine_claims import duplicates_among, events_to_claim, release_refused
 from service.engine_metrics import count_outcome, count_policy_effects
 from service.engine_notify import StockChangedHook, StockNotifier
-from service.engine_queue import Pending, WritingTurn
+from service.engine_queue import Pending, WritingTurn, reads_back, runs_alone
 from service.engine_snapshot import (
     add_backorders,
     ensure_update_targets,
@@ -78,7 +79,7 @@ class EngineConfig:
     topic_stock_changed: str = "stock-changed"
     topic_reservations: str = "inventory-reservations"
     topic_stock_alerts: str = "stock-alerts"
-    max_inflight_batches: int = 1
+    max_inflight_batches: int = 2
 
     @classmethod
     def from_settings(cls, settings: Settings) -> EngineConfig:
@@ -250,15 +251,21 @@ class ReservationEngine:
             if not self._inflight:
                 await asyncio.sleep(self._config.batch_window_s)
             batch = self._drain(first)
+            slots = 1
+            if runs_alone(batch):  # every slot: the next batch forms when it has finished
+                for _ in range(self._config.max_inflight_batches - 1):
+                    await self._slots.acquire()
+                    slots += 1
             turn = WritingTurn(self._writing)
             task = asyncio.create_task(self._run(batch, turn))
             self._inflight.add(task)
-            task.add_done_callback(functools.partial(self._finished, turn))
+            task.add_done_callback(functools.partial(self._finished, turn, slots))
 
-    def _finished(self, turn: WritingTurn, task: asyncio.Task[None]) -> None:
+    def _finished(self, turn: WritingTurn, slots: int, task: asyncio.Task[None]) -> None:
         self._inflight.discard(task)
         turn.end()
-        self._slots.release()
+        for _ in range(slots):
+            self._slots.release()
 
     def _drain(self, first: Pending) -> list[Pending]:
         batch = [first]
@@ -365,18 +372,12 @@ class ReservationEngine:
             turn.end()  # the COMMIT goes out as the block ends, and the next batch forms
         if self._notifier is not None and plan.stock_changes:
             rows = [change.row for change in plan.stock_changes.values()]
-            if any(_reads_back(command) for command in commands):
+            if any(reads_back(command) for command in commands):
                 await self._notifier.now(rows, now)
             else:  # events only (engine_notify.py says why)
                 self._notifier.later(rows, now)
         count_policy_effects(plan)
         return plan.results
-
-
-def _reads_back(command: Command) -> bool:
-    """Whether the command's caller may read its write back at once: an RPC's may (GetStock
-    after ReserveStock), an order event's or the expiry timer's has no reader waiting."""
-    return isinstance(command, StockCommand) or command.source is Source.API
 
 
 def _unexpected(result: Result) -> InventoryError:

@@ -1,6 +1,7 @@
 """The reservation engine against the real PostgreSQL of the test stack."""
 
 import asyncio
+import contextlib
 import random
 
 import pytest
@@ -146,6 +147,71 @@ async def test_what_arrives_while_a_batch_writes_is_one_batch_when_it_commits(
         results = await asyncio.gather(first, *early, *late)
     assert {r.state for r in results} == {OrderState.RESERVED}
     assert batch_sizes == [1, 20]
+
+
+@pytest.mark.parametrize(
+    ("source", "begins_while_it_commits"), [(Source.STREAM, True), (Source.API, False)]
+)
+async def test_only_a_batch_of_events_lets_the_next_begin_while_it_commits(
+    settings, monkeypatch, source, begins_while_it_commits
+):
+    # With two batches in flight (the default), a batch of events lets the next one form when
+    # it sends its COMMIT; a batch with an RPC's caller runs alone, and the next one forms from
+    # everything queued when it has finished. The first batch's COMMIT waits (up to a second)
+    # for the second batch to be planned: only the first case gets there.
+    import asyncpg
+
+    import service.engine
+
+    first_id, second_id = f"overlapped-{source.name}-1", f"overlapped-{source.name}-2"
+    steps: list[str] = []
+    second_planned = asyncio.Event()
+    at_commit = asyncio.Event()
+    real_plan = service.engine.plan_batch
+    real_execute = asyncpg.Connection.execute
+
+    def plan_spied(snapshot, commands, **kwargs):
+        order_id = commands[0].order_id
+        if order_id == first_id:
+            steps.append("first planned")
+        if order_id == second_id:
+            steps.append("second planned")
+            second_planned.set()
+        return real_plan(snapshot, commands, **kwargs)
+
+    async def execute_spied(self, query, *args, **kwargs):
+        if query != "COMMIT" or steps != ["first planned"]:
+            return await real_execute(self, query, *args, **kwargs)
+        steps.append("first committing")
+        at_commit.set()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(second_planned.wait(), timeout=1)
+        result = await real_execute(self, query, *args, **kwargs)
+        steps.append("first committed")
+        return result
+
+    async with build(settings.model_copy(update={"batches_in_flight": 2})) as container:
+        # two SKUs: the second batch does not wait for the first one's stock rows
+        await put_stock(container, first_id, 10)
+        await put_stock(container, second_id, 10)
+        monkeypatch.setattr(service.engine, "plan_batch", plan_spied)
+        monkeypatch.setattr(asyncpg.Connection, "execute", execute_spied)
+        engine = container.engine
+
+        def command(order_id):
+            event = f"{order_id}-event" if source is Source.STREAM else None
+            return reserve(container, order_id, (order_id, 1), source=source, event=event)
+
+        first = asyncio.create_task(engine.execute_many([command(first_id)]))
+        await asyncio.wait_for(at_commit.wait(), timeout=10)
+        second = asyncio.create_task(engine.execute_many([command(second_id)]))
+        results = [*await first, *await second]
+
+    assert [r.state for r in results] == [OrderState.RESERVED] * 2
+    if begins_while_it_commits:
+        assert steps == ["first planned", "first committing", "second planned", "first committed"]
+    else:
+        assert steps == ["first planned", "first committing", "first committed", "second planned"]
 
 
 async def test_same_order_twice_has_one_effect_and_other_items_are_refused(container):

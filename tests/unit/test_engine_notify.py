@@ -8,10 +8,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from service.domain.commands import Commit, Expire, Reserve, Source, UpdateStock
 from service.domain.snapshot import StockRow
-from service.domain.values import Item, Levels, Sku, StockOperation
-from service.engine import _reads_back
+from service.domain.values import Levels, Sku
 from service.engine_notify import StockNotifier
 
 T0 = datetime(2026, 12, 4, tzinfo=UTC)
@@ -120,21 +118,3 @@ async def test_a_caller_that_stops_waiting_does_not_cancel_the_writer() -> None:
     hook.gate.set()
     await notifier.flush()
     assert hook.calls == [([("a", 1)], T0)]
-
-
-ITEMS = (Item(Sku("p"), 1),)
-
-
-@pytest.mark.parametrize(
-    ("command", "reads_back"),
-    [
-        (Reserve("o", ITEMS, None), True),
-        (Commit("o"), True),
-        (UpdateStock(Sku("p"), "wh", StockOperation.SET, 5, "count"), True),
-        (Reserve("o", ITEMS, None, source=Source.STREAM, event_id="e"), False),
-        (Commit("o", source=Source.STREAM, event_id="e"), False),
-        (Expire("o"), False),
-    ],
-)
-def test_which_callers_read_their_write_back(command: object, reads_back: bool) -> None:
-    assert _reads_back(command) is reads_back  # type: ignore[arg-type]
