@@ -251,11 +251,10 @@ class ReservationEngine:
             if not self._inflight:
                 await asyncio.sleep(self._config.batch_window_s)
             batch = self._drain(first)
-            slots = 1
-            if runs_alone(batch):  # every slot: the next batch forms when it has finished
-                for _ in range(self._config.max_inflight_batches - 1):
-                    await self._slots.acquire()
-                    slots += 1
+            # alone, it takes every slot: the next batch forms when it has finished
+            slots = self._config.max_inflight_batches if runs_alone(batch) else 1
+            for _ in range(slots - 1):
+                await self._slots.acquire()
             turn = WritingTurn(self._writing)
             task = asyncio.create_task(self._run(batch, turn))
             self._inflight.add(task)
