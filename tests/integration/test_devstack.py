@@ -248,3 +248,14 @@ def _redis_answers(port: int) -> bool:
 
 def test_pgbench_ships_with_the_stack(stack: EmbeddedStack) -> None:
     assert stack.pgbench_path.exists()
+
+
+async def test_a_new_wal_segment_is_not_filled_with_zeroes_first(
+    stack: EmbeddedStack, db_engine: AsyncEngine
+) -> None:
+    """The COMMIT that opens a WAL segment of a new cluster does not wait for 16 MB of zeroes
+    (``service/devtools/postgres.py`` says why)."""
+    if stack.postgres is None:
+        pytest.skip("the stack uses an external PostgreSQL")
+    async with db_engine.connect() as conn:
+        assert await conn.scalar(text("SHOW wal_init_zero")) == "off"
