@@ -49,8 +49,9 @@ class Postgres:
         argv += ["-k", socket_dir, "-c", "max_connections=200"]
         # A new cluster has no WAL segments to recycle, so the COMMIT that crosses into the next
         # 16 MB segment first writes it full of zeroes and syncs it: about 50 ms here, once a
-        # second at the engine's WAL rate. A server in steady state recycles segments after
-        # each checkpoint and never pays it (docs/architecture.md, "Performance notes").
+        # second at the engine's WAL rate. A server in steady state reuses the segments its
+        # checkpoints made obsolete and seldom pays it (docs/operations.md, "PostgreSQL's WAL
+        # at high write rates").
         argv += ["-c", "wal_init_zero=off"]
         self.process = ManagedProcess(
             "postgres",
