@@ -177,6 +177,9 @@ class Settings(BaseSettings):
     # Faust's consumer waits up to 1,500 ms per fetch; brokers that hold a fetch for its whole
     # wait (Tansu) want a short one. None keeps Faust's.
     kafka_fetch_max_wait_ms: int | None = Field(default=None, ge=1, le=60_000)
+    # an order partition that stands short of its log end this long while its agent could take
+    # more is sought back to the next offset it expects (streams/offsets.py, StallWatch)
+    consumer_stall_s: float = Field(default=10.0, gt=0)
 
     # ports
     grpc_host: Host = "0.0.0.0"

@@ -87,6 +87,12 @@ CONSUMER_OFFSET_GAPS = Counter(
     "Gaps in an order partition confirmed by a re-seek and skipped (no records there)",
     ["topic"],
 )
+CONSUMER_STALL_SEEKS = Counter(
+    "inventory_consumer_stall_seeks_total",
+    "Order partitions sought back because they stood short of their log end while their agent "
+    "could take more (records dropped before they reached the agent)",
+    ["topic"],
+)
 # retention (service/pruner.py)
 PRUNED_ROWS = Counter("inventory_pruned_rows_total", "Rows deleted by retention", ["table"])
 PRUNE_FAILURES = Counter(

@@ -165,6 +165,11 @@ class BatchRunner:
         self._depth = max(depth, 1)
         self._tasks: set[asyncio.Task[None]] = set()
 
+    @property
+    def blocked(self) -> bool:
+        """Every batch it may run is in flight: its agent waits before it takes more events."""
+        return len(self._tasks) >= self._depth
+
     async def submit(self, kind: OrderEventKind, events: Sequence[EventT[Any]]) -> None:
         disown(events)
         events = await admit(self._app, self._guard, kind, events)
@@ -206,13 +211,14 @@ def register_order_agents(
     handler: OrderEventHandler,
     *,
     depth: int = 2,
-) -> list[BatchRunner]:
-    """One agent per order topic, each with its own runner (``depth`` batches in flight)."""
+) -> dict[str, BatchRunner]:
+    """One agent per order topic, each with its own runner (``depth`` batches in flight);
+    the runners by topic."""
     window_s = max(settings.batch_window_ms / 1000, MIN_TAKE_WINDOW_S)
-    runners = []
+    runners = {}
     for kind, name in TopicKinds.from_settings(settings).pairs():
         runner = BatchRunner(app, guard, handler, depth)
         body = order_agent(kind, runner, settings.batch_max_size, window_s)
         app.agent(raw_topic(app, name, settings), name=f"orders-{kind.value}", concurrency=1)(body)
-        runners.append(runner)
+        runners[name] = runner
     return runners

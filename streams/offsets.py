@@ -22,6 +22,11 @@ guards, without trusting Faust's bookkeeping:
 - **Commits from settled offsets only.** The committable offset of a partition is its
   *frontier*: every offset below it was settled (its effect is durable in PostgreSQL) or is a
   confirmed gap. A settled offset beyond an unsettled one waits.
+- **No partition stops short of its log end** (``StallWatch``). A jump is only seen when a
+  later record arrives: records that Faust fetched and dropped before they reached the agent,
+  on a partition that then goes quiet, would wait for the next rebalance. A partition whose
+  log end is past its expected offset, and whose expected offset stood still for a while
+  although its agent was free to take more, is sought back to the expected offset.
 
 Pure bookkeeping: no Kafka, no Faust. ``streams/kafka_transport.py`` wires it into the
 consumer (seeks, commits) and ``streams/agents.py`` into the order agents (admit, settle).
@@ -29,10 +34,11 @@ consumer (seeks, commits) and ``streams/agents.py`` into the order agents (admit
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Iterable, Iterator
+import math
+from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import NamedTuple
+from typing import NamedTuple, Protocol
 
 GAP_CONFIRMATIONS = 2  # seeks back that the jump must come back after, to be a real gap
 
@@ -163,3 +169,88 @@ class OffsetGuard:
 
     def assigned(self) -> Iterator[Hashable]:
         return iter(list(self._partitions))
+
+
+class Partition(Hashable, Protocol):
+    """A topic partition as Faust names it (``faust.types.TP``)."""
+
+    @property
+    def topic(self) -> str: ...
+
+    @property
+    def partition(self) -> int: ...
+
+
+@dataclass(slots=True)
+class _Watched:
+    expected: int  # the guard's expected offset when last seen
+    since: float  # since when it has stood there (or since the last seek back)
+    sought_at: int | None = None  # the log end at the last seek back from this standstill
+
+
+class StallWatch:
+    """The partitions that stand short of their log end with their agent free: seek them back.
+
+    ``due`` is called on a timer with every assigned partition's log end (highwater). A
+    partition is due a seek back to the guard's expected offset when its log end is past it,
+    the expected offset has not moved for ``after_s``, and its agent could have taken more:
+    another partition of the topic moved meanwhile, or the agent is not ``blocked`` (every
+    batch it may run in flight, as while the database is down: every partition stops at once
+    then, and a seek back would only fetch the records that wait in its buffer again).
+
+    Once per log end: a partition whose log ends in offsets that hold no record (transaction
+    markers) is sought back once and then left alone until its log end moves; the guard's gap
+    rule takes the next record that arrives, and the window starts again when it does.
+    """
+
+    def __init__(self, guard: OffsetGuard, after_s: float) -> None:
+        self.guard = guard
+        self._after_s = after_s
+        self._watched: dict[Partition, _Watched] = {}
+        self._topic_moved: dict[str, float] = {}
+
+    def restart(self, now: float) -> None:
+        """Nothing was fetched meanwhile (a rebalance, the flow suspended): time from now."""
+        for watched in self._watched.values():
+            watched.since = now
+            watched.sought_at = None
+
+    def due(
+        self,
+        now: float,
+        highwaters: Mapping[Partition, int | None],
+        blocked: Callable[[str], bool],
+    ) -> list[tuple[Partition, int]]:
+        """``(partition, offset)`` for each partition to seek back to ``offset``, now."""
+        watched = self._observe(now, highwaters)
+        due = []
+        for tp, seen in watched.items():
+            highwater = highwaters.get(tp)
+            if highwater is None or highwater <= seen.expected or seen.sought_at == highwater:
+                continue
+            if seen.sought_at is not None:  # sought back before, and its log grew since
+                seen.since, seen.sought_at = now, None
+            if now - seen.since < self._after_s:
+                continue
+            if self._topic_moved.get(tp.topic, -math.inf) <= seen.since and blocked(tp.topic):
+                continue  # its agent is busy with its own batches: the records may be queued
+            seen.since, seen.sought_at = now, highwater
+            due.append((tp, seen.expected))
+        return due
+
+    def _observe(
+        self, now: float, partitions: Mapping[Partition, int | None]
+    ) -> dict[Partition, _Watched]:
+        guard, watched = self.guard, {}
+        for tp in partitions:
+            expected = guard.expected(tp)
+            if expected is None:
+                continue
+            seen = self._watched.get(tp)
+            if seen is None or seen.expected != expected:
+                if seen is not None:
+                    self._topic_moved[tp.topic] = now
+                seen = _Watched(expected, now)
+            watched[tp] = seen
+        self._watched = watched  # partitions no longer assigned are forgotten
+        return watched

@@ -1,5 +1,5 @@
-"""The stream worker: the Faust app (order agents), the outbox relay, the expiry sweeper and
-the pruner (retention), in the caller's loop.
+"""The stream worker: the Faust app (order agents), the outbox relay, the expiry sweeper, the
+pruner (retention) and the stall watch over the order partitions, in the caller's loop.
 
 ``service/lifecycle.py`` starts it for ``--role worker|all`` next to the gRPC server. Faust's own
 ``Worker`` is not used (it owns the loop and the signals); the app is started and stopped as a
@@ -25,7 +25,7 @@ from streams.agents import BatchRunner, TopicDeadLetterSink, register_order_agen
 from streams.app import check_topic_layout, create_app, ensure_topics
 from streams.expiry.agent import ExpiryAgent, register_expiry
 from streams.handler import OrderEventHandler
-from streams.offsets import OffsetGuard
+from streams.offsets import OffsetGuard, Partition, StallWatch
 from streams.outbox import OutboxRelay
 from streams.records import KIND_LABELS, TopicKinds
 from streams.warmer import register_warmer
@@ -36,6 +36,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 SUMMARY_INTERVAL_S = 10.0
+STALL_TICK_S = 1.0  # how often the order partitions are looked at for a standstill
 
 
 class StreamWorker:
@@ -48,6 +49,8 @@ class StreamWorker:
     ) -> None:
         self._settings = settings
         self._container = container
+        kinds = TopicKinds.from_settings(settings).pairs()
+        self._topic_labels = {name: KIND_LABELS[kind] for kind, name in kinds}
         self._summary_interval_s = summary_interval_s
         self._stopping = asyncio.Event()
         self.app: faust.App | None = None
@@ -56,8 +59,9 @@ class StreamWorker:
         self.expiry: ExpiryAgent | None = None
         self.sweeper: ExpirySweeper | None = None
         self.pruner: Pruner | None = None
-        self._runners: list[BatchRunner] = []
+        self._runners: dict[str, BatchRunner] = {}
         self._summary: asyncio.Task[None] | None = None
+        self._stall_watch: asyncio.Task[None] | None = None
         self._summary_since = time.monotonic()
         self._started = False
 
@@ -102,6 +106,8 @@ class StreamWorker:
         self.pruner = Pruner(settings)
         await self.pruner.start()
         self._summary = asyncio.create_task(self._summarize(), name="stream-summary")
+        watch = StallWatch(guard, settings.consumer_stall_s)
+        self._stall_watch = asyncio.create_task(self._watch_stalls(watch), name="stall-watch")
         self._started = True
         log.info(
             "stream worker started: group %s, topics %s",
@@ -112,6 +118,8 @@ class StreamWorker:
     async def stop(self) -> None:
         """Finish the in-flight batch, stop consuming, publish what committed, then stop."""
         self._stopping.set()
+        if self._stall_watch is not None:  # no seek while the consumer stops
+            await _cancelled(self._stall_watch)
         grace = self._settings.shutdown_grace_s
         if self.handler is not None:
             try:
@@ -127,13 +135,50 @@ class StreamWorker:
         if self.expiry is not None:
             await self.expiry.stop()
         if self._summary is not None:
-            self._summary.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._summary
+            await _cancelled(self._summary)
         if self.relay is not None:
             await self.relay.stop(drain_timeout_s=grace)
         self._started = False
         log.info("stream worker stopped")
+
+    async def _watch_stalls(self, watch: StallWatch) -> None:
+        """Seek back the order partitions that stand short of their log end (``StallWatch``)."""
+        assert self.app is not None
+        app = self.app
+        consumer: Any = app.consumer  # ConsumerT does not declare flow_active
+        while True:
+            await asyncio.sleep(STALL_TICK_S)
+            now = time.monotonic()
+            if app.rebalancing or not consumer.flow_active:
+                watch.restart(now)  # nothing is fetched meanwhile
+                continue
+            try:
+                await self._seek_stalled(watch, now)
+            except Exception:  # the watch must never take the worker down
+                log.exception("looking for stalled order partitions failed")
+
+    async def _seek_stalled(self, watch: StallWatch, now: float) -> None:
+        assert self.app is not None
+        consumer: Any = self.app.consumer
+        guard = watch.guard
+        highwaters: dict[Partition, int | None] = {
+            tp: consumer.highwater(tp) for tp in consumer.assignment() if guard.guards(tp.topic)
+        }
+        runners = self._runners
+        for tp, offset in watch.due(now, highwaters, lambda topic: runners[topic].blocked):
+            if guard.expected(tp) != offset:  # it moved meanwhile
+                continue
+            log.warning(
+                "%s[%d] stands at offset %d while its log ends at %d, its agent free: seeking "
+                "back (records were dropped before they reached the agent)",
+                tp.topic,
+                tp.partition,
+                offset,
+                highwaters[tp],
+            )
+            metrics.CONSUMER_STALL_SEEKS.labels(topic=self._topic_labels[tp.topic]).inc()
+            await consumer.seek(tp, offset)
+            guard.sought(tp, offset)
 
     async def _summarize(self) -> None:
         self._summary_since = time.monotonic()
@@ -175,8 +220,7 @@ class StreamWorker:
         """Set the consumer lag gauge per order topic; returns the total."""
         if self.app is None:
             return 0
-        kinds = TopicKinds.from_settings(self._settings)
-        labels = {name: KIND_LABELS[kind] for kind, name in kinds.pairs()}
+        labels = self._topic_labels
         per_topic: dict[str, int] = defaultdict(int)
         consumer: Any = self.app.consumer
         with contextlib.suppress(Exception):
@@ -190,3 +234,9 @@ class StreamWorker:
         for label in labels.values():
             metrics.CONSUMER_LAG.labels(topic=label).set(per_topic.get(label, 0))
         return sum(per_topic.values())
+
+
+async def _cancelled(task: asyncio.Task[None]) -> None:
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
