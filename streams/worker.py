@@ -168,13 +168,17 @@ class StreamWorker:
         for tp, offset in watch.due(now, highwaters, lambda topic: runners[topic].blocked):
             if guard.expected(tp) != offset:  # it moved meanwhile
                 continue
+            # Faust's read position says where the records were dropped (docs/pitfalls.md)
+            read = getattr(consumer, "_read_offset", {}).get(tp)
             log.warning(
                 "%s[%d] stands at offset %d while its log ends at %d, its agent free: seeking "
-                "back (records were dropped before they reached the agent)",
+                "back (records were dropped before they reached the agent; Faust's read "
+                "position %s)",
                 tp.topic,
                 tp.partition,
                 offset,
                 highwaters[tp],
+                read,
             )
             metrics.CONSUMER_STALL_SEEKS.labels(topic=self._topic_labels[tp.topic]).inc()
             await consumer.seek(tp, offset)
