@@ -90,6 +90,7 @@ class OrderEventHandler:
         self._stopping = stopping
         self._backoff = backoff or Backoff()
         self._in_flight = 0
+        self.retrying = 0  # batches waiting for the database to come back
         self._idle = asyncio.Event()
         self._idle.set()
         self.tally = Tally()
@@ -155,14 +156,21 @@ class OrderEventHandler:
         and propagates: ``handle`` halts rather than acks.
         """
         what = f"a batch of {len(cmds)} order events"
+        failed = False
         try:
             async for attempt in retrying(
                 self._stopping, retry_on=Unavailable, what=what, log=log, backoff=self._backoff
             ):
                 with attempt:
                     return list(await self._engine.execute_many(cmds))
+                if not failed:  # the attempt failed (success returned): counted once
+                    failed = True
+                    self.retrying += 1
         except Stopping:
             return None
+        finally:
+            if failed:
+                self.retrying -= 1
         raise AssertionError("unreachable: tenacity re-raises the last error")
 
     async def _send_letters(self, letters: list[DeadLetter]) -> bool:

@@ -34,7 +34,6 @@ consumer (seeks, commits) and ``streams/agents.py`` into the order agents (admit
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from enum import Enum
@@ -194,9 +193,9 @@ class StallWatch:
     ``due`` is called on a timer with every assigned partition's log end (highwater). A
     partition is due a seek back to the guard's expected offset when its log end is past it,
     the expected offset has not moved for ``after_s``, and its agent could have taken more:
-    another partition of the topic moved meanwhile, or the agent is not ``blocked`` (every
-    batch it may run in flight, as while the database is down: every partition stops at once
-    then, and a seek back would only fetch the records that wait in its buffer again).
+    another partition of the topic moved since the last call, or the agent is not ``blocked``
+    (every batch it may run in flight, as while the database is slow: a seek back would only
+    fetch again the records that wait in its buffer).
 
     Once per log end: a partition whose log ends in offsets that hold no record (transaction
     markers) is sought back once and then left alone until its log end moves; the guard's gap
@@ -207,7 +206,6 @@ class StallWatch:
         self.guard = guard
         self._after_s = after_s
         self._watched: dict[Partition, _Watched] = {}
-        self._topic_moved: dict[str, float] = {}
 
     def restart(self, now: float) -> None:
         """Nothing was fetched meanwhile (a rebalance, the flow suspended): time from now."""
@@ -222,7 +220,7 @@ class StallWatch:
         blocked: Callable[[str], bool],
     ) -> list[tuple[Partition, int]]:
         """``(partition, offset)`` for each partition to seek back to ``offset``, now."""
-        watched = self._observe(now, highwaters)
+        watched, moved = self._observe(now, highwaters)
         due = []
         for tp, seen in watched.items():
             highwater = highwaters.get(tp)
@@ -232,16 +230,18 @@ class StallWatch:
                 seen.since, seen.sought_at = now, None
             if now - seen.since < self._after_s:
                 continue
-            if self._topic_moved.get(tp.topic, -math.inf) <= seen.since and blocked(tp.topic):
+            if tp.topic not in moved and blocked(tp.topic):
                 continue  # its agent is busy with its own batches: the records may be queued
             seen.since, seen.sought_at = now, highwater
             due.append((tp, seen.expected))
         return due
 
     def _observe(
-        self, now: float, partitions: Mapping[Partition, int | None]
-    ) -> dict[Partition, _Watched]:
-        guard, watched = self.guard, {}
+        self, now: float, partitions: Iterable[Partition]
+    ) -> tuple[dict[Partition, _Watched], set[str]]:
+        """Every guarded partition as it stands now, and the topics that moved since the last
+        look."""
+        guard, watched, moved = self.guard, {}, set()
         for tp in partitions:
             expected = guard.expected(tp)
             if expected is None:
@@ -249,8 +249,8 @@ class StallWatch:
             seen = self._watched.get(tp)
             if seen is None or seen.expected != expected:
                 if seen is not None:
-                    self._topic_moved[tp.topic] = now
+                    moved.add(tp.topic)
                 seen = _Watched(expected, now)
             watched[tp] = seen
         self._watched = watched  # partitions no longer assigned are forgotten
-        return watched
+        return watched, moved

@@ -149,13 +149,18 @@ class StreamWorker:
         while True:
             await asyncio.sleep(STALL_TICK_S)
             now = time.monotonic()
-            if app.rebalancing or not consumer.flow_active:
-                watch.restart(now)  # nothing is fetched meanwhile
+            if app.rebalancing or not consumer.flow_active or self._waiting_on_database():
+                watch.restart(now)  # nothing is fetched, or nothing taken, meanwhile
                 continue
             try:
                 await self._seek_stalled(watch, now)
             except Exception:  # the watch must never take the worker down
                 log.exception("looking for stalled order partitions failed")
+
+    def _waiting_on_database(self) -> bool:
+        """A batch waits for the database: the agents stop taking events (and once a buffer is
+        full, Faust's one delivery loop stops for all of them): no partition stalls on its own."""
+        return self.handler is not None and self.handler.retrying > 0
 
     async def _seek_stalled(self, watch: StallWatch, now: float) -> None:
         assert self.app is not None

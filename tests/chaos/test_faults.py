@@ -139,6 +139,13 @@ async def events_at_least(db: AsyncEngine, n: int) -> bool:
     return await processed_events(db) >= n
 
 
+def assert_no_stall_seeks(worker_log: Path) -> None:
+    """A fault stops every partition at once: the stall watch (streams/offsets.py) must hold
+    still, not take the standstill for records dropped on their way to the agent."""
+    seeks = [line for line in worker_log.read_text().splitlines() if "stands at offset" in line]
+    assert seeks == [], seeks[:5]
+
+
 def assert_clean(result: Audit, rpcs: RpcLoad, allowed: set[str]) -> None:
     assert result.problems == [], "\n".join(result.problems[:80])
     assert rpcs.calls.unexpected == [], rpcs.calls.unexpected[:20]
@@ -194,6 +201,7 @@ async def test_broker_paused_then_resumed(
         result = await r.finish(db_engine, "broker paused")
     assert calls_during > 0, "the API must keep answering while Kafka is down"
     assert_clean(result, r.rpcs, {"OK", "FAILED_PRECONDITION"})
+    assert_no_stall_seeks(tmp_path / "worker.log")
 
 
 async def test_postgres_stopped_then_started(
@@ -220,6 +228,7 @@ async def test_postgres_stopped_then_started(
     assert r.rpcs.calls.codes.get(("ReserveStock", "DEADLINE_EXCEEDED"), 0) == 0
     assert processed > processed_before  # the worker went on after the restart
     assert_clean(result, r.rpcs, {"OK", "FAILED_PRECONDITION", "UNAVAILABLE"})
+    assert_no_stall_seeks(tmp_path / "worker.log")
 
 
 def cache_fallbacks() -> float:

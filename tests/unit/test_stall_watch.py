@@ -84,11 +84,19 @@ def test_sought_back_once_per_log_end() -> None:
 def test_a_blocked_agent_is_waited_for_unless_another_partition_of_its_topic_moved() -> None:
     guard, watch = watch_at(p0=10, p1=20, paid=5)
     watch.due(0.0, {P0: 13, P1: 25, PAID: 9}, blocked)
-    # the database is down: no partition moves, every agent has all its batches in flight
+    # the database is slow: no partition moves, every agent has all its batches in flight
     assert watch.due(30.0, {P0: 13, P1: 25, PAID: 9}, blocked) == []
     # the created agent takes events of partition 1 again; partition 0 still stands
     guard.admit(P1, 20)
     assert watch.due(31.0, {P0: 13, P1: 25, PAID: 9}, blocked) == [(P0, 10)]
+
+
+def test_a_move_before_the_last_look_does_not_make_a_blocked_agent_free() -> None:
+    guard, watch = watch_at(p0=10, p1=20)
+    watch.due(0.0, {P0: 13, P1: 25}, blocked)
+    guard.admit(P1, 20)  # its last batch before every batch slot filled up
+    watch.due(1.0, {P0: 13, P1: 25}, blocked)
+    assert watch.due(30.0, {P0: 13, P1: 25}, blocked) == []
 
 
 def test_a_rebalance_or_a_suspended_flow_restarts_the_window() -> None:

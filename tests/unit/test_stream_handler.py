@@ -117,7 +117,9 @@ async def test_an_engine_error_for_one_event_sends_that_one_to_the_dlq() -> None
 async def test_database_down_retries_the_same_batch_until_it_commits() -> None:
     engine = FakeEngine([Unavailable("db down"), Unavailable("db down")])
     dlq = FakeDlq()
-    assert await handler(engine, dlq).handle([event("a", 0), event("b", 1)])
+    h = handler(engine, dlq)
+    assert await h.handle([event("a", 0), event("b", 1)])
+    assert h.retrying == 0  # committed: no longer waiting for the database
     assert len(engine.calls) == 3
     assert engine.calls[0] == engine.calls[1] == engine.calls[2]
     assert dlq.letters == []
@@ -128,9 +130,14 @@ async def test_database_down_while_stopping_gives_the_batch_up_unacked() -> None
     engine = FakeEngine([Unavailable("db down")] * 1000)
     h = handler(engine, FakeDlq(), stopping)
     task = asyncio.create_task(h.handle([event("a", 0)]))
+    assert h.retrying == 0
+    await engine.called.wait()
+    engine.called.clear()
     await engine.called.wait()  # the database is down: the handler is retrying the batch
+    assert h.retrying == 1  # what holds the stall watch (streams/worker.py)
     stopping.set()
     assert await asyncio.wait_for(task, 1) is False
+    assert h.retrying == 0  # given up: no longer waiting
     assert await h.handle([event("b", 1)]) is False  # nothing new starts once stopping
 
 
