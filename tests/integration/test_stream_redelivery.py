@@ -13,6 +13,7 @@ import dataclasses
 import json
 import uuid
 from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
 from typing import Any
 
 import pytest
@@ -58,21 +59,26 @@ class WatchedEngine:
         return getattr(self._engine, name)
 
 
-@pytest.fixture
-async def isolated(settings: Settings) -> AsyncIterator[tuple[Settings, Container]]:
-    """Topics and a consumer group of this test's own, one partition."""
+@asynccontextmanager
+async def one_partition(
+    settings: Settings, **changes: Any
+) -> AsyncIterator[tuple[Settings, Container]]:
+    """Topics and a consumer group of their own, one partition, 10 units of ``SKU``."""
     own = settings.isolated(
-        uuid.uuid4().hex[:8],
-        topic_partitions=1,
-        broker_commit_interval_s=0.2,
-        # the restarted worker gets the partition once the stopped one's session expired
-        broker_session_timeout_s=3.0,
+        uuid.uuid4().hex[:8], topic_partitions=1, broker_commit_interval_s=0.2, **changes
     )
     async with build(own) as container:
         await container.engine.update_stock(
-            UpdateStock(Sku(SKU), "default", StockOperation.SET, 10, "redelivery test")
+            UpdateStock(Sku(SKU), "default", StockOperation.SET, 10, "stream test")
         )
         yield own, container
+
+
+@pytest.fixture
+async def isolated(settings: Settings) -> AsyncIterator[tuple[Settings, Container]]:
+    # the restarted worker gets the partition once the stopped one's session expired
+    async with one_partition(settings, broker_session_timeout_s=3.0) as own:
+        yield own
 
 
 async def send_created(settings: Settings, order: str) -> int:

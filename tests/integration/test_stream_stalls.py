@@ -5,22 +5,19 @@ it back, where the offset guard alone would wait for a later record that never c
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
 from prometheus_client import REGISTRY
 
-from service.bootstrap import Container, build
+from service.bootstrap import Container
 from service.config import Settings
-from service.domain.commands import UpdateStock
-from service.domain.values import Sku, StockOperation
 from streams.worker import StreamWorker
 from tests.integration.test_stream_redelivery import (
-    SKU,
     WITHIN_S,
     committed_past,
+    one_partition,
     order_states,
     send_created,
 )
@@ -33,18 +30,8 @@ STALL_S = 1.0
 
 @pytest.fixture
 async def isolated(settings: Settings) -> AsyncIterator[tuple[Settings, Container]]:
-    """Topics and a consumer group of this test's own, one partition, a short stall window."""
-    own = settings.isolated(
-        uuid.uuid4().hex[:8],
-        topic_partitions=1,
-        broker_commit_interval_s=0.2,
-        consumer_stall_s=STALL_S,
-    )
-    async with build(own) as container:
-        await container.engine.update_stock(
-            UpdateStock(Sku(SKU), "default", StockOperation.SET, 10, "stall test")
-        )
-        yield own, container
+    async with one_partition(settings, consumer_stall_s=STALL_S) as own:
+        yield own
 
 
 def stall_seeks() -> float:
