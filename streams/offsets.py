@@ -29,7 +29,8 @@ guards, without trusting Faust's bookkeeping:
   although its agent was free to take more, is sought back to the expected offset.
 
 Pure bookkeeping: no Kafka, no Faust. ``streams/kafka_transport.py`` wires it into the
-consumer (seeks, commits) and ``streams/agents.py`` into the order agents (admit, settle).
+consumer (seeks, commits), ``streams/agents.py`` into the order agents (admit, settle) and
+``streams/worker.py`` runs the ``StallWatch`` once a second.
 """
 
 from __future__ import annotations
