@@ -166,9 +166,7 @@ class StreamWorker:
         assert self.app is not None
         consumer: Any = self.app.consumer
         guard = watch.guard
-        highwaters: dict[Partition, int | None] = {
-            tp: consumer.highwater(tp) for tp in consumer.assignment() if guard.guards(tp.topic)
-        }
+        highwaters = self._order_highwaters()
         runners = self._runners
         for tp, offset in watch.due(now, highwaters, lambda topic: runners[topic].blocked):
             if guard.expected(tp) != offset:  # it moved meanwhile
@@ -225,6 +223,13 @@ class StreamWorker:
             lag,
         )
 
+    def _order_highwaters(self) -> dict[Partition, int | None]:
+        """The log end of every assigned order partition (None until a fetch reported it)."""
+        assert self.app is not None
+        consumer: Any = self.app.consumer
+        labels = self._topic_labels
+        return {tp: consumer.highwater(tp) for tp in consumer.assignment() if tp.topic in labels}
+
     def update_lag(self) -> int:
         """Set the consumer lag gauge per order topic; returns the total."""
         if self.app is None:
@@ -233,10 +238,7 @@ class StreamWorker:
         per_topic: dict[str, int] = defaultdict(int)
         consumer: Any = self.app.consumer
         with contextlib.suppress(Exception):
-            for tp in consumer.assignment():
-                if tp.topic not in labels:
-                    continue
-                highwater = consumer.highwater(tp)
+            for tp, highwater in self._order_highwaters().items():
                 position = consumer._committed_offset.get(tp)  # no public API for it
                 if highwater is not None:
                     per_topic[labels[tp.topic]] += max(highwater - (position or 0), 0)
