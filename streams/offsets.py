@@ -255,3 +255,19 @@ class StallWatch:
             watched[tp] = seen
         self._watched = watched  # partitions no longer assigned are forgotten
         return watched, moved
+
+
+def lag_by_label(
+    log_ends: Mapping[Partition, int | None],
+    committed: Mapping[Partition, int | None],
+    labels: Mapping[str, str],
+) -> dict[str, int]:
+    """Records between each partition's committed offset and its log end, summed per topic
+    label: every label appears, 0 when none of its partitions is assigned. A partition whose
+    log end no fetch has reported yet counts 0; one with nothing committed counts from 0."""
+    lag = dict.fromkeys(labels.values(), 0)
+    for tp, end in log_ends.items():
+        label = labels.get(tp.topic)
+        if label is not None and end is not None:
+            lag[label] += max(end - (committed.get(tp) or 0), 0)
+    return lag

@@ -12,7 +12,6 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections import defaultdict
 from typing import TYPE_CHECKING, Any
 
 import faust
@@ -25,7 +24,7 @@ from streams.agents import BatchRunner, TopicDeadLetterSink, register_order_agen
 from streams.app import check_topic_layout, create_app, ensure_topics
 from streams.expiry.agent import ExpiryAgent, register_expiry
 from streams.handler import OrderEventHandler
-from streams.offsets import OffsetGuard, Partition, StallWatch
+from streams.offsets import OffsetGuard, Partition, StallWatch, lag_by_label
 from streams.outbox import OutboxRelay
 from streams.records import KIND_LABELS, TopicKinds
 from streams.warmer import register_warmer
@@ -37,6 +36,9 @@ log = logging.getLogger(__name__)
 
 SUMMARY_INTERVAL_S = 10.0
 STALL_TICK_S = 1.0  # how often the order partitions are looked at for a standstill
+# the consumer lag gauge's labels of the topics that are not order topics (their default names)
+RESERVATIONS_LABEL = "inventory-reservations"
+STOCK_CHANGED_LABEL = "stock-changed"
 
 
 class StreamWorker:
@@ -51,6 +53,9 @@ class StreamWorker:
         self._container = container
         kinds = TopicKinds.from_settings(settings).pairs()
         self._topic_labels = {name: KIND_LABELS[kind] for kind, name in kinds}
+        # every topic whose consumer lag is reported: the order topics, and those of the
+        # expiry agent and the cache warmer (``_start`` adds them), which can fall behind too
+        self._lag_labels = dict(self._topic_labels)
         self._summary_interval_s = summary_interval_s
         self._stopping = asyncio.Event()
         self.app: faust.App | None = None
@@ -97,7 +102,9 @@ class StreamWorker:
         self._runners = register_order_agents(app, settings, guard, self.handler)
         if self._container.cache is not None:
             register_warmer(app, settings.topic_stock_changed, self._container.cache)
+            self._lag_labels[settings.topic_stock_changed] = STOCK_CHANGED_LABEL
         self.expiry = register_expiry(app, settings, self._container.engine)
+        self._lag_labels[settings.topic_reservations] = RESERVATIONS_LABEL
         self.sweeper = ExpirySweeper(settings, self._container.db, self._container.engine)
         await self.relay.start()
         await self.expiry.start()
@@ -208,11 +215,13 @@ class StreamWorker:
         assert self.handler is not None
         events, outcomes = self.handler.tally.take()
         lag = self.update_lag()
-        if not events and not lag:
+        order_lag = sum(lag.get(label, 0) for label in self._topic_labels.values())
+        expiry_lag = lag.get(RESERVATIONS_LABEL, 0)
+        if not events and not order_lag and not expiry_lag:
             return
         log.info(
             "stream: %.0f events/s, reserved %d, rejected %d, committed %d, released %d, "
-            "duplicates %d, dlq %d, lag %d",
+            "duplicates %d, dlq %d, lag %d, expiry lag %d",
             events / elapsed if elapsed > 0 else 0.0,
             outcomes["reserved"],
             outcomes["rejected"],
@@ -220,7 +229,8 @@ class StreamWorker:
             outcomes["released"],
             outcomes["duplicate"],
             outcomes["dlq"],
-            lag,
+            order_lag,
+            expiry_lag,
         )
 
     def _order_highwaters(self) -> dict[Partition, int | None]:
@@ -230,21 +240,20 @@ class StreamWorker:
         labels = self._topic_labels
         return {tp: consumer.highwater(tp) for tp in consumer.assignment() if tp.topic in labels}
 
-    def update_lag(self) -> int:
-        """Set the consumer lag gauge per order topic; returns the total."""
+    def update_lag(self) -> dict[str, int]:
+        """Set the consumer lag gauge of every topic the worker consumes (the order topics, the
+        expiry agent's results, the warmer's stock changes); returns it by label."""
         if self.app is None:
-            return 0
-        labels = self._topic_labels
-        per_topic: dict[str, int] = defaultdict(int)
+            return {}
+        lag = dict.fromkeys(self._lag_labels.values(), 0)
         consumer: Any = self.app.consumer
         with contextlib.suppress(Exception):
-            for tp, highwater in self._order_highwaters().items():
-                position = consumer._committed_offset.get(tp)  # no public API for it
-                if highwater is not None:
-                    per_topic[labels[tp.topic]] += max(highwater - (position or 0), 0)
-        for label in labels.values():
-            metrics.CONSUMER_LAG.labels(topic=label).set(per_topic.get(label, 0))
-        return sum(per_topic.values())
+            log_ends = {tp: consumer.highwater(tp) for tp in consumer.assignment()}
+            committed = consumer._committed_offset  # no public API for it
+            lag = lag_by_label(log_ends, committed, self._lag_labels)
+        for label, value in lag.items():
+            metrics.CONSUMER_LAG.labels(topic=label).set(value)
+        return lag
 
 
 async def _cancelled(task: asyncio.Task[None]) -> None:
