@@ -117,6 +117,23 @@ def target_rows(results: Results) -> list[str]:
     return rows
 
 
+def sustained_lines(pipeline: dict[str, Any]) -> list[str]:
+    """The pipeline's second round, right behind the measured one (``bench/pipeline.py``)."""
+    rate, ratio = pipeline.get("sustained_orders_per_s"), pipeline.get("sustained_ratio")
+    if rate is None or ratio is None:
+        return []
+    cpu = number(pipeline.get("sustained_worker_cpu_us_per_order"))
+    first_cpu = number(pipeline.get("worker_cpu_us_per_order"))
+    return [
+        f"The pipeline's sustained round, right behind the measured one: {number(rate)} orders/s,",
+        f"{number(ratio)} times the seed design, {cpu} µs of worker CPU per order against",
+        f"{first_cpu} in the measured round: it also does what the measured round's expiry agent",
+        'left behind (docs/architecture.md, "A burst defers the expiry agent\'s work"). Issue',
+        "19's target is the measured round's.",
+        "",
+    ]
+
+
 def figure_rows(record: dict[str, Any]) -> list[str]:
     scalars = {k: v for k, v in record.items() if k != "bench" and not isinstance(v, dict | list)}
     return [f"| {k} | {number(v)} |" for k, v in scalars.items()]
@@ -262,6 +279,7 @@ def render(results: Results, plots: dict[str, bool]) -> str:
         "",
         *target_rows(results),
         "",
+        *sustained_lines(results.get("pipeline", {})),
         "## Orders/s against concurrency",
         "",
     ]

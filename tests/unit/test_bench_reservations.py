@@ -61,13 +61,21 @@ def test_the_engine_bench_sweeps_concurrency_against_the_seed_design() -> None:
 
 
 @pytest.mark.stack
-def test_the_pipeline_bench_reports_the_baseline_and_the_worker_rss() -> None:
+def test_the_pipeline_bench_reports_the_baseline_the_sustained_round_and_the_worker() -> None:
     line = bench(
         "bench/pipeline.py", "--orders", "200", "--warmup", "50", "--baseline-seconds", "1"
     )
     assert line["bench"] == "pipeline"
-    assert BASELINE_KEYS | {"orders_per_s", "worker_peak_rss_mb"} <= set(line)
+    assert BASELINE_KEYS | {
+        "orders_per_s",
+        "worker_peak_rss_mb",
+        "sustained_orders_per_s",
+        "sustained_ratio",
+    } <= set(line)
     assert line["reserved"] == 200
+    assert line["sustained_orders_per_s"] > 0
+    assert line["worker_cpu_us_per_order"] > 0
+    assert line["sustained_worker_cpu_us_per_order"] > 0
 
 
 @pytest.mark.stack
