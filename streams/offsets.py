@@ -27,10 +27,13 @@ guards, without trusting Faust's bookkeeping:
   on a partition that then goes quiet, would wait for the next rebalance. A partition whose
   log end is past its expected offset, and whose expected offset stood still for a while
   although its agent was free to take more, is sought back to the expected offset.
+- **How far behind** (``lag_by_label``): the records between each partition's committed
+  offset and its log end, per topic, for the consumer lag gauge of every topic a worker
+  consumes (the order topics, the expiry agent's, the cache warmer's).
 
 Pure bookkeeping: no Kafka, no Faust. ``streams/kafka_transport.py`` wires it into the
 consumer (seeks, commits), ``streams/agents.py`` into the order agents (admit, settle) and
-``streams/worker.py`` runs the ``StallWatch`` once a second.
+``streams/worker.py`` runs the ``StallWatch`` once a second and sets the lag gauge.
 """
 
 from __future__ import annotations
