@@ -173,7 +173,7 @@ class StreamWorker:
         assert self.app is not None
         consumer: Any = self.app.consumer
         guard = watch.guard
-        highwaters = self._order_highwaters()
+        highwaters = self._log_ends()  # the watch looks at the guarded ones only
         runners = self._runners
         for tp, offset in watch.due(now, highwaters, lambda topic: runners[topic].blocked):
             if guard.expected(tp) != offset:  # it moved meanwhile
@@ -233,12 +233,11 @@ class StreamWorker:
             expiry_lag,
         )
 
-    def _order_highwaters(self) -> dict[Partition, int | None]:
-        """The log end of every assigned order partition (None until a fetch reported it)."""
+    def _log_ends(self) -> dict[Partition, int | None]:
+        """The log end of every assigned partition (None until a fetch reported it)."""
         assert self.app is not None
         consumer: Any = self.app.consumer
-        labels = self._topic_labels
-        return {tp: consumer.highwater(tp) for tp in consumer.assignment() if tp.topic in labels}
+        return {tp: consumer.highwater(tp) for tp in consumer.assignment()}
 
     def update_lag(self) -> dict[str, int]:
         """Set the consumer lag gauge of every topic the worker consumes (the order topics, the
@@ -248,9 +247,8 @@ class StreamWorker:
         lag = dict.fromkeys(self._lag_labels.values(), 0)
         consumer: Any = self.app.consumer
         with contextlib.suppress(Exception):
-            log_ends = {tp: consumer.highwater(tp) for tp in consumer.assignment()}
             committed = consumer._committed_offset  # no public API for it
-            lag = lag_by_label(log_ends, committed, self._lag_labels)
+            lag = lag_by_label(self._log_ends(), committed, self._lag_labels)
         for label, value in lag.items():
             metrics.CONSUMER_LAG.labels(topic=label).set(value)
         return lag
