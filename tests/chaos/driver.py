@@ -36,7 +36,7 @@ import time
 import urllib.request
 import uuid
 from collections import Counter, defaultdict
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
@@ -48,7 +48,7 @@ from aiokafka.errors import KafkaError
 from grpc_status import rpc_status
 from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from service.api.generated import inventory_pb2 as pb
 from service.api.generated import inventory_pb2_grpc as pb_grpc
@@ -644,6 +644,20 @@ class RpcLoad:
 # -- waiting and auditing -------------------------------------------------------------------
 
 
+@contextlib.asynccontextmanager
+async def snapshot(db: AsyncEngine) -> AsyncIterator[AsyncConnection]:
+    """A connection whose reads all see one snapshot (REPEATABLE READ, read only).
+
+    An audit reads several tables while the pruner (``PRUNING``) may still be running: read in
+    separate snapshots, an order pruned between the read of ``orders`` and that of
+    ``reservations`` is in the ledger with no lines (the pruner's one statement moves both)."""
+    async with db.connect() as conn:
+        conn = await conn.execution_options(isolation_level="REPEATABLE READ")
+        async with conn.begin():
+            await conn.execute(text("SET TRANSACTION READ ONLY"))
+            yield conn
+
+
 async def scalar(db: AsyncEngine, sql: str, **params: Any) -> Any:
     async with db.connect() as conn:
         return (await conn.execute(text(sql), params)).scalar_one()
@@ -743,7 +757,7 @@ async def audit(
     rpcs: Sequence[RpcLoad] = (),
 ) -> Audit:
     problems = list(await check(db, whole_history=settings.movement_retention is None))
-    async with db.connect() as conn:
+    async with snapshot(db) as conn:
         ledger = dict((await conn.execute(text("SELECT order_id, state FROM orders"))).all())
         # an order pruned by retention is its tombstone's final state, holding nothing
         pruned = dict(
@@ -864,7 +878,7 @@ async def oversold(db: AsyncEngine) -> list[str]:
 
     Shipped is what the COMMIT movements took: the committed lines of orders pruned by
     retention are gone, so the committed lines left may only be fewer."""
-    async with db.connect() as conn:
+    async with snapshot(db) as conn:
         received: Counter[str] = Counter()
         sets: Counter[str] = Counter()
         committed: Counter[str] = Counter()

@@ -21,6 +21,7 @@ from service.domain.values import OrderState, Sku
 from service.invariants import check
 from service.pruner import Pruner, RoundReport, pruner_database
 from service.queries import StockQueries
+from tests.chaos.driver import snapshot
 from tests.integration.test_engine import put_stock, reserve
 
 pytestmark = pytest.mark.stack
@@ -256,3 +257,26 @@ async def test_a_vacuum_after_pruning_keeps_the_tables_size_and_takes_no_exclusi
     await pruner_conn.execute("SELECT pg_stat_force_next_flush()")  # the dead rows counted now
     assert "order_tombstones" in await prune_sql.vacuum_churned(pruner_conn)
     assert (await values(container, size))[0] == before > 0
+
+
+async def test_an_audit_snapshot_keeps_an_order_with_its_lines_while_the_pruner_runs(
+    container: Container, settings: Settings, pruner_conn: asyncpg.Connection
+) -> None:
+    """The chaos audit reads orders, tombstones and lines in one snapshot: a prune that commits
+    between two of its reads (`make bench`'s load once saw nine COMMITTED orders "holding
+    nothing" that way) shows it neither."""
+    await put_stock(container, "p", 10)
+    await place(container, "paid", 2)
+    await container.engine.commit(Commit("paid", Source.STREAM, event_id="paid-paid"))
+    await age(container, "UPDATE orders SET updated_at = now() - interval '31 days'")
+
+    async with snapshot(container.db) as conn:
+        orders = (await conn.execute(text("SELECT order_id, state FROM orders"))).all()
+        assert (await prune(settings, pruner_conn)).pruned["orders"] == 1
+        tombstones = (await conn.execute(text("SELECT order_id FROM order_tombstones"))).all()
+        lines = (await conn.execute(text("SELECT order_id, status FROM reservations"))).all()
+
+    assert [tuple(row) for row in orders] == [("paid", "COMMITTED")]
+    assert tombstones == []
+    assert [tuple(row) for row in lines] == [("paid", "COMMITTED")]
+    assert await values(container, "SELECT order_id FROM order_tombstones") == ["paid"]
