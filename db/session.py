@@ -13,7 +13,7 @@ from dataclasses import dataclass, replace
 
 import asyncpg
 from sqlalchemy.engine import make_url
-from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,6 +62,17 @@ def create_engine(database: Database) -> AsyncEngine:
 # sequential scans off, for itself only (SET LOCAL: the pool's readers keep them), in the
 # BEGIN's own round trip (the simple protocol takes both statements at once).
 BEGIN_BATCH = "BEGIN; SET LOCAL enable_seqscan = off"
+
+
+@asynccontextmanager
+async def snapshot(db: AsyncEngine) -> AsyncIterator[AsyncConnection]:
+    """A transaction whose reads all see one snapshot (REPEATABLE READ), for whatever reads
+    several tables and compares them while others write: under READ COMMITTED each statement
+    reads its own, and a commit between two of them (the pruner's, say) shows half of it."""
+    async with db.connect() as conn:
+        conn = await conn.execution_options(isolation_level="REPEATABLE READ")
+        async with conn.begin():
+            yield conn
 
 
 @asynccontextmanager

@@ -25,6 +25,7 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from db import invariant_sql as sql
+from db.session import snapshot
 from service import metrics
 from service.domain.values import Levels
 
@@ -63,10 +64,8 @@ async def check(db: AsyncEngine, *, whole_history: bool = True) -> list[str]:
     its oldest retained movement's figures, a stock with none retained is not replayed, and
     stock alerts are not matched with their movements (which may be pruned first).
     """
-    async with db.connect() as conn:
-        conn = await conn.execution_options(isolation_level="REPEATABLE READ")
-        async with conn.begin():
-            problems = await find_all(conn, whole_history=whole_history)
+    async with snapshot(db) as conn:
+        problems = await find_all(conn, whole_history=whole_history)
     metrics.INVARIANT_VIOLATIONS.set(len(problems))
     return [problem.text for problem in problems]
 

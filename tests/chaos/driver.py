@@ -36,7 +36,7 @@ import time
 import urllib.request
 import uuid
 from collections import Counter, defaultdict
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
@@ -48,8 +48,9 @@ from aiokafka.errors import KafkaError
 from grpc_status import rpc_status
 from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncEngine
 
+from db.session import snapshot
 from service.api.generated import inventory_pb2 as pb
 from service.api.generated import inventory_pb2_grpc as pb_grpc
 from service.config import Settings
@@ -642,20 +643,6 @@ class RpcLoad:
 
 
 # -- waiting and auditing -------------------------------------------------------------------
-
-
-@contextlib.asynccontextmanager
-async def snapshot(db: AsyncEngine) -> AsyncIterator[AsyncConnection]:
-    """A connection whose reads all see one snapshot (REPEATABLE READ, read only).
-
-    An audit reads several tables while the pruner (``PRUNING``) may still be running: read in
-    separate snapshots, an order pruned between the read of ``orders`` and that of
-    ``reservations`` is in the ledger with no lines (the pruner's one statement moves both)."""
-    async with db.connect() as conn:
-        conn = await conn.execution_options(isolation_level="REPEATABLE READ")
-        async with conn.begin():
-            await conn.execute(text("SET TRANSACTION READ ONLY"))
-            yield conn
 
 
 async def scalar(db: AsyncEngine, sql: str, **params: Any) -> Any:

@@ -13,6 +13,7 @@ import pytest
 from sqlalchemy import text
 
 from db import audit_sql, partitions, prune_sql, session
+from db.session import snapshot
 from service.bootstrap import Container, build
 from service.config import Settings
 from service.domain.commands import Commit, Release, Source
@@ -21,7 +22,6 @@ from service.domain.values import OrderState, Sku
 from service.invariants import check
 from service.pruner import Pruner, RoundReport, pruner_database
 from service.queries import StockQueries
-from tests.chaos.driver import snapshot
 from tests.integration.test_engine import put_stock, reserve
 
 pytestmark = pytest.mark.stack
